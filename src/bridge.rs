@@ -1,0 +1,290 @@
+//! The bridge: one WebSocket session ⇄ one local byte stream, with exact half-close.
+//!
+//! Used by the gate (WebSocket ⇄ `127.0.0.1:{port}`) and by `arcgate connect` (WebSocket ⇄
+//! stdin/stdout). Owns the session-level rules of SPEC §2: binary frames carry raw bytes; a
+//! Close from the peer means "no more bytes from you" and becomes `shutdown(Write)` toward the
+//! local side; when the local side ends, we send our own Close; pings keep the peer honest;
+//! a stop signal (policy revocation, shutdown) closes with its code. Memory per session is
+//! bounded: one read buffer per direction, no queue on the data path.
+//!
+//! It does not decide policy or know where the local stream goes.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::ws::{CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsError, close};
+
+/// How a bridge behaves; the values come from `serve`/`connect` flags (SPEC §9).
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Which end of the WebSocket we are.
+    pub role: Role,
+    /// Ping the peer after this long without hearing from it; `None` never pings.
+    pub ping_interval: Option<Duration>,
+    /// Drop the peer after this many unanswered pings.
+    pub missed_pongs: u32,
+    /// Largest data frame accepted.
+    pub max_frame: u64,
+    /// Bytes read at a time from either side; also the largest frame we send.
+    pub buf_size: usize,
+    /// After we send Close, how long we wait for the peer's Close before dropping it.
+    pub close_timeout: Duration,
+}
+
+/// Why a session is being stopped from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The policy no longer allows it: close 1008 `connection not allowed`.
+    Revoked(String),
+    /// The process is shutting down: close 1001.
+    Shutdown,
+}
+
+/// Live byte counts, readable while the session runs.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes from the WebSocket peer to the local side.
+    pub from_peer: AtomicU64,
+    /// Bytes from the local side to the WebSocket peer.
+    pub to_peer: AtomicU64,
+}
+
+/// Who ended the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The WebSocket peer sent Close first (and, on the gate, the local side then ended).
+    Peer,
+    /// The local side ended first.
+    Local,
+    /// A [`Stop`] arrived.
+    Stopped(Stop),
+    /// The peer stopped answering pings.
+    PingTimeout,
+    /// The peer broke the protocol; we closed with the code in [`Outcome::sent`].
+    PeerError(String),
+    /// The WebSocket connection failed or ended without a Close.
+    ConnectionLost(String),
+    /// The local side failed.
+    LocalError(String),
+}
+
+/// How a session ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Who ended it.
+    pub closed_by: ClosedBy,
+    /// The Close we sent, if any.
+    pub sent: Option<u16>,
+    /// The peer's Close, if one arrived.
+    pub received: Option<CloseFrame>,
+}
+
+/// What the reading half tells the writing half.
+enum FromReader {
+    Ping(Bytes),
+    Closed(CloseFrame),
+    Failed(WsError),
+    LocalWriteFailed(std::io::Error),
+}
+
+/// Runs a session to its end. `stop` resolves when the session must end from outside.
+pub async fn run<S, LR, LW, F>(
+    ws_io: S,
+    leftover: &[u8],
+    mut local_r: LR,
+    local_w: LW,
+    cfg: &BridgeConfig,
+    stop: F,
+    counters: &Counters,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    LR: AsyncRead + Unpin,
+    LW: AsyncWrite + Unpin,
+    F: Future<Output = Stop>,
+{
+    let (ws_r, ws_w) = tokio::io::split(ws_io);
+    let mut reader =
+        FrameReader::new(ws_r, cfg.role, cfg.max_frame, cfg.buf_size).with_leftover(leftover);
+    let mut writer = FrameWriter::new(ws_w, cfg.role);
+    // Small and bounded: a peer flooding pings is slowed to the pace we send pongs.
+    let (tx, mut rx) = mpsc::channel::<FromReader>(4);
+    let heard = AtomicU64::new(0);
+
+    let reading = async {
+        let mut local_w = local_w;
+        let last = loop {
+            match reader.next().await {
+                Ok(Event::Data(d)) => {
+                    heard.fetch_add(1, Ordering::Relaxed);
+                    let n = d.len() as u64;
+                    let written = match local_w.write_all(d).await {
+                        Ok(()) => local_w.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = written {
+                        break FromReader::LocalWriteFailed(e);
+                    }
+                    counters.from_peer.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(Event::Ping(p)) => {
+                    heard.fetch_add(1, Ordering::Relaxed);
+                    if tx.send(FromReader::Ping(p)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Pong) => {
+                    heard.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Close(frame)) => {
+                    // Half-close: the peer sends no more; the local side hears EOF.
+                    let _ = local_w.shutdown().await;
+                    break FromReader::Closed(frame);
+                }
+                Err(e) => break FromReader::Failed(e),
+            }
+        };
+        let _ = tx.send(last).await;
+    };
+
+    let writing = async {
+        let mut buf = vec![0u8; HEADROOM + cfg.buf_size];
+        let mut stop = std::pin::pin!(stop);
+        let mut sent: Option<u16> = None;
+        let mut received: Option<CloseFrame> = None;
+        let mut reader_done = false;
+        let far_future = Instant::now() + Duration::from_secs(86400 * 365);
+        let mut close_deadline = far_future;
+        let period = cfg.ping_interval.unwrap_or(Duration::from_secs(86400));
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (mut last_heard, mut missed) = (0u64, 0u32);
+
+        let outcome = |closed_by, sent, received| Outcome {
+            closed_by,
+            sent,
+            received,
+        };
+        loop {
+            tokio::select! {
+                biased;
+                why = &mut stop, if sent.is_none() => {
+                    let (code, reason) = match &why {
+                        Stop::Revoked(_) => (close::POLICY, "connection not allowed"),
+                        Stop::Shutdown => (close::GOING_AWAY, "gate shutting down"),
+                    };
+                    let _ = writer.send_close(code, reason).await;
+                    return (outcome(ClosedBy::Stopped(why), Some(code), received), writer);
+                }
+                msg = rx.recv(), if !reader_done => match msg {
+                    Some(FromReader::Ping(p)) => {
+                        // No Pong after our Close (RFC 6455 §5.5.1).
+                        if sent.is_some() {
+                            continue;
+                        }
+                        if let Err(e) = writer.send_pong(&p).await {
+                            let lost = ClosedBy::ConnectionLost(e.to_string());
+                            return (outcome(lost, sent, received), writer);
+                        }
+                    }
+                    Some(FromReader::Closed(frame)) => {
+                        reader_done = true;
+                        received = Some(frame);
+                        if sent.is_some() {
+                            return (outcome(ClosedBy::Local, sent, received), writer);
+                        }
+                        if cfg.role == Role::Client {
+                            // The gate only closes once the service is gone: nothing more is
+                            // coming, so answer and end rather than wait for stdin.
+                            let _ = writer.send_close(close::NORMAL, "").await;
+                            return (outcome(ClosedBy::Peer, Some(close::NORMAL), received), writer);
+                        }
+                    }
+                    Some(FromReader::Failed(e)) => {
+                        let code = e.close_code();
+                        if let Some(code) = code {
+                            let _ = writer.send_close(code, &e.to_string()).await;
+                            let why = ClosedBy::PeerError(e.to_string());
+                            return (outcome(why, Some(code), received), writer);
+                        }
+                        let why = if sent.is_some() {
+                            ClosedBy::Local
+                        } else {
+                            ClosedBy::ConnectionLost(e.to_string())
+                        };
+                        return (outcome(why, sent, received), writer);
+                    }
+                    Some(FromReader::LocalWriteFailed(e)) => {
+                        let _ = writer.send_close(close::INTERNAL, "local connection failed").await;
+                        let why = ClosedBy::LocalError(e.to_string());
+                        return (outcome(why, Some(close::INTERNAL), received), writer);
+                    }
+                    None => reader_done = true,
+                },
+                r = local_r.read(&mut buf[HEADROOM..]), if sent.is_none() => match r {
+                    Ok(0) => {
+                        if let Err(e) = writer.send_close(close::NORMAL, "").await {
+                            let lost = ClosedBy::ConnectionLost(e.to_string());
+                            return (outcome(lost, sent, received), writer);
+                        }
+                        sent = Some(close::NORMAL);
+                        if received.is_some() {
+                            return (outcome(ClosedBy::Peer, sent, received), writer);
+                        }
+                        close_deadline = Instant::now() + cfg.close_timeout;
+                    }
+                    Ok(n) => {
+                        if let Err(e) = writer.send_binary(&mut buf, n).await {
+                            let lost = ClosedBy::ConnectionLost(e.to_string());
+                            return (outcome(lost, sent, received), writer);
+                        }
+                        counters.to_peer.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        let _ = writer.send_close(close::INTERNAL, "local connection failed").await;
+                        let why = ClosedBy::LocalError(e.to_string());
+                        return (outcome(why, Some(close::INTERNAL), received), writer);
+                    }
+                },
+                _ = tokio::time::sleep_until(close_deadline), if sent.is_some() => {
+                    // The peer never answered our Close: it is done as far as we care.
+                    return (outcome(ClosedBy::Local, sent, received), writer);
+                }
+                _ = ticker.tick(), if cfg.ping_interval.is_some() && !reader_done => {
+                    let now_heard = heard.load(Ordering::Relaxed);
+                    if now_heard != last_heard {
+                        (last_heard, missed) = (now_heard, 0);
+                    } else {
+                        if missed >= cfg.missed_pongs {
+                            return (outcome(ClosedBy::PingTimeout, sent, received), writer);
+                        }
+                        missed += 1;
+                        if let Err(e) = writer.send_ping(b"arcgate").await {
+                            let lost = ClosedBy::ConnectionLost(e.to_string());
+                            return (outcome(lost, sent, received), writer);
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    let reading = async {
+        reading.await;
+        std::future::pending::<()>().await
+    };
+    let (outcome, mut writer) = tokio::select! {
+        done = writing => done,
+        () = reading => unreachable!("the reading half never completes"),
+    };
+    // Best effort: flush our Close and end the write side (TLS close_notify); a peer that
+    // does not read cannot hold the session open past the close timeout.
+    let _ = tokio::time::timeout(cfg.close_timeout, writer.shutdown()).await;
+    outcome
+}

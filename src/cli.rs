@@ -1,0 +1,687 @@
+//! The command line: clap definitions and what each subcommand does with the library.
+//!
+//! This is the only module that binds sockets, installs signal handlers, reads the clock for
+//! tokens and prints to stdout; everything it calls takes those as arguments. Errors are
+//! returned typed; `main` turns them into exit codes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::bridge::BridgeConfig;
+use crate::client::{self, ClientError, ConnectOptions, LogFormat};
+use crate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
+use crate::live::{self, Paths};
+use crate::server::{self, Gate, GateOptions};
+use crate::store;
+use crate::tls::ClientTrust;
+use crate::token::{self, KeySet};
+
+/// arcgate: incoming SSH/RDP connections, decided by a local policy only this host's
+/// administrator can change.
+#[derive(Debug, Parser)]
+#[command(name = "arcgate", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gate: TLS WebSocket endpoint, policy, bridge to 127.0.0.1:PORT.
+    Serve(ServeArgs),
+    /// Show or change the local configuration (same keys and output as `azcmagent config`).
+    Config(ConfigArgs),
+    /// Extension rules (extensions.enabled / allowlist / blocklist).
+    Extension(ExtensionArgs),
+    /// Mint an access token from a key in the keys file.
+    Token(TokenArgs),
+    /// Connect stdin/stdout to a port on a host through its gate (an OpenSSH ProxyCommand).
+    #[command(after_help = CONNECT_EXIT_CODES)]
+    Connect(ConnectArgs),
+}
+
+const CONNECT_EXIT_CODES: &str = "\
+Exit codes:
+  0   the session ended normally
+  1   other error
+  2   bad arguments or input (URL, token, relay information)
+  3   403 connection not allowed: the host's policy refused
+  4   401 Unauthorized: the token was not accepted
+  5   404 Endpoint does not exist: the gate does not answer to that name
+  6   503: the local service is down, or the gate is overloaded or misconfigured
+  7   another HTTP answer (400, ...)
+  8   TLS failed: untrusted certificate or name mismatch
+  9   the gate could not be reached: DNS, refused, timeout
+  10  the session was established and then dropped or revoked";
+
+/// Where the configuration is.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigPathArg {
+    /// Configuration file [default: /var/opt/arcgate/localconfig.json as root, else
+    /// $XDG_CONFIG_HOME/arcgate/localconfig.json].
+    #[arg(
+        long = "config",
+        env = "ARCGATE_CONFIG",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigPathArg {
+    fn resolve(&self) -> PathBuf {
+        store::config_path(self.path.as_deref())
+    }
+}
+
+/// `arcgate serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM).
+    #[arg(long, default_value = "certs-dev/server.pem", value_name = "PEM")]
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long, default_value = "certs-dev/server-key.pem", value_name = "PEM")]
+    pub key: PathBuf,
+    /// The name this gate answers to in /$hc/{name} [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only accept tokens whose resource names this host.
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+    /// Keys file [default: keys.json beside the configuration file].
+    #[arg(long, value_name = "PATH")]
+    pub keys: Option<PathBuf>,
+    /// Ping a session's client after this long without hearing from it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Drop a client after this many unanswered pings.
+    #[arg(long, default_value_t = 3)]
+    pub missed_pongs: u32,
+    /// TCP accept, TLS and the HTTP request must finish within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// How long dialling the local service may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub dial_timeout: Duration,
+    /// Largest request head, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Largest WebSocket frame accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_frame_bytes: u64,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_sessions: usize,
+    /// Concurrent sessions from one IP address.
+    #[arg(long, default_value_t = 256)]
+    pub max_sessions_per_ip: usize,
+    /// On SIGTERM/SIGINT, how long sessions may continue before they are closed with 1001.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+/// `arcgate config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+/// `arcgate config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print every key and its value.
+    List {
+        /// JSON output.
+        #[arg(short, long)]
+        json: bool,
+    },
+    /// Print one key's value.
+    Get {
+        /// The key.
+        key: String,
+        /// JSON output.
+        #[arg(short, long)]
+        json: bool,
+    },
+    /// Set a key (lists: comma-separated; replaces the list unless --add/--remove).
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Add to a list key instead of replacing it.
+        #[arg(short, long, conflicts_with = "remove")]
+        add: bool,
+        /// Remove from a list key.
+        #[arg(short, long)]
+        remove: bool,
+    },
+    /// Put a key back to its default.
+    Clear {
+        /// The key.
+        key: String,
+    },
+    /// Describe the keys and their allowed values.
+    Info {
+        /// One key only.
+        key: Option<String>,
+    },
+}
+
+/// `arcgate extension`.
+#[derive(Debug, Args)]
+pub struct ExtensionArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ExtensionAction,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+/// `arcgate extension` actions.
+#[derive(Debug, Subcommand)]
+pub enum ExtensionAction {
+    /// Exit 0 if Publisher/Type may be installed, 1 if not; print why.
+    Check {
+        /// Publisher/Type.
+        name: String,
+    },
+}
+
+/// `arcgate token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The key to sign with.
+    #[arg(long, default_value = "default")]
+    pub key_name: String,
+    /// How long the token is valid (90s, 30m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// The resource [default: http://{host}/{name}/].
+    #[arg(long, value_name = "URL", conflicts_with_all = ["name", "host"])]
+    pub resource: Option<String>,
+    /// The gate name the token is for [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The host in the resource [default: the gate name].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Keys file [default: keys.json beside the configuration file].
+    #[arg(long, value_name = "PATH")]
+    pub keys: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+/// `arcgate connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Gate URL, wss://HOST:PORT/$hc/NAME (port optional; single-quote it for $hc). Optional with
+    /// -r or SSHPROXY_RELAY_INFO.
+    pub url: Option<String>,
+    /// Target port on the host.
+    #[arg(short, long, default_value_t = 22)]
+    pub port: u16,
+    /// Relay information file (base64 JSON, the agent's form).
+    #[arg(short = 'r', long = "relay-info", value_name = "FILE")]
+    pub relay_info: Option<PathBuf>,
+    /// The token (prefer --token-file: arguments are visible to other users).
+    #[arg(long, env = "ARCGATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust besides the system store; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+    /// Do not verify the gate's certificate (DANGEROUS; for diagnosis only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// TCP + TLS + WebSocket handshake deadline.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Ping the gate after this long without hearing from it (0 disables).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Diagnostics format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    token::parse_duration(s)
+}
+
+/// A usage error found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit status of a command that ran to completion without an error: `extension check`
+/// answers "no" with 1.
+pub type Status = u8;
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Status> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Config(args) => config(args),
+        Command::Extension(args) => extension(args),
+        Command::Token(args) => mint_token(args),
+        Command::Connect(args) => connect(args),
+    }
+}
+
+/// Sets up logging to stderr. `default` is the level when `RUST_LOG` is unset.
+pub fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+/// The host name: the default gate name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<Status> {
+    init_logging(args.log_format, "info");
+    let config_path = args.config.resolve();
+    let keys_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| store::keys_path_beside(&config_path));
+    let paths = Paths {
+        config: config_path.clone(),
+        keys: keys_path.clone(),
+    };
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    store::ensure_dir(dir)?;
+    if !config_path.exists() {
+        tracing::warn!(
+            config = %config_path.display(),
+            "no configuration file: using the defaults, where incomingconnections.ports is [] \
+             and allows nothing; allow SSH with: arcgate config set incomingconnections.ports 22"
+        );
+    }
+    if live::ensure_keys(&keys_path)? {
+        tracing::warn!(
+            keys = %keys_path.display(),
+            "created a keys file with one random key named 'default'; \
+             mint a token with: arcgate token --key-name default --ttl 1h"
+        );
+    }
+    let snapshot = live::load_initial(&paths)?;
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let tls = crate::tls::server_config(&args.cert, &args.key)?;
+    if args.cert.starts_with("certs-dev") || args.key.starts_with("certs-dev") {
+        tracing::warn!(
+            "USING THE DEVELOPMENT CERTIFICATES in certs-dev/: for development and tests only. \
+             Their CA is public; pass --cert and --key for real use"
+        );
+    }
+    let opts = GateOptions {
+        name: name.clone(),
+        public_host: args.public_host.clone(),
+        handshake_timeout: args.handshake_timeout,
+        max_header_bytes: args.max_header_bytes,
+        dial_timeout: args.dial_timeout,
+        max_sessions: args.max_sessions,
+        max_sessions_per_ip: args.max_sessions_per_ip,
+        shutdown_grace: args.shutdown_grace,
+        bridge: BridgeConfig {
+            role: crate::ws::Role::Server,
+            ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
+            missed_pongs: args.missed_pongs,
+            max_frame: args.max_frame_bytes,
+            // 64 KiB: the largest TLS-record-friendly chunk that keeps bulk transfers at a few
+            // syscalls per MiB; per session this is the whole data-path buffer each way.
+            buf_size: 64 * 1024,
+            // RFC 6455 leaves the wait for the peer's Close to the endpoint; 5 s is generous
+            // for any live peer and short enough not to hold dead ones.
+            close_timeout: Duration::from_secs(5),
+        },
+    };
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        tracing::info!(policy = %snapshot.summary(), config = %config_path.display(), "policy loaded");
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+        let gate = Gate::new(opts, rx);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watcher = {
+            let mut stop_rx = stop_rx.clone();
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            tokio::spawn(live::watch(paths, tx, stop))
+        };
+        // The line tests and scripts wait for: the address actually bound.
+        eprintln!("arcgate: listening on {local} as '{name}'");
+        tracing::info!(address = %local, name = %name, "gate listening");
+        let shutdown = shutdown_signal(stop_tx);
+        server::run(listener, tls, gate, shutdown).await;
+        match watcher.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "configuration watcher failed"),
+            Err(e) => tracing::error!(error = %e, "configuration watcher panicked"),
+            Ok(Ok(())) => {}
+        }
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal(stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the gate with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    stop.send_replace(true);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+}
+
+fn config(args: ConfigArgs) -> anyhow::Result<Status> {
+    let path = args.config.resolve();
+    match args.action {
+        ConfigAction::List { json } => {
+            let config = store::load_config(&path)?;
+            if json {
+                let settings: Vec<_> = KEYS
+                    .iter()
+                    .map(|k| serde_json::json!({"key": k.name(), "value": k.to_json(&config)}))
+                    .collect();
+                println!("{}", serde_json::json!({ "localsettings": settings }));
+            } else {
+                println!("Local Configuration Settings");
+                for key in KEYS {
+                    println!("{:<44}: {}", key.name(), key.display(&config));
+                }
+            }
+        }
+        ConfigAction::Get { key, json } => {
+            let key = Key::from_name(&key)?;
+            let config = store::load_config(&path)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key": key.name(), "value": key.to_json(&config)})
+                );
+            } else {
+                println!("{:<44}: {}", key.name(), key.display(&config));
+            }
+        }
+        ConfigAction::Set {
+            key,
+            value,
+            add,
+            remove,
+        } => {
+            let key = Key::from_name(&key)?;
+            let raw = Raw::from_cli(key, &value);
+            let change = match (add, remove) {
+                (true, _) => Change::Add(raw),
+                (_, true) => Change::Remove(raw),
+                _ => Change::Set(raw),
+            };
+            let updated = store::update_config(&path, key, &change)?;
+            println!(
+                "Config property {} set to value {} (previously {})",
+                key.name(),
+                key.display(&updated.after),
+                key.display(&updated.before)
+            );
+            if key == Key::Mode && updated.after.mode == crate::config::Mode::Monitor {
+                println!(
+                    "Monitor mode: incoming connections and guest configuration are disabled, \
+                     and extensions are limited to the monitoring allowlist"
+                );
+            }
+        }
+        ConfigAction::Clear { key } => {
+            let key = Key::from_name(&key)?;
+            let updated = store::update_config(&path, key, &Change::Clear)?;
+            println!(
+                "Config property {} cleared to its default {} (previously {})",
+                key.name(),
+                key.display(&updated.after),
+                key.display(&updated.before)
+            );
+        }
+        ConfigAction::Info { key } => {
+            let keys: Vec<Key> = match key {
+                Some(k) => vec![Key::from_name(&k)?],
+                None => KEYS.to_vec(),
+            };
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!("{}", key.name());
+                println!("  {}", key.description());
+                println!("  type: {}", if key.is_list() { "list" } else { "value" });
+                println!("  default: {}", key.default_display());
+                println!("  {}", key.allowed());
+                if key.locked_in_monitor() {
+                    println!("  cannot be changed while config.mode is monitor");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn extension(args: ExtensionArgs) -> anyhow::Result<Status> {
+    let path = args.config.resolve();
+    match args.action {
+        ExtensionAction::Check { name } => {
+            let name = ExtensionName::parse(&name).map_err(|why| ConfigError::InvalidValue {
+                key: "extension",
+                given: crate::config::shorten(&name),
+                allowed: why.to_string(),
+            })?;
+            let config = store::load_config(&path)?;
+            let verdict = crate::extension::check(&config, &name);
+            println!("{}", verdict.explain(&name));
+            Ok(if verdict.allowed() { 0 } else { 1 })
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn mint_token(args: TokenArgs) -> anyhow::Result<Status> {
+    let config_path = args.config.resolve();
+    let keys_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| store::keys_path_beside(&config_path));
+    let bytes = store::read_checked(&keys_path, store::Secrecy::Secret)?.ok_or_else(|| {
+        UsageError(format!(
+            "{} does not exist; `arcgate serve` creates it on first start",
+            keys_path.display()
+        ))
+    })?;
+    let keys =
+        KeySet::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", keys_path.display()))?;
+    let entry = keys.get(&args.key_name).ok_or_else(|| {
+        UsageError(format!(
+            "no key named '{}' in {}; keys there: {:?}",
+            args.key_name,
+            keys_path.display(),
+            keys.names()
+        ))
+    })?;
+    let resource = match args.resource {
+        Some(r) => r,
+        None => {
+            let name = args.name.unwrap_or_else(host_name);
+            let host = args.host.unwrap_or_else(|| name.clone());
+            token::resource_for(&host, &name)
+        }
+    };
+    let expiry = unix_now().saturating_add(args.ttl.as_secs());
+    println!(
+        "{}",
+        token::mint(&resource, &entry.name, entry.secret(), expiry)
+    );
+    Ok(0)
+}
+
+fn connect(args: ConnectArgs) -> anyhow::Result<Status> {
+    init_logging(args.log_format, "warn");
+    let format = args.log_format;
+    let shown_url = args.url.clone().unwrap_or_default();
+    let result = (|| -> Result<(), ClientError> {
+        let (url, mut token) = resolve_target(&args)?;
+        if let Some(file) = &args.token_file {
+            token = Some(client::read_token_file(file)?);
+        } else if args.token.is_some() {
+            token = args.token.clone();
+        }
+        if token.is_none() {
+            return Err(ClientError::Usage(
+                "no token: pass --token-file FILE, --token, ARCGATE_TOKEN or relay information \
+                 (mint one on the host with `arcgate token`)"
+                    .into(),
+            ));
+        }
+        if args.insecure {
+            eprintln!(
+                "arcgate: WARNING: --insecure: the gate's certificate is NOT verified; \
+                 anyone on the path can impersonate it"
+            );
+        }
+        let opts = ConnectOptions {
+            url,
+            port: args.port,
+            token,
+            trust: ClientTrust {
+                ca_files: args.ca.clone(),
+                insecure: args.insecure,
+            },
+            connect_timeout: args.connect_timeout,
+            ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Usage(format!("cannot start the runtime: {e}")))?;
+        let result = rt.block_on(async {
+            let tunnel = client::open(&opts).await?;
+            tunnel
+                .run(tokio::io::stdin(), tokio::io::stdout(), opts.ping_interval)
+                .await
+        });
+        // A blocking stdin read may still be pending; do not wait for it.
+        rt.shutdown_background();
+        result
+    })();
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) if format == LogFormat::Json => {
+            for line in e.json_lines(&shown_url) {
+                eprintln!("{line}");
+            }
+            Err(ReportedError(e).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An error already printed in the requested format; `main` only takes its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReportedError(pub ClientError);
+
+fn resolve_target(args: &ConnectArgs) -> Result<(String, Option<String>), ClientError> {
+    let relay_text = match (&args.relay_info, std::env::var("SSHPROXY_RELAY_INFO")) {
+        (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Usage(format!(
+                "cannot read relay information {}: {e}",
+                path.display()
+            ))
+        })?),
+        (None, Ok(env)) if args.url.is_none() && !env.trim().is_empty() => Some(env),
+        _ => None,
+    };
+    match (relay_text, &args.url) {
+        (Some(text), url) => {
+            let info = client::parse_relay_info(&text, unix_now())?;
+            Ok((url.clone().unwrap_or(info.url), Some(info.token)))
+        }
+        (None, Some(url)) => Ok((url.clone(), None)),
+        (None, None) => Err(ClientError::Usage(
+            "no gate URL: pass wss://HOST/$hc/NAME, -r RELAY_INFO_FILE or SSHPROXY_RELAY_INFO"
+                .into(),
+        )),
+    }
+}

@@ -1,0 +1,35 @@
+//! arcgate: an incoming-connection gatekeeper for managed hosts.
+//!
+//! Remote SSH and RDP sessions arrive as WebSocket connect requests over TLS; the gate decides
+//! each against a local policy only the host's administrator can change, and either refuses it
+//! (`403 connection not allowed`) or bridges it to the local service. The map:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the configuration keys, their types, defaults and the one value parser |
+//! | [`store`] | where the files live, who may own them, atomic writes |
+//! | [`policy`] | the pure allow/deny decision for a connection |
+//! | [`extension`] | the pure extension install rule |
+//! | [`token`] | SAS access tokens: format, keys file contents, verification |
+//! | [`request`] | the connect request: HTTP head → typed request, or 400 |
+//! | [`live`] | the snapshot in force and reloading it on change |
+//! | [`server`] | TLS accept, the answers table, sessions |
+//! | [`ws`] | WebSocket framing for the data path |
+//! | [`bridge`] | one session: WebSocket ⇄ local stream, half-close, pings, close codes |
+//! | [`client`] | `arcgate connect` |
+//! | [`tls`] | TLS configurations |
+//! | [`cli`] | the command line; the only place that binds sockets and handles signals |
+
+pub mod bridge;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod extension;
+pub mod live;
+pub mod policy;
+pub mod request;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod token;
+pub mod ws;

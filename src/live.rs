@@ -1,0 +1,181 @@
+//! The configuration and keys in force, and keeping them current while `serve` runs.
+//!
+//! Owns SPEC §4.4's reload rules: watch the files' *directory* (editors and `rename` replace
+//! the file), reload on `SIGHUP` too, swap the snapshot atomically, and fail closed — a file
+//! that stops parsing is logged loudly and leaves the gate refusing new connections until a
+//! valid one appears. Sessions subscribe to the snapshot to re-check themselves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, Key};
+use crate::store::{self, Secrecy, StoreError};
+use crate::token::KeySet;
+
+/// How long to let a burst of file events settle before reloading: editors write, rename and
+/// chmod in quick succession. Well inside SPEC §4.4's "in force within one second".
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Where the files are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The keys file.
+    pub keys: PathBuf,
+}
+
+/// What is in force. Errors are kept as text: they are only ever logged and reported.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The configuration, or why there is none usable.
+    pub config: Result<Arc<Config>, String>,
+    /// The keys, or why there are none usable.
+    pub keys: Result<Arc<KeySet>, String>,
+    /// Increases with every reload.
+    pub generation: u64,
+    /// When this snapshot was loaded.
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    /// One line describing the policy, for logs.
+    pub fn summary(&self) -> String {
+        match (&self.config, &self.keys) {
+            (Ok(c), Ok(k)) => format!(
+                "config.mode={} incomingconnections.enabled={} incomingconnections.ports={} keys={:?}",
+                Key::Mode.display(c),
+                Key::IncomingEnabled.display(c),
+                Key::IncomingPorts.display(c),
+                k.names()
+            ),
+            (Err(e), _) | (_, Err(e)) => format!("INVALID, refusing new connections: {e}"),
+        }
+    }
+}
+
+/// A startup failure: `serve` stops with it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration cannot be used.
+    #[error("cannot start with this configuration: {0}")]
+    Config(StoreError),
+    /// The keys file cannot be used.
+    #[error("cannot start with this keys file: {0}")]
+    Keys(String),
+}
+
+fn load_keys(path: &Path) -> Result<KeySet, String> {
+    match store::read_checked(path, Secrecy::Secret) {
+        Ok(Some(bytes)) => {
+            KeySet::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Ok(None) => Err(format!(
+            "{} does not exist; no token can be checked",
+            path.display()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Creates the keys file with one random 256-bit key named `default` if it does not exist.
+/// Returns whether it did.
+pub fn ensure_keys(path: &Path) -> Result<bool, StoreError> {
+    if path.exists() {
+        return Ok(false);
+    }
+    store::ensure_dir(path.parent().unwrap_or(Path::new(".")))?;
+    store::write_atomic(path, &KeySet::generate_json("default"), 0o600)?;
+    Ok(true)
+}
+
+/// Loads both files strictly: any error stops `serve` (SPEC §4.4).
+pub fn load_initial(paths: &Paths) -> Result<Snapshot, StartupError> {
+    let config = store::load_config(&paths.config).map_err(StartupError::Config)?;
+    let keys = load_keys(&paths.keys).map_err(StartupError::Keys)?;
+    Ok(Snapshot {
+        config: Ok(Arc::new(config)),
+        keys: Ok(Arc::new(keys)),
+        generation: 0,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+fn reload(paths: &Paths, generation: u64) -> Snapshot {
+    Snapshot {
+        config: store::load_config(&paths.config)
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
+        keys: load_keys(&paths.keys).map(Arc::new),
+        generation,
+        loaded_at: SystemTime::now(),
+    }
+}
+
+/// Watches the files' directory and `SIGHUP`, publishing a new snapshot on every change,
+/// until `shutdown` resolves. Returns an error only if the watch cannot be set up.
+pub async fn watch(
+    paths: Paths,
+    tx: watch::Sender<Arc<Snapshot>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), notify::Error> {
+    use notify::Watcher as _;
+    let (kick_tx, mut kick_rx) = mpsc::channel::<()>(1);
+    let names: Vec<_> = [&paths.config, &paths.keys]
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let kick = kick_tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(ev) => ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n))),
+            // A watcher error (queue overflow) may hide a change: reload to be sure.
+            Err(_) => true,
+        };
+        if relevant {
+            // Full means a reload is already pending, which will see this change too.
+            let _ = kick.try_send(());
+        }
+    })?;
+    let dir = paths.config.parent().unwrap_or(Path::new("."));
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    let keys_dir = paths.keys.parent().unwrap_or(Path::new("."));
+    if keys_dir != dir {
+        watcher.watch(keys_dir, notify::RecursiveMode::NonRecursive)?;
+    }
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(notify::Error::io)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut generation = tx.borrow().generation;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            Some(()) = kick_rx.recv() => tokio::time::sleep(SETTLE).await,
+            Some(()) = hup.recv() => tracing::info!("SIGHUP: reloading configuration"),
+        }
+        // Drain a kick that arrived while settling: this reload covers it.
+        let _ = kick_rx.try_recv();
+        generation += 1;
+        let next = reload(&paths, generation);
+        let before = tx.borrow().summary();
+        let after = next.summary();
+        if next.config.is_err() || next.keys.is_err() {
+            tracing::error!(
+                config = %paths.config.display(),
+                problem = %after,
+                "configuration reload FAILED: refusing new connections until the files are valid"
+            );
+        } else if before != after {
+            tracing::info!(policy = %after, "configuration reloaded");
+        } else {
+            tracing::debug!(policy = %after, "configuration unchanged");
+        }
+        tx.send_replace(Arc::new(next));
+    }
+}

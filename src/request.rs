@@ -1,0 +1,349 @@
+//! The connect request of SPEC §2: from an HTTP request head to a typed [`ConnectRequest`].
+//!
+//! Pure: no I/O. Checks that the request is a WebSocket upgrade (RFC 6455 §4.2.1), takes the
+//! gate name from `/$hc/{name}[/suffix]`, and reads `sb-hc-action`, `sb-hc-id`, `port` and the
+//! token. Anything malformed is a [`RequestError`] (`400`). Whether the name is ours, the token
+//! valid or the port allowed is decided later, by the server, the token check and the policy.
+
+use hyper::http::{HeaderMap, Method, Version, header, request::Parts};
+use percent_encoding::percent_decode_str;
+
+use crate::config::{Port, parse_port, shorten};
+
+/// The port a request reaches when it names none.
+pub const DEFAULT_PORT: u16 = 22;
+/// Longest `sb-hc-id` accepted (SPEC §2).
+pub const MAX_ID_LEN: usize = 64;
+/// Longest gate name accepted: a DNS name's limit.
+pub const MAX_NAME_LEN: usize = 253;
+/// Header the agent's clients put the token in.
+pub const SB_AUTH_HEADER: &str = "servicebusauthorization";
+
+/// A well-formed connect request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// The gate name the request is for.
+    pub name: String,
+    /// The client's tracking id, or one we made.
+    pub id: String,
+    /// Whether `id` was made by us.
+    pub id_generated: bool,
+    /// Target port on this host.
+    pub port: Port,
+    /// The token, from the first place that has one.
+    pub token: Option<String>,
+    /// `Sec-WebSocket-Key`, for the `101` answer.
+    pub ws_key: String,
+}
+
+/// Why a request is malformed (`400 Bad Request`). The text is the response body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not a WebSocket upgrade.
+    #[error("not a WebSocket upgrade: {0}")]
+    NotWebSocket(&'static str),
+    /// The path is not `/$hc/{name}[/suffix]`.
+    #[error("bad path: {0}; expected /$hc/NAME")]
+    BadPath(&'static str),
+    /// `sb-hc-action` is not `connect`.
+    #[error("bad sb-hc-action '{0}'; expected connect")]
+    BadAction(String),
+    /// `port` is not a port.
+    #[error("bad port '{given}': {why}")]
+    BadPort {
+        /// What was given.
+        given: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// `sb-hc-id` is unusable.
+    #[error("bad sb-hc-id: {0}")]
+    BadId(&'static str),
+    /// A parameter appears twice.
+    #[error("query parameter '{0}' appears more than once")]
+    Duplicate(&'static str),
+    /// The query is not valid percent-encoded UTF-8.
+    #[error("the query string is not valid UTF-8 after decoding")]
+    BadQuery,
+}
+
+/// Parses a request head into a connect request.
+pub fn parse(head: &Parts) -> Result<ConnectRequest, RequestError> {
+    let ws_key = check_upgrade(head)?;
+    let name = parse_path(head.uri.path())?;
+    let mut action = None;
+    let mut id = None;
+    let mut port = None;
+    let mut query_token = None;
+    for (k, v) in query_pairs(head.uri.query().unwrap_or(""))? {
+        let (slot, label) = match k.as_str() {
+            "sb-hc-action" => (&mut action, "sb-hc-action"),
+            "sb-hc-id" => (&mut id, "sb-hc-id"),
+            "port" => (&mut port, "port"),
+            "sb-hc-token" => (&mut query_token, "sb-hc-token"),
+            _ => continue,
+        };
+        if slot.replace(v).is_some() {
+            return Err(RequestError::Duplicate(label));
+        }
+    }
+    match action.as_deref() {
+        Some("connect") => {}
+        Some(other) => return Err(RequestError::BadAction(shorten(other))),
+        None => return Err(RequestError::BadAction(String::new())),
+    }
+    let port = match port {
+        None => Port::new(DEFAULT_PORT).expect("22 is non-zero"),
+        Some(p) => parse_port(&p).map_err(|why| RequestError::BadPort {
+            given: shorten(&p),
+            why,
+        })?,
+    };
+    let (id, id_generated) = match id {
+        Some(id) => {
+            if id.is_empty() || id.len() > MAX_ID_LEN {
+                return Err(RequestError::BadId("it must be 1 to 64 characters"));
+            }
+            if !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            {
+                return Err(RequestError::BadId(
+                    "it may hold only letters, digits, '-', '_', '.' and ':'",
+                ));
+            }
+            (id, false)
+        }
+        None => (uuid::Uuid::new_v4().to_string(), true),
+    };
+    let token = header_text(&head.headers, SB_AUTH_HEADER)
+        .or(query_token)
+        .or_else(|| header_text(&head.headers, header::AUTHORIZATION.as_str()));
+    Ok(ConnectRequest {
+        name,
+        id,
+        id_generated,
+        port,
+        token,
+        ws_key,
+    })
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+fn query_pairs(query: &str) -> Result<Vec<(String, String)>, RequestError> {
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| RequestError::BadQuery)
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// `/$hc/{name}[/suffix]`, with `$` possibly percent-encoded. The suffix is ignored.
+fn parse_path(path: &str) -> Result<String, RequestError> {
+    let mut segments = path.split('/');
+    if segments.next() != Some("") {
+        return Err(RequestError::BadPath("it must start with /"));
+    }
+    match segments.next() {
+        Some("$hc") | Some("%24hc") | Some("%24HC") => {}
+        _ => return Err(RequestError::BadPath("it must start with /$hc/")),
+    }
+    let raw = segments.next().unwrap_or("");
+    let name = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| RequestError::BadPath("the name is not UTF-8"))?;
+    if name.is_empty() {
+        return Err(RequestError::BadPath("the name is empty"));
+    }
+    if name.len() > MAX_NAME_LEN
+        || name == "."
+        || name == ".."
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(RequestError::BadPath(
+            "the name may hold only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(name.into_owned())
+}
+
+/// RFC 6455 §4.2.1: GET, HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`,
+/// `Sec-WebSocket-Version: 13`, a `Sec-WebSocket-Key` of 16 base64-encoded bytes.
+fn check_upgrade(head: &Parts) -> Result<String, RequestError> {
+    use base64::Engine as _;
+    if head.method != Method::GET {
+        return Err(RequestError::NotWebSocket("the method must be GET"));
+    }
+    if head.version != Version::HTTP_11 {
+        return Err(RequestError::NotWebSocket("HTTP/1.1 is required"));
+    }
+    let has_token = |name: header::HeaderName, token: &str| {
+        head.headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") {
+        return Err(RequestError::NotWebSocket("no 'Upgrade: websocket' header"));
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err(RequestError::NotWebSocket(
+            "no 'Connection: Upgrade' header",
+        ));
+    }
+    let version = head.headers.get_all(header::SEC_WEBSOCKET_VERSION);
+    if version.iter().count() != 1
+        || head
+            .headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(|v| v.as_bytes())
+            != Some(b"13")
+    {
+        return Err(RequestError::NotWebSocket(
+            "Sec-WebSocket-Version must be 13",
+        ));
+    }
+    let keys = head.headers.get_all(header::SEC_WEBSOCKET_KEY);
+    let mut keys = keys.iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(RequestError::NotWebSocket(
+            "exactly one Sec-WebSocket-Key is required",
+        ));
+    };
+    let key = key
+        .to_str()
+        .map_err(|_| RequestError::NotWebSocket("Sec-WebSocket-Key is not ASCII"))?
+        .trim();
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(raw) if raw.len() == 16 => Ok(key.to_string()),
+        _ => Err(RequestError::NotWebSocket(
+            "Sec-WebSocket-Key must be 16 base64-encoded bytes",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::http::Request;
+
+    fn head(uri: &str, extra: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder()
+            .uri(uri)
+            .header("upgrade", "websocket")
+            .header("connection", "keep-alive, Upgrade")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn well_formed_requests() {
+        let r = parse(&head(
+            "/$hc/myhost?sb-hc-action=connect&sb-hc-id=abc-1&port=3389",
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.id.as_str(), r.port.get()),
+            ("myhost", "abc-1", 3389)
+        );
+        let r = parse(&head("/%24hc/myhost/v2?sb-hc-action=connect", &[])).unwrap();
+        assert_eq!(r.port.get(), 22, "default port; suffix ignored");
+        assert!(r.id_generated);
+    }
+
+    #[test]
+    fn token_sources_in_order() {
+        let uri = "/$hc/h?sb-hc-action=connect&sb-hc-token=SharedAccessSignature%20sr%3Dq";
+        let both = [("servicebusauthorization", "H"), ("authorization", "A")];
+        assert_eq!(
+            parse(&head(uri, &both)).unwrap().token.as_deref(),
+            Some("H")
+        );
+        let auth = [("authorization", "A")];
+        assert_eq!(
+            parse(&head(uri, &auth)).unwrap().token.as_deref(),
+            Some("SharedAccessSignature sr=q")
+        );
+        let r = parse(&head("/$hc/h?sb-hc-action=connect", &auth)).unwrap();
+        assert_eq!(r.token.as_deref(), Some("A"));
+    }
+
+    #[test]
+    fn malformed_requests_are_400() {
+        let cases = [
+            "/$hc/h",
+            "/$hc/h?sb-hc-action=listen",
+            "/$hc/h?sb-hc-action=connect&port=0",
+            "/$hc/h?sb-hc-action=connect&port=65536",
+            "/$hc/h?sb-hc-action=connect&port=%2B22",
+            "/$hc/h?sb-hc-action=connect&port=22&port=3389",
+            "/$hc/h?sb-hc-action=connect&port=",
+            "/$hc/h?sb-hc-action=connect&sb-hc-id=",
+            "/$hc/h?sb-hc-action=connect&sb-hc-id=a%20b",
+            "/$hc/h?sb-hc-action=connect&sb-hc-action=connect",
+            "/$hc/h?sb-hc-action=connect&port=%FF",
+            "/$hc/?sb-hc-action=connect",
+            "/$hc/..?sb-hc-action=connect",
+            "/$hc/%2E%2E?sb-hc-action=connect",
+            "/$hc/a%2Fb?sb-hc-action=connect",
+            "/other/h?sb-hc-action=connect",
+            "/?sb-hc-action=connect",
+        ];
+        for uri in cases {
+            assert!(parse(&head(uri, &[])).is_err(), "{uri} accepted");
+        }
+        let long_id = format!("/$hc/h?sb-hc-action=connect&sb-hc-id={}", "a".repeat(65));
+        assert!(matches!(
+            parse(&head(&long_id, &[])),
+            Err(RequestError::BadId(_))
+        ));
+    }
+
+    #[test]
+    fn not_an_upgrade_is_400() {
+        let uri = "/$hc/h?sb-hc-action=connect";
+        let plain = Request::get(uri).body(()).unwrap().into_parts().0;
+        assert!(matches!(parse(&plain), Err(RequestError::NotWebSocket(_))));
+        let mut h = head(uri, &[]);
+        h.version = Version::HTTP_10;
+        assert!(parse(&h).is_err());
+        let mut h = head(uri, &[]);
+        h.headers
+            .insert("sec-websocket-key", "c2hvcnQ=".parse().unwrap());
+        assert!(parse(&h).is_err());
+        let mut h = head(uri, &[]);
+        h.headers.append(
+            "sec-websocket-key",
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
+        assert!(parse(&h).is_err(), "duplicate key");
+        let mut h = head(uri, &[]);
+        h.headers
+            .insert("sec-websocket-version", "8".parse().unwrap());
+        assert!(parse(&h).is_err());
+        let mut h = head(uri, &[]);
+        h.method = Method::POST;
+        assert!(parse(&h).is_err());
+    }
+}

@@ -1,0 +1,597 @@
+//! The gate: TLS accept loop, the connect-request answer, and the bridge to the local service.
+//!
+//! Owns SPEC §2's answers table (every status line is chosen in `Refusal::response` and
+//! nowhere else), decides before `101` (parse → name → token → policy → limits → local dial),
+//! and runs each allowed session until it ends, is revoked by a policy change, or the gate
+//! shuts down. One tracing span per connection, `session{id, peer, port}`; one audit line per
+//! decision and one per session end.
+//!
+//! The caller owns the listener, the TLS configuration, the live snapshot and the shutdown
+//! signal ([`run`]); this module never binds a socket or installs a signal handler.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::ext::ReasonPhrase;
+use hyper::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{Instrument, field};
+
+use crate::bridge::{self, BridgeConfig, ClosedBy, Counters, Stop};
+use crate::config::Port;
+use crate::live::Snapshot;
+use crate::policy::{self, Candidate, Denied};
+use crate::request::{self, ConnectRequest, RequestError};
+use crate::token::{self, Audience, Grant, TokenError};
+
+/// Everything about how the gate behaves that is not policy (SPEC §9 defaults in `main`).
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// The name this gate answers to.
+    pub name: String,
+    /// When set, tokens must name this host.
+    pub public_host: Option<String>,
+    /// TCP accept → TLS → HTTP request head must finish within this.
+    pub handshake_timeout: Duration,
+    /// Largest request head accepted.
+    pub max_header_bytes: usize,
+    /// How long a local dial may take.
+    pub dial_timeout: Duration,
+    /// Concurrent sessions, all peers together.
+    pub max_sessions: usize,
+    /// Concurrent sessions from one IP address.
+    pub max_sessions_per_ip: usize,
+    /// After shutdown begins, how long sessions may go on before they are closed with 1001.
+    pub shutdown_grace: Duration,
+    /// Per-session bridge settings.
+    pub bridge: BridgeConfig,
+}
+
+/// The gate's shared state.
+pub struct Gate {
+    opts: GateOptions,
+    live: watch::Receiver<Arc<Snapshot>>,
+    sessions: Sessions,
+    stopping: watch::Sender<bool>,
+}
+
+/// Session accounting: totals and per-IP counts, and a signal when the last one ends.
+#[derive(Default)]
+struct Sessions {
+    active: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    all_ended: Notify,
+}
+
+/// A session's place in [`Sessions`], given back on drop.
+struct Slot {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let s = &self.gate.sessions;
+        {
+            let mut per_ip = s.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+        if s.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            s.all_ended.notify_waiters();
+        }
+    }
+}
+
+/// Why a connect request is refused: one variant per row of SPEC §2's table.
+#[derive(Debug)]
+enum Refusal {
+    BadRequest(RequestError),
+    UnknownName(String),
+    Unauthorized(TokenError),
+    Forbidden(Denied, u16),
+    Unavailable(String),
+    DialFailed(u16, String),
+    OverLimit(&'static str),
+}
+
+impl Refusal {
+    /// The HTTP answer: the one place a refusal becomes a status line and body.
+    fn response(&self) -> Response<Full<Bytes>> {
+        let (status, reason, body, content_type): (StatusCode, String, String, &str) = match self {
+            Refusal::BadRequest(e) => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request".into(),
+                format!("{e}\n"),
+                "text/plain",
+            ),
+            Refusal::UnknownName(_) => (
+                StatusCode::NOT_FOUND,
+                "Endpoint does not exist".into(),
+                "Endpoint does not exist\n".into(),
+                "text/plain",
+            ),
+            // No detail: nothing here should help someone guessing keys or resources.
+            Refusal::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized".into(),
+                "Unauthorized\n".into(),
+                "text/plain",
+            ),
+            Refusal::Forbidden(denied, port) => (
+                StatusCode::FORBIDDEN,
+                "connection not allowed".into(),
+                serde_json::json!({
+                    "error": "connection not allowed",
+                    "reason": denied.wire_reason(),
+                    "port": port,
+                    "detail": denied.explain(*port),
+                })
+                .to_string(),
+                "application/json",
+            ),
+            Refusal::DialFailed(port, error) => {
+                let reason = format!("connection to localhost:{port} failed: {error}.");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reason.clone(),
+                    format!("{reason}\n"),
+                    "text/plain",
+                )
+            }
+            Refusal::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable".into(),
+                "the gate's configuration is invalid; the host's administrator must fix it\n"
+                    .into(),
+                "text/plain",
+            ),
+            Refusal::OverLimit(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable".into(),
+                "too many sessions; retry later\n".into(),
+                "text/plain",
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if matches!(self, Refusal::OverLimit(_) | Refusal::Unavailable(_)) {
+            // Long enough for sessions to end or an administrator to fix a file.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Ok(phrase) = ReasonPhrase::try_from(reason_phrase_bytes(&reason)) {
+            response.extensions_mut().insert(phrase);
+        }
+        response
+    }
+
+    /// `(decision, reason)` for the audit line.
+    fn audit(&self) -> (&'static str, String) {
+        match self {
+            Refusal::BadRequest(e) => ("bad_request", e.to_string()),
+            Refusal::UnknownName(n) => ("not_found", format!("unknown name '{n}'")),
+            Refusal::Unauthorized(e) => ("unauthorized", e.to_string()),
+            Refusal::Forbidden(d, _) => ("deny", d.audit_reason().to_string()),
+            Refusal::Unavailable(e) => ("unavailable", e.clone()),
+            Refusal::DialFailed(_, e) => ("dial_failed", e.clone()),
+            Refusal::OverLimit(which) => ("over_limit", (*which).to_string()),
+        }
+    }
+}
+
+/// A reason phrase may hold only visible ASCII, space and tab (RFC 9112 §4).
+fn reason_phrase_bytes(reason: &str) -> Vec<u8> {
+    reason
+        .bytes()
+        .map(|b| {
+            if b == b'\t' || (b' '..=b'~').contains(&b) {
+                b
+            } else {
+                b'?'
+            }
+        })
+        .collect()
+}
+
+/// What passed every check before `101`.
+struct Admitted {
+    request: ConnectRequest,
+    grant: Grant,
+    service: TcpStream,
+    slot: Slot,
+}
+
+impl Gate {
+    /// A gate over a live snapshot.
+    pub fn new(opts: GateOptions, live: watch::Receiver<Arc<Snapshot>>) -> Arc<Gate> {
+        Arc::new(Gate {
+            opts,
+            live,
+            sessions: Sessions::default(),
+            stopping: watch::channel(false).0,
+        })
+    }
+
+    /// Sessions currently bridged.
+    pub fn active_sessions(&self) -> usize {
+        self.sessions.active.load(Ordering::Acquire)
+    }
+
+    async fn admit(
+        self: &Arc<Self>,
+        head: &hyper::http::request::Parts,
+        peer: SocketAddr,
+    ) -> Result<Admitted, Refusal> {
+        let span = tracing::Span::current();
+        let request = request::parse(head).map_err(Refusal::BadRequest)?;
+        span.record("id", request.id.as_str());
+        span.record("port", request.port.get());
+        if !request.name.eq_ignore_ascii_case(&self.opts.name) {
+            return Err(Refusal::UnknownName(request.name.clone()));
+        }
+        let snapshot = self.live.borrow().clone();
+        let (config, keys) = match (&snapshot.config, &snapshot.keys) {
+            (Ok(c), Ok(k)) => (c.clone(), k.clone()),
+            (Err(e), _) | (_, Err(e)) => return Err(Refusal::Unavailable(e.clone())),
+        };
+        let token = request
+            .token
+            .as_deref()
+            .ok_or(Refusal::Unauthorized(TokenError::Missing))?;
+        let audience = Audience {
+            name: &self.opts.name,
+            host: self.opts.public_host.as_deref(),
+        };
+        let grant =
+            token::verify(&keys, token, &audience, unix_now()).map_err(Refusal::Unauthorized)?;
+        span.record("key", grant.key_name.as_str());
+        let candidate = Candidate {
+            port: request.port,
+            key_ports: grant.ports.as_ref(),
+        };
+        policy::decide(&config, &candidate)
+            .map_err(|d| Refusal::Forbidden(d, request.port.get()))?;
+        let slot = self.take_slot(peer.ip())?;
+        let service = dial(request.port, self.opts.dial_timeout)
+            .await
+            .map_err(|e| Refusal::DialFailed(request.port.get(), e))?;
+        Ok(Admitted {
+            request,
+            grant,
+            service,
+            slot,
+        })
+    }
+
+    fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let mut per_ip = self
+            .sessions
+            .per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.sessions.active.load(Ordering::Acquire) >= self.opts.max_sessions {
+            return Err(Refusal::OverLimit("max sessions reached"));
+        }
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.opts.max_sessions_per_ip {
+            return Err(Refusal::OverLimit("max sessions per IP reached"));
+        }
+        *n += 1;
+        self.sessions.active.fetch_add(1, Ordering::AcqRel);
+        Ok(Slot {
+            gate: self.clone(),
+            ip,
+        })
+    }
+
+    /// Answers one HTTP request on a connection.
+    async fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let started = Instant::now();
+        let (head, body) = request.into_parts();
+        let admitted = self.admit(&head, peer).await;
+        let handshake_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let admitted = match admitted {
+            Err(refusal) => {
+                let (decision, reason) = refusal.audit();
+                tracing::info!(
+                    target: "arcgate::audit",
+                    event = "decision",
+                    decision,
+                    reason = %reason,
+                    name = %head.uri.path(),
+                    "connection refused"
+                );
+                return Ok(refusal.response());
+            }
+            Ok(a) => a,
+        };
+        tracing::info!(
+            target: "arcgate::audit",
+            event = "decision",
+            decision = "allow",
+            reason = "allowed",
+            name = %admitted.request.name,
+            key = %admitted.grant.key_name,
+            handshake_ms,
+            "connection allowed"
+        );
+        let accept = tungstenite::handshake::derive_accept_key(admitted.request.ws_key.as_bytes());
+        let request = Request::from_parts(head, body);
+        let gate = self.clone();
+        tokio::spawn(
+            async move {
+                match hyper::upgrade::on(request).await {
+                    Ok(upgraded) => gate.session(upgraded, admitted).await,
+                    Err(e) => tracing::warn!(error = %e, "upgrade failed after 101"),
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+        );
+        Ok(response)
+    }
+
+    async fn session(self: Arc<Self>, upgraded: hyper::upgrade::Upgraded, admitted: Admitted) {
+        let Admitted {
+            request,
+            grant,
+            service,
+            slot,
+        } = admitted;
+        let started = Instant::now();
+        let counters = Counters::default();
+        let _ = service.set_nodelay(true);
+        let (service_r, service_w) = service.into_split();
+        let stop = self.stop_signal(request.port, grant.key_name.clone());
+        // The TLS stream itself when hyper hands it back, to skip a layer of indirection.
+        let outcome = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let io = parts.io.into_inner();
+                let cfg = &self.opts.bridge;
+                bridge::run(
+                    io,
+                    &parts.read_buf,
+                    service_r,
+                    service_w,
+                    cfg,
+                    stop,
+                    &counters,
+                )
+                .await
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let cfg = &self.opts.bridge;
+                bridge::run(io, &[], service_r, service_w, cfg, stop, &counters).await
+            }
+        };
+        let (closed_by, reason) = match &outcome.closed_by {
+            ClosedBy::Peer => ("client", String::new()),
+            ClosedBy::Local => ("service", String::new()),
+            ClosedBy::Stopped(Stop::Revoked(why)) => {
+                ("policy", format!("revoked by policy change: {why}"))
+            }
+            ClosedBy::Stopped(Stop::Shutdown) => ("gate", "gate shutting down".to_string()),
+            ClosedBy::PingTimeout => ("gate", "client missed pings".to_string()),
+            ClosedBy::PeerError(e) => ("gate", format!("client protocol error: {e}")),
+            ClosedBy::ConnectionLost(e) => ("client", format!("connection lost: {e}")),
+            ClosedBy::LocalError(e) => ("service", format!("service connection failed: {e}")),
+        };
+        tracing::info!(
+            target: "arcgate::audit",
+            event = "session_end",
+            closed_by,
+            reason = %reason,
+            close_sent = outcome.sent,
+            close_received = outcome.received.as_ref().map(|c| c.code),
+            bytes_from_client = counters.from_peer.load(Ordering::Relaxed),
+            bytes_to_client = counters.to_peer.load(Ordering::Relaxed),
+            duration_ms = started.elapsed().as_millis() as u64,
+            key = %grant.key_name,
+            "session ended"
+        );
+        drop(slot);
+    }
+
+    /// Resolves when the session must end: the gate stops, or a new snapshot's policy (or the
+    /// session's key) no longer allows it.
+    fn stop_signal(&self, port: Port, key_name: String) -> impl Future<Output = Stop> + use<> {
+        let mut live = self.live.clone();
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let revoked = async {
+                loop {
+                    if live.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                    let snapshot = live.borrow_and_update().clone();
+                    let (Ok(config), Ok(keys)) = (&snapshot.config, &snapshot.keys) else {
+                        // An invalid file refuses new connections but leaves sessions alone:
+                        // an editor's half-written save must not cut everyone off.
+                        continue;
+                    };
+                    let Some(key) = keys.get(&key_name) else {
+                        return format!("key '{key_name}' removed");
+                    };
+                    let candidate = Candidate {
+                        port,
+                        key_ports: key.ports.as_ref(),
+                    };
+                    if let Err(denied) = policy::decide(config, &candidate) {
+                        return denied.audit_reason().to_string();
+                    }
+                }
+            };
+            tokio::select! {
+                why = revoked => Stop::Revoked(why),
+                _ = stopping.wait_for(|s| *s) => Stop::Shutdown,
+            }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Dials the local service: `127.0.0.1:{port}`, then `[::1]:{port}`. Never another host.
+async fn dial(port: Port, timeout: Duration) -> Result<TcpStream, String> {
+    let mut last = String::new();
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        let addr = SocketAddr::new(ip, port.get());
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => {
+                if last.is_empty() {
+                    last = e.to_string();
+                }
+            }
+            Err(_) => {
+                if last.is_empty() {
+                    last = format!("timed out after {timeout:?}");
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Serves connect requests on `listener` until `shutdown` resolves; then stops accepting,
+/// lets sessions run for the grace period, closes the rest with 1001 and returns.
+pub async fn run(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Connections still in their handshake: bounded so a flood of half-open connections
+    // cannot hold unbounded memory; sessions have their own limit.
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(gate.opts.max_sessions.max(64)));
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = handshakes.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed; backing off 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let span = tracing::info_span!(
+            "session",
+            id = field::Empty,
+            peer = %peer,
+            port = field::Empty,
+            key = field::Empty
+        );
+        let gate = gate.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(
+            async move {
+                serve_connection(tcp, peer, acceptor, gate, permit).await;
+            }
+            .instrument(span),
+        );
+    }
+    tracing::info!(
+        sessions = gate.active_sessions(),
+        grace = ?gate.opts.shutdown_grace,
+        "shutting down: no longer accepting"
+    );
+    let ended = gate.sessions.all_ended.notified();
+    if gate.active_sessions() > 0 {
+        let _ = tokio::time::timeout(gate.opts.shutdown_grace, ended).await;
+    }
+    gate.stopping.send_replace(true);
+    let ended = gate.sessions.all_ended.notified();
+    if gate.active_sessions() > 0 {
+        let _ = tokio::time::timeout(gate.opts.bridge.close_timeout * 2, ended).await;
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    gate: Arc<Gate>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let deadline = Instant::now() + gate.opts.handshake_timeout;
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(gate.opts.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let service = {
+        let gate = gate.clone();
+        hyper::service::service_fn(move |req| gate.clone().answer(req, peer))
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(remaining.max(Duration::from_millis(1)))
+        .max_buf_size(gate.opts.max_header_bytes.max(8192))
+        .keep_alive(false);
+    let conn = http
+        .serve_connection(TokioIo::new(tls), service)
+        .with_upgrades();
+    // The handshake permit covers the HTTP exchange; a session holds a slot instead.
+    let result = conn.await;
+    drop(permit);
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,376 @@
+//! Where the configuration and keys files live, who may own them, and how they are written.
+//!
+//! Owns the file-level rules of SPEC §4.4: path resolution, the StrictModes-like ownership and
+//! permission check, and the atomic write (temporary file, fsync, rename, `.bak`). It knows
+//! nothing about what the bytes mean; [`crate::config`] and [`crate::token`] parse them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Change, Config, ConfigError, Key};
+
+/// The configuration file's name; the keys file sits beside it.
+pub const CONFIG_FILE: &str = "localconfig.json";
+/// The keys file's name.
+pub const KEYS_FILE: &str = "keys.json";
+/// Largest configuration or keys file we read. Real ones are a few KiB; the bound keeps a
+/// mistaken path (a disk image, `/dev/zero`) from being read into memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A file-level failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file or its directory could be changed by someone other than root or us.
+    #[error(
+        "refusing to use {path}: {problem}; whoever can write it can open this host. \
+         Fix: {fix}"
+    )]
+    Insecure {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// The command that fixes it.
+        fix: String,
+    },
+    /// Reading, writing or renaming failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file's contents are not a valid configuration.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: ConfigError,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error(
+        "{path} is {size} bytes, larger than any valid file ({MAX_FILE_BYTES}); is it the right file?"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+}
+
+impl StoreError {
+    fn io(action: &'static str, path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The configuration file to use: `explicit` (from `--config` or `ARCGATE_CONFIG`), else
+/// `/var/opt/arcgate/localconfig.json` for root, else `$XDG_CONFIG_HOME/arcgate/...`
+/// (`~/.config/arcgate/...`).
+pub fn config_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/opt/arcgate").join(CONFIG_FILE);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("arcgate").join(CONFIG_FILE)
+}
+
+/// The keys file beside a configuration file.
+pub fn keys_path_beside(config: &Path) -> PathBuf {
+    config.with_file_name(KEYS_FILE)
+}
+
+/// Which permission rule a file must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    /// Anyone may read; only the owner may write (the configuration).
+    Public,
+    /// Only the owner may read or write (the keys: mode 0600).
+    Secret,
+}
+
+/// Checks that `path` (if it exists) and its directory are owned by root or by us, and not
+/// writable by group or others — like sshd's StrictModes. A secret file must also not be
+/// readable by them.
+pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<(), StoreError> {
+    let me = rustix::process::geteuid().as_raw();
+    let dir = parent_dir(path);
+    let check = |p: &Path, meta: &fs::Metadata, forbidden: u32| -> Result<(), StoreError> {
+        let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+        if uid != 0 && uid != me {
+            return Err(StoreError::Insecure {
+                path: p.to_path_buf(),
+                problem: format!("it is owned by uid {uid}, not by root or by you (uid {me})"),
+                fix: format!("chown {me} {}", p.display()),
+            });
+        }
+        if mode & forbidden != 0 {
+            let who = if forbidden == 0o077 {
+                "readable or writable by group or others"
+            } else {
+                "writable by group or others"
+            };
+            let chmod = if forbidden == 0o077 { "600" } else { "go-w" };
+            return Err(StoreError::Insecure {
+                path: p.to_path_buf(),
+                problem: format!("it is {who} (mode {mode:04o})"),
+                fix: format!("chmod {chmod} {}", p.display()),
+            });
+        }
+        Ok(())
+    };
+    match fs::metadata(&dir) {
+        Ok(meta) => check(&dir, &meta, 0o022)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("cannot inspect", &dir, e)),
+    }
+    match fs::metadata(path) {
+        Ok(meta) => {
+            let forbidden = match secrecy {
+                Secrecy::Public => 0o022,
+                Secrecy::Secret => 0o077,
+            };
+            check(path, &meta, forbidden)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("cannot inspect", path, e)),
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Reads a whole file after the permission check; `Ok(None)` when it does not exist.
+pub fn read_checked(path: &Path, secrecy: Secrecy) -> Result<Option<Vec<u8>>, StoreError> {
+    check_secure(path, secrecy)?;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("cannot open", path, e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| StoreError::io("cannot inspect", path, e))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(StoreError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut bytes)
+        .map_err(|e| StoreError::io("cannot read", path, e))?;
+    Ok(Some(bytes))
+}
+
+/// Loads the configuration; a missing file is the defaults.
+pub fn load_config(path: &Path) -> Result<Config, StoreError> {
+    match read_checked(path, Secrecy::Public)? {
+        None => Ok(Config::default()),
+        Some(bytes) => Config::from_json(&bytes).map_err(|source| StoreError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The outcome of [`update_config`]: the value before and after, as `config list` shows them.
+#[derive(Debug)]
+pub struct Updated {
+    /// The configuration before the change.
+    pub before: Config,
+    /// The configuration now on disk.
+    pub after: Config,
+}
+
+/// Applies one change to the file under an exclusive lock on its directory, so that two
+/// administrators' `config set`s cannot lose each other's change. Nothing is written when
+/// the change is refused.
+pub fn update_config(path: &Path, key: Key, change: &Change) -> Result<Updated, UpdateError> {
+    let dir = parent_dir(path);
+    ensure_dir(&dir)?;
+    let lock = File::open(&dir).map_err(|e| StoreError::io("cannot open", &dir, e))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| StoreError::io("cannot lock", &dir, e.into()))?;
+    let before = load_config(path)?;
+    let after = before.change(key, change)?;
+    write_atomic(path, &after.to_json(), 0o644)?;
+    Ok(Updated { before, after })
+}
+
+/// Why [`update_config`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The change itself is invalid (a usage error: exit code 2).
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The file could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates the directory (mode 0700) if it is missing.
+pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    match fs::metadata(dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError::io("cannot create directory", dir, e)),
+        Err(e) => Err(StoreError::io("cannot inspect", dir, e)),
+    }
+}
+
+/// Replaces `path` with `bytes` so that a reader (or a crash, or a full disk) sees either the
+/// old file or the new one, never a torn one: write a temporary file in the same directory,
+/// fsync it, keep the current file as `NAME.bak`, rename the temporary over `path`, fsync
+/// the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| CONFIG_FILE.to_string());
+    let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        write_synced(&tmp, bytes, mode)?;
+        if path.exists() {
+            let bak = dir.join(format!("{name}.bak"));
+            let bak_tmp = dir.join(format!(".{name}.bak.tmp-{}", uuid::Uuid::new_v4().simple()));
+            let old = fs::read(path).map_err(|e| StoreError::io("cannot read", path, e))?;
+            let saved = write_synced(&bak_tmp, &old, mode).and_then(|()| {
+                fs::rename(&bak_tmp, &bak).map_err(|e| StoreError::io("cannot rename", &bak, e))
+            });
+            if saved.is_err() {
+                let _ = fs::remove_file(&bak_tmp);
+            }
+            saved?;
+        }
+        fs::rename(&tmp, path).map_err(|e| StoreError::io("cannot replace", path, e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io("cannot sync directory", &dir, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| StoreError::io("cannot create", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io("cannot write", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn atomic_write_keeps_a_backup_and_leaves_no_temporary_files() {
+        let dir = private_dir();
+        let path = dir.path().join(CONFIG_FILE);
+        write_atomic(&path, b"one", 0o644).unwrap();
+        write_atomic(&path, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(
+            fs::read(dir.path().join("localconfig.json.bak")).unwrap(),
+            b"one"
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn group_writable_file_or_directory_is_refused() {
+        let dir = private_dir();
+        let path = dir.path().join(CONFIG_FILE);
+        fs::write(&path, b"{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+        let err = load_config(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("writable by group or others") && err.contains("chmod go-w"),
+            "{err}"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        load_config(&path).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(load_config(&path).is_err());
+    }
+
+    #[test]
+    fn secret_file_must_not_be_readable_by_others() {
+        let dir = private_dir();
+        let path = dir.path().join(KEYS_FILE);
+        fs::write(&path, b"[]").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_checked(&path, Secrecy::Secret)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read_checked(&path, Secrecy::Secret).unwrap().is_some());
+    }
+
+    #[test]
+    fn refused_change_writes_nothing() {
+        let dir = private_dir();
+        let path = dir.path().join(CONFIG_FILE);
+        let key = Key::IncomingPorts;
+        update_config(
+            &path,
+            key,
+            &Change::Set(crate::config::Raw::from_cli(key, "22")),
+        )
+        .unwrap();
+        let before = fs::read(&path).unwrap();
+        let err = update_config(
+            &path,
+            key,
+            &Change::Set(crate::config::Raw::from_cli(key, "0")),
+        );
+        assert!(matches!(err, Err(UpdateError::Invalid(_))));
+        assert_eq!(fs::read(&path).unwrap(), before);
+    }
+}

@@ -1,0 +1,531 @@
+//! Access tokens: the shared access signature (SAS) format of Azure Relay, minting and checking.
+//!
+//! `SharedAccessSignature sr={urlencode(resource)}&sig={urlencode(base64(hmac_sha256(key,
+//! urlencode(resource) + "\n" + expiry)))}&se={expiry}&skn={keyName}` (SPEC §5). This module
+//! owns the format, the keys file's contents and the verdict on a token; it reads no clock
+//! (the caller passes `now`) and no file (the caller passes the bytes).
+
+use std::fmt;
+
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::Deserialize;
+
+use crate::config::{PortSet, shorten};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The prefix of every token.
+pub const SCHEME: &str = "SharedAccessSignature";
+
+/// Longest token we look at. Real tokens are a few hundred bytes; anything past this is
+/// refused before any parsing or HMAC work.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Characters left as they are when URL-encoding: RFC 3986's unreserved set.
+const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why a token is not accepted. Each becomes the same `401 Unauthorized` on the wire (no
+/// detail that helps guessing); the variant is for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No token in the request.
+    #[error("no token")]
+    Missing,
+    /// Not of the SAS shape.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// `skn` names no key in the keys file.
+    #[error("unknown key name '{0}'")]
+    UnknownKey(String),
+    /// The HMAC does not match.
+    #[error("bad signature for key '{0}'")]
+    BadSignature(String),
+    /// `se` is in the past.
+    #[error("token for key '{key}' expired at {expiry} (now {now})")]
+    Expired {
+        /// Key name.
+        key: String,
+        /// `se`.
+        expiry: u64,
+        /// The clock when checked.
+        now: u64,
+    },
+    /// The resource does not name this gate.
+    #[error("token for key '{key}' is for resource '{resource}', not for this gate")]
+    WrongResource {
+        /// Key name.
+        key: String,
+        /// The token's resource (shortened).
+        resource: String,
+    },
+    /// The keys file could not be used, so no token can be checked (fail closed).
+    #[error("keys are unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+/// A token taken apart; nothing about it is verified yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SasToken {
+    /// `sr` exactly as it appears in the token (still URL-encoded): this is what was signed.
+    pub signed_resource: String,
+    /// `sr` decoded.
+    pub resource: String,
+    /// `sig` decoded to bytes.
+    pub signature: Vec<u8>,
+    /// `se`, Unix seconds.
+    pub expiry: u64,
+    /// `skn`.
+    pub key_name: String,
+}
+
+impl SasToken {
+    /// Parses `SharedAccessSignature sr=..&sig=..&se=..&skn=..` (fields in any order).
+    pub fn parse(token: &str) -> Result<SasToken, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed("longer than any real token"));
+        }
+        let rest = token
+            .trim()
+            .strip_prefix(SCHEME)
+            .ok_or(TokenError::Malformed(
+                "does not start with SharedAccessSignature",
+            ))?;
+        if !rest.starts_with([' ', '+']) {
+            return Err(TokenError::Malformed(
+                "no space after SharedAccessSignature",
+            ));
+        }
+        let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
+        for field in rest[1..].trim().split('&') {
+            let (name, value) = field
+                .split_once('=')
+                .ok_or(TokenError::Malformed("field without '='"))?;
+            let slot = match name {
+                "sr" => &mut sr,
+                "sig" => &mut sig,
+                "se" => &mut se,
+                "skn" => &mut skn,
+                _ => return Err(TokenError::Malformed("unknown field")),
+            };
+            if slot.replace(value).is_some() {
+                return Err(TokenError::Malformed("repeated field"));
+            }
+        }
+        let (Some(sr), Some(sig), Some(se), Some(skn)) = (sr, sig, se, skn) else {
+            return Err(TokenError::Malformed(
+                "sr, sig, se and skn are all required",
+            ));
+        };
+        let decode = |v: &str| {
+            percent_decode_str(&v.replace('+', " "))
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| TokenError::Malformed("not UTF-8 after URL-decoding"))
+        };
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(decode(sig)?.trim())
+            .map_err(|_| TokenError::Malformed("sig is not base64"))?;
+        if se.is_empty() || se.len() > 20 || !se.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TokenError::Malformed("se is not Unix seconds"));
+        }
+        let expiry = se
+            .parse()
+            .map_err(|_| TokenError::Malformed("se is not Unix seconds"))?;
+        Ok(SasToken {
+            signed_resource: sr.to_string(),
+            resource: decode(sr)?,
+            signature,
+            expiry,
+            key_name: decode(skn)?,
+        })
+    }
+}
+
+/// URL-encodes as the token format does.
+pub fn url_encode(s: &str) -> String {
+    utf8_percent_encode(s, ENCODE).to_string()
+}
+
+fn hmac_of(key: &str, signed_resource: &str, expiry: u64) -> HmacSha256 {
+    let mut mac =
+        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(signed_resource.as_bytes());
+    mac.update(b"\n");
+    mac.update(expiry.to_string().as_bytes());
+    mac
+}
+
+/// Mints a token for `resource`, signed with `key` named `key_name`, valid until `expiry`.
+pub fn mint(resource: &str, key_name: &str, key: &str, expiry: u64) -> String {
+    let sr = url_encode(resource);
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(hmac_of(key, &sr, expiry).finalize().into_bytes());
+    format!(
+        "{SCHEME} sr={sr}&sig={}&se={expiry}&skn={}",
+        url_encode(&sig),
+        url_encode(key_name)
+    )
+}
+
+/// The resource a gate answers to: `http://{host}/{name}/`.
+pub fn resource_for(host: &str, name: &str) -> String {
+    format!("http://{host}/{name}/")
+}
+
+/// One key from the keys file.
+#[derive(Clone)]
+pub struct KeyEntry {
+    /// The key's name (`skn`).
+    pub name: String,
+    key: String,
+    /// When set, the only ports this key's tokens may reach.
+    pub ports: Option<PortSet>,
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("name", &self.name)
+            .field("key", &"<redacted>")
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+impl KeyEntry {
+    /// The secret, for minting.
+    pub fn secret(&self) -> &str {
+        &self.key
+    }
+}
+
+/// The keys file's contents.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet(Vec<KeyEntry>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    key: String,
+    #[serde(default)]
+    ports: Option<Vec<serde_json::Value>>,
+}
+
+impl KeySet {
+    /// Parses `[{"name":"ops","key":"...","ports":[22]}]`.
+    pub fn from_json(bytes: &[u8]) -> Result<KeySet, String> {
+        let raw: Vec<RawKey> = serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "not a valid keys file: {e} (expected [{{\"name\":\"...\",\"key\":\"...\",\
+                 \"ports\":[22]}}], ports optional)"
+            )
+        })?;
+        let mut keys = Vec::with_capacity(raw.len());
+        for k in raw {
+            if k.name.is_empty() || k.name.len() > 256 || k.name.chars().any(char::is_control) {
+                return Err(format!(
+                    "key name '{}' is empty, too long or has control characters",
+                    shorten(&k.name)
+                ));
+            }
+            if k.key.len() < 16 {
+                return Err(format!(
+                    "key '{}' is shorter than 16 characters; use a random 256-bit key",
+                    k.name
+                ));
+            }
+            if keys.iter().any(|e: &KeyEntry| e.name == k.name) {
+                return Err(format!("key name '{}' appears twice", k.name));
+            }
+            let ports = match k.ports {
+                None => None,
+                Some(list) => Some(
+                    PortSet::from_json_list(&list)
+                        .map_err(|e| format!("key '{}' ports: {e}", k.name))?,
+                ),
+            };
+            keys.push(KeyEntry {
+                name: k.name,
+                key: k.key,
+                ports,
+            });
+        }
+        Ok(KeySet(keys))
+    }
+
+    /// A keys file holding one new random 256-bit key named `name`.
+    pub fn generate_json(name: &str) -> Vec<u8> {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        let key = base64::engine::general_purpose::STANDARD.encode(secret);
+        let file = serde_json::json!([{ "name": name, "key": key }]);
+        let mut out = serde_json::to_vec_pretty(&file).expect("plain JSON serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// The key named `name`.
+    pub fn get(&self, name: &str) -> Option<&KeyEntry> {
+        self.0.iter().find(|k| k.name == name)
+    }
+
+    /// The names of all keys (never the secrets).
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|k| k.name.as_str()).collect()
+    }
+}
+
+/// What a valid token grants: the key it was signed with, and that key's port restriction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The key's name.
+    pub key_name: String,
+    /// The key's ports, if it lists any.
+    pub ports: Option<PortSet>,
+}
+
+/// What a token's resource must name.
+#[derive(Debug, Clone)]
+pub struct Audience<'a> {
+    /// The gate's name.
+    pub name: &'a str,
+    /// When set (`--public-host`), the resource's host must be this.
+    pub host: Option<&'a str>,
+}
+
+impl Audience<'_> {
+    /// Whether the resource `http://{host}/{name}/` (or `http://{host}/`) names this gate.
+    fn accepts(&self, resource: &str) -> bool {
+        let Ok(url) = url::Url::parse(resource) else {
+            return false;
+        };
+        if !matches!(url.scheme(), "http" | "https" | "sb") {
+            return false;
+        }
+        if let Some(want) = self.host
+            && !url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(want))
+        {
+            return false;
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return false;
+        }
+        let path = url.path();
+        let name = path.strip_prefix('/').unwrap_or(path);
+        let name = name.strip_suffix('/').unwrap_or(name);
+        name.is_empty() || name.eq_ignore_ascii_case(self.name)
+    }
+}
+
+/// Checks a token: shape, key, signature (constant-time), expiry, resource. Order matters for
+/// what the audit log says, not for what the client sees: every failure is a 401.
+pub fn verify(
+    keys: &KeySet,
+    token: &str,
+    audience: &Audience<'_>,
+    now: u64,
+) -> Result<Grant, TokenError> {
+    let sas = SasToken::parse(token)?;
+    let entry = keys
+        .get(&sas.key_name)
+        .ok_or_else(|| TokenError::UnknownKey(shorten(&sas.key_name)))?;
+    // `verify_slice` compares in constant time.
+    hmac_of(&entry.key, &sas.signed_resource, sas.expiry)
+        .verify_slice(&sas.signature)
+        .map_err(|_| TokenError::BadSignature(entry.name.clone()))?;
+    if sas.expiry <= now {
+        return Err(TokenError::Expired {
+            key: entry.name.clone(),
+            expiry: sas.expiry,
+            now,
+        });
+    }
+    if !audience.accepts(&sas.resource) {
+        return Err(TokenError::WrongResource {
+            key: entry.name.clone(),
+            resource: shorten(&sas.resource),
+        });
+    }
+    Ok(Grant {
+        key_name: entry.name.clone(),
+        ports: entry.ports.clone(),
+    })
+}
+
+/// Parses a duration such as `90`, `90s`, `30m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!(
+            "'{}' is not a duration; use e.g. 90s, 30m, 1h, 7d",
+            shorten(s)
+        )
+    })?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86400),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "'{}' is not a duration; use e.g. 90s, 30m, 1h, 7d",
+            shorten(s)
+        )
+    })?;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn keys() -> KeySet {
+        KeySet::from_json(
+            br#"[{"name":"ops","key":"0123456789abcdef0123"},
+                 {"name":"narrow","key":"fedcba9876543210fedc","ports":[22]}]"#,
+        )
+        .unwrap()
+    }
+
+    fn gate() -> Audience<'static> {
+        Audience {
+            name: "myhost",
+            host: None,
+        }
+    }
+
+    #[test]
+    fn minted_token_verifies_and_carries_the_key() {
+        let t = mint(
+            "http://gate.example/myhost/",
+            "ops",
+            "0123456789abcdef0123",
+            NOW + 60,
+        );
+        let grant = verify(&keys(), &t, &gate(), NOW).unwrap();
+        assert_eq!(grant.key_name, "ops");
+        assert_eq!(grant.ports, None);
+        let t = mint(
+            "http://gate.example/myhost/",
+            "narrow",
+            "fedcba9876543210fedc",
+            NOW + 60,
+        );
+        let grant = verify(&keys(), &t, &gate(), NOW).unwrap();
+        assert!(grant.ports.unwrap().contains(22));
+    }
+
+    #[test]
+    fn matches_azure_relays_published_signature() {
+        // Signature computed independently with Python's hmac/base64 and
+        // urllib.parse.quote_plus, the algorithm of Azure's published SAS samples.
+        let t = mint("http://h/n/", "k", "0123456789abcdef0123", 1700000000);
+        assert_eq!(
+            t,
+            "SharedAccessSignature sr=http%3A%2F%2Fh%2Fn%2F&sig=H7WRURznuwYFmsAa3hXCubliSp7XdsgeHTflmCCJmOg%3D&se=1700000000&skn=k"
+        );
+    }
+
+    #[test]
+    fn every_bad_token_is_refused_with_its_reason() {
+        let good = mint("http://g/myhost/", "ops", "0123456789abcdef0123", NOW + 60);
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "malformed"),
+            ("Bearer abc".into(), "malformed"),
+            (good.replace("skn=ops", "skn=nobody"), "unknown key"),
+            (good.replace("&se=", "&se=1"), "bad signature"),
+            (
+                mint("http://g/myhost/", "ops", "wrong-key-wrong-key", NOW + 60),
+                "bad signature",
+            ),
+            (
+                mint("http://g/myhost/", "ops", "0123456789abcdef0123", NOW - 1),
+                "expired",
+            ),
+            (
+                mint("http://g/other/", "ops", "0123456789abcdef0123", NOW + 60),
+                "not for this gate",
+            ),
+            (
+                mint(
+                    "http://g/myhost/x/",
+                    "ops",
+                    "0123456789abcdef0123",
+                    NOW + 60,
+                ),
+                "not for this gate",
+            ),
+            (format!("{good}&skn=ops"), "malformed"),
+            ("A".repeat(1 << 20), "malformed"),
+            (good.replace("se=", "se=+"), "malformed"),
+        ];
+        for (token, want) in cases {
+            let err = verify(&keys(), &token, &gate(), NOW)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{}: {err}", shorten(&token));
+        }
+    }
+
+    #[test]
+    fn host_wide_token_covers_every_name_and_public_host_pins_the_host() {
+        let t = mint("http://g.example/", "ops", "0123456789abcdef0123", NOW + 60);
+        assert!(verify(&keys(), &t, &gate(), NOW).is_ok());
+        let pinned = Audience {
+            name: "myhost",
+            host: Some("other.example"),
+        };
+        assert!(verify(&keys(), &t, &pinned, NOW).is_err());
+        let pinned = Audience {
+            name: "myhost",
+            host: Some("G.example"),
+        };
+        assert!(verify(&keys(), &t, &pinned, NOW).is_ok());
+    }
+
+    #[test]
+    fn keys_file_errors_are_clear() {
+        for (bytes, want) in [
+            (&b"{}"[..], "not a valid keys file"),
+            (br#"[{"name":"a","key":"short"}]"#, "shorter than 16"),
+            (
+                br#"[{"name":"a","key":"0123456789abcdef","ports":[0]}]"#,
+                "ports",
+            ),
+            (
+                br#"[{"name":"a","key":"0123456789abcdef","extra":1}]"#,
+                "unknown field",
+            ),
+        ] {
+            let err = KeySet::from_json(bytes).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let generated = KeySet::from_json(&KeySet::generate_json("default")).unwrap();
+        assert_eq!(generated.names(), vec!["default"]);
+        assert_eq!(generated.get("default").unwrap().secret().len(), 44);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604800);
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("-1h").is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! `arcgate config` and `arcgate extension check` through the real binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::common::*;
+
+fn text(out: &std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_key_sets_gets_and_clears() {
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    let cases = [
+        ("incomingconnections.enabled", "false", "false", "true"),
+        (
+            "incomingconnections.ports",
+            "22,3389, 5900-5910",
+            "[22, 3389, 5900-5910]",
+            "[]",
+        ),
+        (
+            "proxy.url",
+            "http://proxy.example:8080",
+            "http://proxy.example:8080",
+            "",
+        ),
+        ("extensions.allowlist", "A/B,C.D/E", "[A/B, C.D/E]", "[]"),
+        ("extensions.blocklist", "X/Y", "[X/Y]", "[]"),
+        (
+            "proxy.bypass",
+            "Arc,.corp.example,10.0.0.0/8",
+            "[Arc, .corp.example, 10.0.0.0/8]",
+            "[]",
+        ),
+        ("guestconfiguration.enabled", "false", "false", "true"),
+        ("extensions.enabled", "false", "false", "true"),
+        ("config.mode", "monitor", "monitor", "full"),
+    ];
+    for (key, value, shown, default) in cases {
+        let (code, out, err) = text(&config_cmd(&cfg, &["set", key, value]));
+        assert_eq!(code, 0, "{key}: {err}");
+        assert_eq!(
+            out.lines().next().unwrap(),
+            format!("Config property {key} set to value {shown} (previously {default})")
+        );
+        let (_, out, _) = text(&config_cmd(&cfg, &["get", key]));
+        assert_eq!(out, format!("{key:<44}: {shown}\n"));
+        let (_, out, _) = text(&config_cmd(&cfg, &["get", key, "-j"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["key"], key);
+        if key == "config.mode" {
+            continue; // cleared below, after the monitor-mode checks
+        }
+        let (code, out, err) = text(&config_cmd(&cfg, &["clear", key]));
+        assert_eq!(code, 0, "{key}: {err}");
+        assert_eq!(
+            out,
+            format!(
+                "Config property {key} cleared to its default {default} (previously {shown})\n"
+            )
+        );
+        config_cmd(&cfg, &["set", key, value]);
+    }
+    let (_, out, _) = text(&config_cmd(&cfg, &["list"]));
+    assert!(
+        out.starts_with(
+            "Local Configuration Settings\nincomingconnections.enabled                 : false\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("config.mode                                 : monitor\n"),
+        "{out}"
+    );
+    let (_, out, _) = text(&config_cmd(&cfg, &["list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let settings = v["localsettings"].as_array().unwrap();
+    assert_eq!(settings.len(), 9);
+    assert_eq!(
+        settings[1]["value"],
+        serde_json::json!([22, 3389, "5900-5910"])
+    );
+    let (code, out, _) = text(&config_cmd(&cfg, &["clear", "config.mode"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("(previously monitor)"), "{out}");
+}
+
+#[test]
+fn invalid_input_is_refused_with_a_clear_error_and_writes_nothing() {
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    config_cmd(&cfg, &["set", "incomingconnections.ports", "22"]);
+    let before = std::fs::read(&cfg).unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["set", "bogus.key", "1"],
+            &[
+                "unknown configuration key 'bogus.key'",
+                "incomingconnections.ports",
+            ],
+        ),
+        (
+            &["set", "incomingconnections.ports", "0"],
+            &["incomingconnections.ports", "'0'", "1 to 65535"],
+        ),
+        (
+            &["set", "incomingconnections.ports", "70000"],
+            &["'70000'", "1 to 65535"],
+        ),
+        (
+            &["set", "incomingconnections.enabled", "yes"],
+            &["incomingconnections.enabled", "'yes'", "true, false"],
+        ),
+        (
+            &["set", "config.mode", "audit"],
+            &["config.mode", "'audit'", "full, monitor"],
+        ),
+        (
+            &["set", "-a", "-r", "incomingconnections.ports", "22"],
+            &["cannot be used with"],
+        ),
+        (
+            &["set", "--add", "config.mode", "full"],
+            &["config.mode is not a list"],
+        ),
+        (
+            &["set", "extensions.allowlist", "NoSlash"],
+            &["Publisher/Type"],
+        ),
+        (&["set", "proxy.url", "ftp://x"], &["http or https"]),
+    ];
+    for (args, needles) in cases {
+        let (code, out, err) = text(&config_cmd(&cfg, args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        for n in *needles {
+            assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
+        }
+        assert_eq!(
+            std::fs::read(&cfg).unwrap(),
+            before,
+            "{args:?} changed the file"
+        );
+    }
+    // A file that is not a configuration: every command says what is wrong, and exits 1.
+    std::fs::write(&cfg, b"\x00\x01 not json").unwrap();
+    let (code, _, err) = text(&config_cmd(&cfg, &["list"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("not a valid configuration file"), "{err}");
+    std::fs::write(
+        &cfg,
+        br#"{"incomingconnections.ports":[22],"surprise":true}"#,
+    )
+    .unwrap();
+    let (code, _, err) = text(&config_cmd(
+        &cfg,
+        &["set", "incomingconnections.ports", "23"],
+    ));
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown field `surprise`"), "{err}");
+}
+
+#[test]
+fn monitor_mode_locks_keys_until_full() {
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    config_cmd(&cfg, &["set", "incomingconnections.ports", "22"]);
+    let (code, _, _) = text(&config_cmd(&cfg, &["set", "config.mode", "monitor"]));
+    assert_eq!(code, 0);
+    let (_, out, _) = text(&config_cmd(&cfg, &["list"]));
+    assert!(
+        out.contains("incomingconnections.enabled                 : false"),
+        "{out}"
+    );
+    assert!(
+        out.contains("guestconfiguration.enabled                  : false"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Microsoft.Azure.Monitor/AzureMonitorLinuxAgent"),
+        "{out}"
+    );
+    for args in [
+        &["set", "incomingconnections.enabled", "true"][..],
+        &["set", "--add", "incomingconnections.ports", "23"],
+        &["clear", "extensions.allowlist"],
+        &["set", "extensions.blocklist", "A/B"],
+        &["set", "guestconfiguration.enabled", "true"],
+    ] {
+        let (code, _, err) = text(&config_cmd(&cfg, args));
+        assert_eq!(code, 2, "{args:?}");
+        assert!(
+            err.contains("while config.mode is monitor") && err.contains("config.mode full"),
+            "{err}"
+        );
+    }
+    let (code, _, _) = text(&config_cmd(&cfg, &["set", "config.mode", "full"]));
+    assert_eq!(code, 0);
+    let (_, out, _) = text(&config_cmd(&cfg, &["get", "incomingconnections.enabled"]));
+    assert!(
+        out.ends_with(": false\n"),
+        "switching to full changes no other key: {out}"
+    );
+    let (code, _, _) = text(&config_cmd(
+        &cfg,
+        &["set", "incomingconnections.enabled", "true"],
+    ));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn insecure_files_are_refused() {
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    config_cmd(&cfg, &["set", "incomingconnections.ports", "22"]);
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (code, _, err) = text(&config_cmd(&cfg, &["list"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("writable by group or others") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    // serve refuses it too, and says why.
+    let out = Command::new(arcgate())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--cert")
+        .arg(repo("certs-dev/server.pem"))
+        .arg("--key")
+        .arg(repo("certs-dev/server-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by group or others"), "{err}");
+}
+
+#[test]
+fn a_write_that_dies_midway_leaves_the_old_file_intact() {
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    config_cmd(&cfg, &["set", "incomingconnections.ports", "22"]);
+    let before = std::fs::read(&cfg).unwrap();
+    // A file-size limit of zero blocks makes the first write of the new file fail
+    // (SIGXFSZ or EFBIG): the process dies or errors with the new content half-written.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 0; exec '{}' config set incomingconnections.ports 22,3389,5900-5910 --config '{}'",
+            arcgate(),
+            cfg.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the write was expected to fail");
+    assert_eq!(
+        std::fs::read(&cfg).unwrap(),
+        before,
+        "the old file is intact"
+    );
+    let (code, out, _) = text(&config_cmd(&cfg, &["get", "incomingconnections.ports"]));
+    assert_eq!(code, 0);
+    assert!(out.ends_with(": [22]\n"), "{out}");
+}
+
+#[test]
+fn extension_check_follows_the_agents_rule() {
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    let check = |name: &str| {
+        let out = Command::new(arcgate())
+            .args(["extension", "check", name, "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    let (code, out, _) = check("Pub/Any");
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "Pub/Any is allowed: no extensions.allowlist is set and it is not blocked\n"
+        )
+    );
+    config_cmd(&cfg, &["set", "extensions.blocklist", "Pub/Bad"]);
+    assert_eq!(check("pub/bad").0, 1);
+    config_cmd(&cfg, &["set", "extensions.allowlist", "Pub/Good"]);
+    assert_eq!(check("Pub/Good").0, 0);
+    assert_eq!(check("Pub/Other").0, 1);
+    config_cmd(&cfg, &["set", "extensions.enabled", "false"]);
+    let (code, out, _) = check("Pub/Good");
+    assert_eq!(code, 1);
+    assert!(out.contains("extensions.enabled is false"), "{out}");
+    assert_eq!(check("no-slash").0, 2);
+}
