@@ -20,6 +20,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::ws::{CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsError, close};
 
+/// How long ending our write side (flushing the last frames, TLS close_notify) may take
+/// when the peer does not read: long enough for any live peer, short enough to free the
+/// session's resources promptly.
+const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How a bridge behaves; the values come from `serve`/`connect` flags (SPEC §9).
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
@@ -33,8 +38,10 @@ pub struct BridgeConfig {
     pub max_frame: u64,
     /// Bytes read at a time from either side; also the largest frame we send.
     pub buf_size: usize,
-    /// After we send Close, how long we wait for the peer's Close before dropping it.
-    pub close_timeout: Duration,
+    /// After we send Close, how long we keep relaying the peer's bytes while waiting for its
+    /// Close; `None` waits as long as the peer keeps the connection alive (the client: its
+    /// stdin ending must not drop bytes still coming back).
+    pub close_timeout: Option<Duration>,
 }
 
 /// Why a session is being stopped from outside.
@@ -237,7 +244,9 @@ where
                         if received.is_some() {
                             return (outcome(ClosedBy::Peer, sent, received), writer);
                         }
-                        close_deadline = Instant::now() + cfg.close_timeout;
+                        if let Some(wait) = cfg.close_timeout {
+                            close_deadline = Instant::now() + wait;
+                        }
                     }
                     Ok(n) => {
                         if let Err(e) = writer.send_binary(&mut buf, n).await {
@@ -285,6 +294,6 @@ where
     };
     // Best effort: flush our Close and end the write side (TLS close_notify); a peer that
     // does not read cannot hold the session open past the close timeout.
-    let _ = tokio::time::timeout(cfg.close_timeout, writer.shutdown()).await;
+    let _ = tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, writer.shutdown()).await;
     outcome
 }

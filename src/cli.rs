@@ -385,7 +385,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             buf_size: 64 * 1024,
             // RFC 6455 leaves the wait for the peer's Close to the endpoint; 5 s is generous
             // for any live peer and short enough not to hold dead ones.
-            close_timeout: Duration::from_secs(5),
+            close_timeout: Some(Duration::from_secs(5)),
         },
     };
     runtime()?.block_on(async move {
@@ -397,22 +397,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
         let gate = Gate::new(opts, rx);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Watching starts before we say we listen: no change after that line can be missed.
+        let watch = live::Watch::start(paths).context("cannot watch the configuration directory")?;
         let watcher = {
             let mut stop_rx = stop_rx.clone();
             let stop = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            tokio::spawn(live::watch(paths, tx, stop))
+            tokio::spawn(watch.run(tx, stop))
         };
         // The line tests and scripts wait for: the address actually bound.
         eprintln!("arcgate: listening on {local} as '{name}'");
         tracing::info!(address = %local, name = %name, "gate listening");
         let shutdown = shutdown_signal(stop_tx);
         server::run(listener, tls, gate, shutdown).await;
-        match watcher.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "configuration watcher failed"),
-            Err(e) => tracing::error!(error = %e, "configuration watcher panicked"),
-            Ok(Ok(())) => {}
+        if let Err(e) = watcher.await {
+            tracing::error!(error = %e, "configuration watcher panicked");
         }
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(0)

@@ -499,7 +499,8 @@ impl Tunnel {
             missed_pongs: 3,
             max_frame: 1 << 20,
             buf_size: 64 * 1024,
-            close_timeout: Duration::from_secs(5),
+            // stdin ending is a half-close: keep reading until the gate closes.
+            close_timeout: None,
         };
         let counters = Counters::default();
         let outcome = bridge::run(
@@ -519,7 +520,6 @@ impl Tunnel {
             {
                 Ok(())
             }
-            (ClosedBy::Local, None) => Ok(()),
             (_, Some(frame)) => {
                 let why = match frame.code {
                     close::POLICY => "the host's policy no longer allows this session",
@@ -541,7 +541,7 @@ impl Tunnel {
                     ClosedBy::ConnectionLost(e)
                     | ClosedBy::PeerError(e)
                     | ClosedBy::LocalError(e) => e.clone(),
-                    _ => format!("{other:?}"),
+                    _ => "it ended before the gate closed the session".to_string(),
                 }
             ))),
         }

@@ -115,67 +115,96 @@ fn reload(paths: &Paths, generation: u64) -> Snapshot {
     }
 }
 
-/// Watches the files' directory and `SIGHUP`, publishing a new snapshot on every change,
-/// until `shutdown` resolves. Returns an error only if the watch cannot be set up.
-pub async fn watch(
+/// The directory watch and the `SIGHUP` handler, set up before the gate says it listens so
+/// that no change made after that can be missed.
+pub struct Watch {
     paths: Paths,
-    tx: watch::Sender<Arc<Snapshot>>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), notify::Error> {
-    use notify::Watcher as _;
-    let (kick_tx, mut kick_rx) = mpsc::channel::<()>(1);
-    let names: Vec<_> = [&paths.config, &paths.keys]
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
-        .collect();
-    let kick = kick_tx.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(ev) => ev
-                .paths
-                .iter()
-                .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n))),
-            // A watcher error (queue overflow) may hide a change: reload to be sure.
-            Err(_) => true,
-        };
-        if relevant {
-            // Full means a reload is already pending, which will see this change too.
-            let _ = kick.try_send(());
-        }
-    })?;
-    let dir = paths.config.parent().unwrap_or(Path::new("."));
-    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
-    let keys_dir = paths.keys.parent().unwrap_or(Path::new("."));
-    if keys_dir != dir {
-        watcher.watch(keys_dir, notify::RecursiveMode::NonRecursive)?;
+    _watcher: notify::RecommendedWatcher,
+    kick_rx: mpsc::Receiver<()>,
+    hup: tokio::signal::unix::Signal,
+}
+
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(notify::Error::io)?;
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut generation = tx.borrow().generation;
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            Some(()) = kick_rx.recv() => tokio::time::sleep(SETTLE).await,
-            Some(()) = hup.recv() => tracing::info!("SIGHUP: reloading configuration"),
+}
+
+impl Watch {
+    /// Starts watching the files' directories and `SIGHUP`. Must run inside the runtime.
+    pub fn start(paths: Paths) -> Result<Watch, notify::Error> {
+        use notify::Watcher as _;
+        // One pending kick is enough: a reload reads the files as they are by then.
+        let (kick, kick_rx) = mpsc::channel::<()>(1);
+        let names: Vec<_> = [&paths.config, &paths.keys]
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+            .collect();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(ev) => ev
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n))),
+                    // A watcher error (queue overflow) may hide a change: reload to be sure.
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = kick.try_send(());
+                }
+            })?;
+        let dir = dir_of(&paths.config);
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+        let keys_dir = dir_of(&paths.keys);
+        if keys_dir != dir {
+            watcher.watch(keys_dir, notify::RecursiveMode::NonRecursive)?;
         }
-        // Drain a kick that arrived while settling: this reload covers it.
-        let _ = kick_rx.try_recv();
-        generation += 1;
-        let next = reload(&paths, generation);
-        let before = tx.borrow().summary();
-        let after = next.summary();
-        if next.config.is_err() || next.keys.is_err() {
-            tracing::error!(
-                config = %paths.config.display(),
-                problem = %after,
-                "configuration reload FAILED: refusing new connections until the files are valid"
-            );
-        } else if before != after {
-            tracing::info!(policy = %after, "configuration reloaded");
-        } else {
-            tracing::debug!(policy = %after, "configuration unchanged");
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(notify::Error::io)?;
+        Ok(Watch {
+            paths,
+            _watcher: watcher,
+            kick_rx,
+            hup,
+        })
+    }
+
+    /// Publishes a new snapshot on every change until `shutdown` resolves.
+    pub async fn run(
+        mut self,
+        tx: watch::Sender<Arc<Snapshot>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut generation = tx.borrow().generation;
+        let paths = self.paths.clone();
+        let kick_rx = &mut self.kick_rx;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                Some(()) = kick_rx.recv() => tokio::time::sleep(SETTLE).await,
+                Some(()) = self.hup.recv() => tracing::info!("SIGHUP: reloading configuration"),
+            }
+            // Drain a kick that arrived while settling: this reload covers it.
+            let _ = kick_rx.try_recv();
+            generation += 1;
+            let next = reload(&paths, generation);
+            let before = tx.borrow().summary();
+            let after = next.summary();
+            if next.config.is_err() || next.keys.is_err() {
+                tracing::error!(
+                    config = %paths.config.display(),
+                    problem = %after,
+                    "configuration reload FAILED: refusing new connections until the files are valid"
+                );
+            } else if before != after {
+                tracing::info!(policy = %after, "configuration reloaded");
+            } else {
+                tracing::info!(policy = %after, "configuration unchanged");
+            }
+            tx.send_replace(Arc::new(next));
         }
-        tx.send_replace(Arc::new(next));
     }
 }

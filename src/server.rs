@@ -321,7 +321,7 @@ impl Gate {
                     event = "decision",
                     decision,
                     reason = %reason,
-                    name = %head.uri.path(),
+                    path = %crate::config::shorten(head.uri.path()),
                     "connection refused"
                 );
                 return Ok(refusal.response());
@@ -551,7 +551,8 @@ pub async fn run(
     gate.stopping.send_replace(true);
     let ended = gate.sessions.all_ended.notified();
     if gate.active_sessions() > 0 {
-        let _ = tokio::time::timeout(gate.opts.bridge.close_timeout * 2, ended).await;
+        // Every session has been told to close; this bounds a peer that never answers.
+        let _ = tokio::time::timeout(Duration::from_secs(10), ended).await;
     }
 }
 
@@ -583,8 +584,7 @@ async fn serve_connection(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(remaining.max(Duration::from_millis(1)))
-        .max_buf_size(gate.opts.max_header_bytes.max(8192))
-        .keep_alive(false);
+        .max_buf_size(gate.opts.max_header_bytes.max(8192));
     let conn = http
         .serve_connection(TokioIo::new(tls), service)
         .with_upgrades();

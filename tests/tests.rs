@@ -4,4 +4,5 @@ mod common;
 
 mod answers;
 mod config_cli;
+mod sessions;
 mod ssh;

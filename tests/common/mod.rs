@@ -98,6 +98,27 @@ pub struct Running {
     pub log: Log,
 }
 
+impl Running {
+    /// Waits for the process to exit on its own; kills it and fails the test after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let child = &mut self.child;
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let _ = tx.send(child.wait());
+            });
+            match rx.recv_timeout(limit) {
+                Ok(status) => status.unwrap(),
+                Err(_) => {
+                    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                    panic!("process {pid} still running after {limit:?}");
+                }
+            }
+        })
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
