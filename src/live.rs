@@ -115,6 +115,17 @@ fn reload(paths: &Paths, generation: u64) -> Snapshot {
     }
 }
 
+/// Whether a directory event may have changed one of the files named `names`. Opening or
+/// reading a file is not a change — and our own reload reads them, so counting that would
+/// reload forever.
+fn is_change(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+    !matches!(event.kind, notify::EventKind::Access(_))
+        && event
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)))
+}
+
 /// The directory watch and the `SIGHUP` handler, set up before the gate says it listens so
 /// that no change made after that can be missed.
 pub struct Watch {
@@ -144,10 +155,7 @@ impl Watch {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = match &event {
-                    Ok(ev) => ev
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n))),
+                    Ok(ev) => is_change(ev, &names),
                     // A watcher error (queue overflow) may hide a change: reload to be sure.
                     Err(_) => true,
                 };
@@ -205,6 +213,54 @@ impl Watch {
                 tracing::info!(policy = %after, "configuration unchanged");
             }
             tx.send_replace(Arc::new(next));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn only_changes_to_our_files_count() {
+        let names = vec!["localconfig.json".into(), "keys.json".into()];
+        let ev = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let cases = [
+            (
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                "/d/localconfig.json",
+                false,
+            ),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                "/d/keys.json",
+                false,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Any),
+                "/d/localconfig.json",
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                "/d/keys.json",
+                true,
+            ),
+            (
+                EventKind::Create(CreateKind::File),
+                "/d/.localconfig.json.tmp-1",
+                false,
+            ),
+            (
+                EventKind::Remove(notify::event::RemoveKind::File),
+                "/d/localconfig.json",
+                true,
+            ),
+            (EventKind::Modify(ModifyKind::Any), "/d/other", false),
+        ];
+        for (kind, path, want) in cases {
+            assert_eq!(is_change(&ev(kind, path), &names), want, "{kind:?} {path}");
         }
     }
 }
