@@ -773,38 +773,23 @@ impl Default for Config {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
-    #[serde(
-        rename = "incomingconnections.enabled",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "incomingconnections.enabled")]
     incoming_enabled: Option<serde_json::Value>,
-    #[serde(
-        rename = "incomingconnections.ports",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "incomingconnections.ports")]
     incoming_ports: Option<serde_json::Value>,
-    #[serde(rename = "proxy.url", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "proxy.url")]
     proxy_url: Option<serde_json::Value>,
-    #[serde(
-        rename = "extensions.allowlist",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "extensions.allowlist")]
     extensions_allowlist: Option<serde_json::Value>,
-    #[serde(
-        rename = "extensions.blocklist",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "extensions.blocklist")]
     extensions_blocklist: Option<serde_json::Value>,
-    #[serde(rename = "proxy.bypass", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "proxy.bypass")]
     proxy_bypass: Option<serde_json::Value>,
-    #[serde(
-        rename = "guestconfiguration.enabled",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "guestconfiguration.enabled")]
     guestconfiguration_enabled: Option<serde_json::Value>,
-    #[serde(rename = "extensions.enabled", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "extensions.enabled")]
     extensions_enabled: Option<serde_json::Value>,
-    #[serde(rename = "config.mode", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "config.mode")]
     mode: Option<serde_json::Value>,
 }
 

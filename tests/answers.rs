@@ -2,7 +2,6 @@
 //! unrelated SSH session keeps working through the same gate.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
 
 use crate::common::*;
 
@@ -13,12 +12,7 @@ fn every_refusal_has_its_status_line_and_other_sessions_keep_working() {
     let token = gate.token_file(&[]);
 
     // An interactive session: `cat` echoes each line back.
-    let mut session = ssh(&sshd, &proxy_command(&gate, &token, ""), &["cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut session = spawn_piped(&mut ssh(&sshd, &proxy_command(&gate, &token, ""), &["cat"]));
     let mut to_cat = session.stdin.take().unwrap();
     let mut from_cat = BufReader::new(session.stdout.take().unwrap());
     let mut echo = |text: &str| {

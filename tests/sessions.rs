@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -59,12 +58,7 @@ fn stdin_eof_is_a_half_close_and_the_answer_still_arrives() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut child = connect_cmd(&gate, port, &token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut connect_cmd(&gate, port, &token));
     let mut stdin = child.stdin.take().unwrap();
     std::thread::spawn(move || stdin.write_all(&data).unwrap()); // then dropped: EOF
     let out = child.wait_with_output().unwrap();
@@ -89,15 +83,11 @@ fn stdin_eof_is_a_half_close_and_the_answer_still_arrives() {
     );
 }
 
-/// Starts `arcgate connect` to sshd and waits until sshd's banner comes through.
-fn connected_client(gate: &Gate, sshd: &Sshd) -> std::process::Child {
+/// Starts `arcgate connect` to sshd and waits until sshd's banner comes through. The
+/// client's stdin is returned apart, so that waiting for the client does not close it.
+fn connected_client(gate: &Gate, sshd: &Sshd) -> (std::process::Child, std::process::ChildStdin) {
     let token = gate.token_file(&[]);
-    let mut child = connect_cmd(gate, sshd.port, &token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut connect_cmd(gate, sshd.port, &token));
     let mut banner = [0u8; 8];
     child
         .stdout
@@ -106,7 +96,8 @@ fn connected_client(gate: &Gate, sshd: &Sshd) -> std::process::Child {
         .read_exact(&mut banner)
         .unwrap();
     assert_eq!(&banner, b"SSH-2.0-");
-    child
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
 }
 
 fn stderr_of(child: &mut std::process::Child) -> String {
@@ -124,8 +115,7 @@ fn stderr_of(child: &mut std::process::Child) -> String {
 fn client_exits_promptly_when_the_gate_dies() {
     let sshd = Sshd::start();
     let mut gate = Gate::start(&[sshd.port], &[]);
-    let mut client = connected_client(&gate, &sshd);
-    let _stdin_stays_open = client.stdin.take();
+    let (client, _stdin) = connected_client(&gate, &sshd);
     let killed_at = Instant::now();
     gate.running.child.kill().unwrap();
     let (status, mut client) = wait_with_deadline(client, Duration::from_secs(5));
@@ -143,7 +133,7 @@ fn client_exits_promptly_when_the_gate_dies() {
 fn sigterm_closes_sessions_with_1001_and_the_gate_exits_zero() {
     let sshd = Sshd::start();
     let gate = Gate::start(&[sshd.port], &["--shutdown-grace", "0s"]);
-    let client = connected_client(&gate, &sshd);
+    let (client, _stdin) = connected_client(&gate, &sshd);
     let pid = gate.running.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -170,19 +160,8 @@ async fn ws_client(
     gate: &Gate,
     port: u16,
 ) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in arcgate::tls::load_certs(&repo("certs-dev/ca.pem")).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(dev_ca_client_config())
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
@@ -337,16 +316,13 @@ fn relay_info_gives_the_url_and_token() {
     let dir = private_dir();
     let file = dir.path().join("relay-info");
     std::fs::write(&file, &encoded).unwrap();
-    let mut child = Command::new(arcgate())
-        .args(["connect", "-p", &port.to_string(), "--ca"])
-        .arg(repo("certs-dev/ca.pem"))
-        .arg("-r")
-        .arg(&file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(
+        Command::new(arcgate())
+            .args(["connect", "-p", &port.to_string(), "--ca"])
+            .arg(repo("certs-dev/ca.pem"))
+            .arg("-r")
+            .arg(&file),
+    );
     child.stdin.take().unwrap().write_all(b"abc").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -369,6 +345,64 @@ fn relay_info_gives_the_url_and_token() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("403 connection not allowed (port 1 is not in"),
+        "{err}"
+    );
+}
+
+#[test]
+fn over_the_per_ip_limit_is_503_with_retry_after() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gate = Gate::start(&[port], &["--max-sessions-per-ip", "1"]);
+    let token = gate.token_file(&[]);
+    let mut first = spawn_piped(&mut connect_cmd(&gate, port, &token));
+    // The first session is established once the service sees its connection.
+    let (_service_side, _) = listener.accept().unwrap();
+    let answer = raw_tls(
+        gate.addr,
+        &upgrade_request(
+            &format!("/$hc/{GATE_NAME}?sb-hc-action=connect&port={port}"),
+            &[("ServiceBusAuthorization", &gate.token(&[]))],
+        ),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5\r\n"),
+        "{answer}"
+    );
+    gate.running
+        .log
+        .expect(&["decision=\"over_limit\"", "max sessions per IP"]);
+    first.kill().unwrap();
+    let _ = first.wait();
+}
+
+#[test]
+fn an_untrusted_certificate_is_a_tls_error_with_a_hint() {
+    let gate = Gate::start(&[22], &[]);
+    let token = gate.token_file(&[]);
+    // A trust store holding only some other CA: the gate's development CA is unknown.
+    let other = rcgen::generate_simple_self_signed(vec!["other-ca".to_string()]).unwrap();
+    let dir = private_dir();
+    let store = dir.path().join("other.pem");
+    std::fs::write(&store, other.cert.pem()).unwrap();
+    let out = Command::new(arcgate())
+        .arg("connect")
+        .arg(gate.url())
+        .arg("--token-file")
+        .arg(&token)
+        .env("SSL_CERT_FILE", &store)
+        .env_remove("SSL_CERT_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS with localhost failed") && err.contains("--ca FILE"),
         "{err}"
     );
 }

@@ -47,12 +47,7 @@ fn sixty_four_mib_round_trip_keeps_every_byte() {
 
     // Up: push the bytes into `cat > file` on the far side; its sha256sum must match.
     let mut up = ssh(&sshd, &proxy, &["cat", ">", remote_file.to_str().unwrap()]);
-    let mut child = up
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut up);
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         stdin.write_all(&data).unwrap();

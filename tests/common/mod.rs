@@ -435,10 +435,8 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
-/// Sends raw bytes over TLS (trusting the dev CA) and returns everything the gate answers
-/// until it closes (bounded at 64 KiB).
-pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    use rustls::pki_types::ServerName;
+/// A TLS client configuration that trusts only the development CA.
+pub fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in arcgate::tls::load_certs(&repo("certs-dev/ca.pem")).unwrap() {
         roots.add(cert).unwrap();
@@ -450,9 +448,25 @@ pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Spawns a command with stdin, stdout and stderr piped.
+pub fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("command starts")
+}
+
+/// Sends raw bytes over TLS (trusting the dev CA) and returns everything the gate answers
+/// until it closes (bounded at 64 KiB).
+pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use rustls::pki_types::ServerName;
+    let config = dev_ca_client_config();
     let conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
