@@ -101,15 +101,14 @@ pub fn parse(head: &Parts) -> Result<ConnectRequest, RequestError> {
     };
     let (id, id_generated) = match id {
         Some(id) => {
-            if id.is_empty() || id.len() > MAX_ID_LEN {
+            if id.is_empty() || id.chars().count() > MAX_ID_LEN {
                 return Err(RequestError::BadId("it must be 1 to 64 characters"));
             }
-            if !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-            {
+            // Any text, as the interface says, but no control characters: the id is printed
+            // in every log line and by `arcgate status`.
+            if id.chars().any(char::is_control) {
                 return Err(RequestError::BadId(
-                    "it may hold only letters, digits, '-', '_', '.' and ':'",
+                    "it must not contain control characters",
                 ));
             }
             (id, false)
@@ -270,6 +269,12 @@ mod tests {
         let r = parse(&head("/%24hc/myhost/v2?sb-hc-action=connect", &[])).unwrap();
         assert_eq!(r.port.get(), 22, "default port; suffix ignored");
         assert!(r.id_generated);
+        let r = parse(&head(
+            "/$hc/h?sb-hc-action=connect&sb-hc-id=caf%C3%A9+id",
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(r.id, "café id", "any text without control characters");
     }
 
     #[test]
@@ -300,7 +305,7 @@ mod tests {
             "/$hc/h?sb-hc-action=connect&port=22&port=3389",
             "/$hc/h?sb-hc-action=connect&port=",
             "/$hc/h?sb-hc-action=connect&sb-hc-id=",
-            "/$hc/h?sb-hc-action=connect&sb-hc-id=a%20b",
+            "/$hc/h?sb-hc-action=connect&sb-hc-id=a%0Ab",
             "/$hc/h?sb-hc-action=connect&sb-hc-action=connect",
             "/$hc/h?sb-hc-action=connect&port=%FF",
             "/$hc/?sb-hc-action=connect",
