@@ -363,7 +363,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
     if args.cert.starts_with("certs-dev") || args.key.starts_with("certs-dev") {
         tracing::warn!(
             "USING THE DEVELOPMENT CERTIFICATES in certs-dev/: for development and tests only. \
-             Their CA is public; pass --cert and --key for real use"
+             their private key is in the repository; pass --cert and --key for real use"
         );
     }
     let opts = GateOptions {

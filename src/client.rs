@@ -20,6 +20,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters};
+use crate::deadline::{TimedOut, within};
 use crate::tls::ClientTrust;
 use crate::ws::close;
 
@@ -336,40 +337,45 @@ pub async fn open(opts: &ConnectOptions) -> Result<Tunnel, ClientError> {
     let target = target(&opts.url, opts.port, &id)?;
     let tls_config =
         crate::tls::client_config(&opts.trust).map_err(|e| ClientError::Usage(e.to_string()))?;
-    tokio::time::timeout(opts.connect_timeout, handshake(&target, tls_config, opts))
-        .await
-        .unwrap_or_else(|_| {
-            Err(ClientError::Network {
-                target: format!("{}:{}", target.host, target.port),
-                error: format!(
-                    "no answer within {:?} (--connect-timeout); check the host, port and any firewall",
-                    opts.connect_timeout
-                ),
-            })
-        })
+    let deadline = tokio::time::Instant::now() + opts.connect_timeout;
+    handshake(&target, tls_config, opts, deadline).await
 }
 
+/// Each phase runs under what is left of the one `--connect-timeout` deadline.
 async fn handshake(
     target: &Target,
     tls_config: Arc<rustls::ClientConfig>,
     opts: &ConnectOptions,
+    deadline: tokio::time::Instant,
 ) -> Result<Tunnel, ClientError> {
     let addr = format!("{}:{}", target.host, target.port);
     let network = |error: String| ClientError::Network {
         target: addr.clone(),
         error,
     };
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| network(e.to_string()))?;
+    let timed_out = |t: TimedOut| {
+        network(format!(
+            "{} did not finish within {:?} (--connect-timeout); check the host, port and any firewall",
+            t.phase, opts.connect_timeout
+        ))
+    };
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    let tcp = within(
+        "connecting",
+        left(),
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(timed_out)?
+    .map_err(|e| network(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let server_name =
         rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
             ClientError::Usage(format!("'{}' is not a valid TLS name: {e}", target.host))
         })?;
-    let tls = TlsConnector::from(tls_config)
-        .connect(server_name, tcp)
+    let tls = within("the TLS handshake", left(), TlsConnector::from(tls_config).connect(server_name, tcp))
         .await
+        .map_err(timed_out)?
         .map_err(|e| {
             let error = e.to_string();
             let hint = if error.contains("UnknownIssuer") {
@@ -390,6 +396,7 @@ async fn handshake(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| network(e.to_string()))?;
+    let ws_phase = "the WebSocket handshake";
     let conn_task = tokio::spawn(conn.with_upgrades());
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let host_header = if target.port == 443 {
@@ -429,11 +436,16 @@ async fn handshake(
             .or_else(|| status.canonical_reason().map(str::to_string))
             .unwrap_or_default();
         // The body explains a 403; bounded so a hostile server cannot make us buffer much.
-        let body = Limited::new(response.into_body(), 8192)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = within(
+            ws_phase,
+            left(),
+            Limited::new(response.into_body(), 8192).collect(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
         conn_task.abort();
         return Err(ClientError::Refused {
             name: target.name.clone(),
@@ -454,8 +466,9 @@ async fn handshake(
                 .into(),
         ));
     }
-    let upgraded = hyper::upgrade::on(response)
+    let upgraded = within(ws_phase, left(), hyper::upgrade::on(response))
         .await
+        .map_err(timed_out)?
         .map_err(|e| network(format!("upgrade failed: {e}")))?;
     let parts = upgraded
         .downcast::<TokioIo<TlsStream<TcpStream>>>()

@@ -18,12 +18,14 @@
 //! | [`bridge`] | one session: WebSocket ⇄ local stream, half-close, pings, close codes |
 //! | [`client`] | `arcgate connect` |
 //! | [`tls`] | TLS configurations |
+//! | [`deadline`] | named timeouts for every phase |
 //! | [`cli`] | the command line; the only place that binds sockets and handles signals |
 
 pub mod bridge;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod deadline;
 pub mod extension;
 pub mod live;
 pub mod policy;

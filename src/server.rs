@@ -31,6 +31,7 @@ use tracing::{Instrument, field};
 
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters, Stop};
 use crate::config::Port;
+use crate::deadline::within;
 use crate::live::Snapshot;
 use crate::policy::{self, Candidate, Denied};
 use crate::request::{self, ConnectRequest, RequestError};
@@ -476,18 +477,14 @@ async fn dial(port: Port, timeout: Duration) -> Result<TcpStream, String> {
         IpAddr::V6(Ipv6Addr::LOCALHOST),
     ] {
         let addr = SocketAddr::new(ip, port.get());
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let error = match within("dialling", timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => {
-                if last.is_empty() {
-                    last = e.to_string();
-                }
-            }
-            Err(_) => {
-                if last.is_empty() {
-                    last = format!("timed out after {timeout:?}");
-                }
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(t) => t.to_string(),
+        };
+        // The IPv4 error is the one to report: [::1] is only a fallback.
+        if last.is_empty() {
+            last = error;
         }
     }
     Err(last)
@@ -565,14 +562,19 @@ async fn serve_connection(
 ) {
     let deadline = Instant::now() + gate.opts.handshake_timeout;
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(gate.opts.handshake_timeout, acceptor.accept(tcp)).await {
+    let accepted = within(
+        "the TLS handshake",
+        gate.opts.handshake_timeout,
+        acceptor.accept(tcp),
+    );
+    let tls = match accepted.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
             return;
         }
-        Err(_) => {
-            tracing::debug!("TLS handshake timed out");
+        Err(t) => {
+            tracing::debug!(error = %t, "TLS handshake did not finish");
             return;
         }
     };

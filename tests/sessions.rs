@@ -406,3 +406,28 @@ fn an_untrusted_certificate_is_a_tls_error_with_a_hint() {
         "{err}"
     );
 }
+
+#[test]
+fn a_gate_that_never_answers_times_out_naming_the_phase() {
+    // The kernel completes the TCP handshake from the backlog; nothing ever speaks TLS.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = private_dir();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "SharedAccessSignature sr=a&sig=b&se=1&skn=c").unwrap();
+    let out = Command::new(arcgate())
+        .arg("connect")
+        .arg(format!("wss://localhost:{port}/$hc/h"))
+        .args(["--connect-timeout", "1s", "--token-file"])
+        .arg(&token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(9));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the TLS handshake did not finish within 1s"),
+        "{err}"
+    );
+    drop(silent);
+}
