@@ -13,10 +13,13 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bridge::BridgeConfig;
-use crate::client::{self, ClientError, ConnectOptions, LogFormat};
+use crate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, TokenSource};
 use crate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
+use crate::forward::Forwarder;
 use crate::live::{self, Paths};
+use crate::proxy::Proxy;
 use crate::server::{self, Gate, GateOptions};
+use crate::sshconfig::{HostBlock, render as render_host_block};
 use crate::store;
 use crate::tls::ClientTrust;
 use crate::token::{self, KeySet};
@@ -45,6 +48,11 @@ pub enum Command {
     /// Connect stdin/stdout to a port on a host through its gate (an OpenSSH ProxyCommand).
     #[command(after_help = CONNECT_EXIT_CODES)]
     Connect(ConnectArgs),
+    /// Listen locally; every accepted connection becomes one tunnel (RDP, or any allowed port).
+    #[command(after_help = CONNECT_EXIT_CODES)]
+    Forward(ForwardArgs),
+    /// Print a Host block for ~/.ssh/config that connects through the gate.
+    SshConfig(SshConfigArgs),
 }
 
 const CONNECT_EXIT_CODES: &str = "\
@@ -58,7 +66,7 @@ Exit codes:
   6   503: the local service is down, or the gate is overloaded or misconfigured
   7   another HTTP answer (400, ...)
   8   TLS failed: untrusted certificate or name mismatch
-  9   the gate could not be reached: DNS, refused, timeout
+  9   the gate (or the proxy) could not be reached: DNS, refused, timeout, CONNECT refused
   10  the session was established and then dropped or revoked";
 
 /// Where the configuration is.
@@ -240,6 +248,27 @@ pub struct TokenArgs {
 /// `arcgate connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+}
+
+/// `arcgate forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Local address to listen on, e.g. 127.0.0.1:13389 (port 0 picks a free one).
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+    /// On Ctrl-C/SIGTERM, how long open tunnels may continue before they are closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// What both clients take.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
     /// Gate URL, wss://HOST:PORT/$hc/NAME (port optional; single-quote it for $hc). Optional with
     /// -r or SSHPROXY_RELAY_INFO.
     pub url: Option<String>,
@@ -252,7 +281,7 @@ pub struct ConnectArgs {
     /// The token (prefer --token-file: arguments are visible to other users).
     #[arg(long, env = "ARCGATE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// File holding the token.
+    /// File holding the token (read again for every tunnel).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust besides the system store; repeatable.
@@ -270,6 +299,27 @@ pub struct ConnectArgs {
     /// Diagnostics format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+/// `arcgate ssh-config`.
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// The Host name to use with ssh.
+    pub name: String,
+    /// Gate URL, wss://HOST:PORT/$hc/NAME.
+    pub url: String,
+    /// A fixed SSH port (default: whatever `ssh -p` says, 22).
+    #[arg(short, long)]
+    pub port: Option<u16>,
+    /// Token file for the ProxyCommand.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Extra CA certificate for the ProxyCommand; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+    /// A User line.
+    #[arg(long)]
+    pub user: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -292,7 +342,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Config(args) => config(args),
         Command::Extension(args) => extension(args),
         Command::Token(args) => mint_token(args),
-        Command::Connect(args) => connect(args),
+        Command::Connect(args) => connect(args.client),
+        Command::Forward(args) => forward(args),
+        Command::SshConfig(args) => ssh_config(args),
     }
 }
 
@@ -596,65 +648,150 @@ fn mint_token(args: TokenArgs) -> anyhow::Result<Status> {
     Ok(0)
 }
 
-fn connect(args: ConnectArgs) -> anyhow::Result<Status> {
-    init_logging(args.log_format, "warn");
-    let format = args.log_format;
-    let shown_url = args.url.clone().unwrap_or_default();
-    let result = (|| -> Result<(), ClientError> {
-        let (url, mut token) = resolve_target(&args)?;
-        if let Some(file) = &args.token_file {
-            token = Some(client::read_token_file(file)?);
-        } else if args.token.is_some() {
-            token = args.token.clone();
-        }
-        if token.is_none() {
+/// What both clients resolve from their arguments before connecting.
+struct ClientSetup {
+    connector: Connector,
+    token: TokenSource,
+    ping_interval: Option<Duration>,
+}
+
+fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
+    let (url, relay_token) = resolve_target(args)?;
+    let token = match (&args.token_file, &args.token, relay_token) {
+        (Some(file), _, _) => TokenSource::File(file.clone()),
+        (None, Some(t), _) => TokenSource::Literal(t.clone()),
+        (None, None, Some(t)) => TokenSource::Literal(t),
+        (None, None, None) => {
             return Err(ClientError::Usage(
                 "no token: pass --token-file FILE, --token, ARCGATE_TOKEN or relay information \
                  (mint one on the host with `arcgate token`)"
                     .into(),
             ));
         }
-        if args.insecure {
-            eprintln!(
-                "arcgate: WARNING: --insecure: the gate's certificate is NOT verified; \
-                 anyone on the path can impersonate it"
-            );
+    };
+    // Fail now, not at the first tunnel, if the file is unreadable.
+    token.read()?;
+    if args.insecure {
+        eprintln!(
+            "arcgate: WARNING: --insecure: the gate's certificate is NOT verified; \
+             anyone on the path can impersonate it"
+        );
+    }
+    let proxy = Proxy::from_env().map_err(|e| ClientError::Usage(e.to_string()))?;
+    let ping_interval = (!args.ping_interval.is_zero()).then_some(args.ping_interval);
+    let connector = Connector::new(ConnectOptions {
+        url,
+        port: args.port,
+        trust: ClientTrust {
+            ca_files: args.ca.clone(),
+            insecure: args.insecure,
+        },
+        proxy,
+        connect_timeout: args.connect_timeout,
+    })?;
+    Ok(ClientSetup {
+        connector,
+        token,
+        ping_interval,
+    })
+}
+
+/// Prints a client failure in the requested format; `main` then only takes its exit code.
+fn client_failure(e: ClientError, args: &ClientArgs) -> anyhow::Error {
+    if args.log_format == LogFormat::Json {
+        for line in e.json_lines(args.url.as_deref().unwrap_or_default()) {
+            eprintln!("{line}");
         }
-        let opts = ConnectOptions {
-            url,
-            port: args.port,
-            token,
-            trust: ClientTrust {
-                ca_files: args.ca.clone(),
-                insecure: args.insecure,
-            },
-            connect_timeout: args.connect_timeout,
-            ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
-        };
+        ReportedError(e).into()
+    } else {
+        e.into()
+    }
+}
+
+fn connect(args: ClientArgs) -> anyhow::Result<Status> {
+    init_logging(args.log_format, "warn");
+    let result = (|| -> Result<(), ClientError> {
+        let setup = client_setup(&args)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| ClientError::Usage(format!("cannot start the runtime: {e}")))?;
         let result = rt.block_on(async {
-            let tunnel = client::open(&opts).await?;
+            let token = setup.token.read()?;
+            let tunnel = setup.connector.open(token.as_deref()).await?;
             tunnel
-                .run(tokio::io::stdin(), tokio::io::stdout(), opts.ping_interval)
+                .run(tokio::io::stdin(), tokio::io::stdout(), setup.ping_interval)
                 .await
         });
         // A blocking stdin read may still be pending; do not wait for it.
         rt.shutdown_background();
         result
     })();
-    match result {
-        Ok(()) => Ok(0),
-        Err(e) if format == LogFormat::Json => {
-            for line in e.json_lines(&shown_url) {
-                eprintln!("{line}");
-            }
-            Err(ReportedError(e).into())
-        }
-        Err(e) => Err(e.into()),
+    result.map(|()| 0).map_err(|e| client_failure(e, &args))
+}
+
+fn forward(args: ForwardArgs) -> anyhow::Result<Status> {
+    init_logging(args.client.log_format, "info");
+    let setup = client_setup(&args.client).map_err(|e| client_failure(e, &args.client))?;
+    let url = args.client.url.clone().unwrap_or_default();
+    let port = args.client.port;
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        // The line tests and scripts wait for: the address actually bound.
+        eprintln!("arcgate: forwarding {local} to {url} port {port}");
+        let forwarder = Arc::new(Forwarder {
+            connector: setup.connector,
+            token: setup.token,
+            ping_interval: setup.ping_interval,
+            grace: args.shutdown_grace,
+        });
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(shutdown_signal(stop_tx));
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let cut = crate::forward::run(listener, forwarder, stop).await;
+        tracing::info!(tunnels_cut_at_deadline = cut, "stopped");
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
+fn ssh_config(args: SshConfigArgs) -> anyhow::Result<Status> {
+    let absolute = |p: &Path| -> anyhow::Result<PathBuf> {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(p)
+        };
+        Ok(p)
+    };
+    client::target(&args.url, 22, "check")?;
+    let block = HostBlock {
+        name: args.name,
+        url: args.url,
+        port: args.port,
+        token_file: args.token_file.as_deref().map(absolute).transpose()?,
+        ca: args
+            .ca
+            .iter()
+            .map(|c| absolute(c))
+            .collect::<anyhow::Result<_>>()?,
+        exe: std::env::current_exe().context("cannot find this program's own path")?,
+        user: args.user,
+    };
+    if let Some(f) = &block.token_file
+        && !f.exists()
+    {
+        eprintln!(
+            "arcgate: note: the token file {} does not exist yet",
+            f.display()
+        );
     }
+    print!("{}", render_host_block(&block).map_err(UsageError)?);
+    Ok(0)
 }
 
 /// An error already printed in the requested format; `main` only takes its exit code.
@@ -662,7 +799,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<Status> {
 #[error("{0}")]
 pub struct ReportedError(pub ClientError);
 
-fn resolve_target(args: &ConnectArgs) -> Result<(String, Option<String>), ClientError> {
+fn resolve_target(args: &ClientArgs) -> Result<(String, Option<String>), ClientError> {
     let relay_text = match (&args.relay_info, std::env::var("SSHPROXY_RELAY_INFO")) {
         (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
             ClientError::Usage(format!(

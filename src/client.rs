@@ -21,6 +21,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters};
 use crate::deadline::{TimedOut, within};
+use crate::proxy::Proxy;
 use crate::tls::ClientTrust;
 use crate::ws::close;
 
@@ -67,14 +68,12 @@ pub struct ConnectOptions {
     pub url: String,
     /// The target port on the host.
     pub port: u16,
-    /// The token (`SharedAccessSignature ...`).
-    pub token: Option<String>,
     /// How to check the gate's certificate.
     pub trust: ClientTrust,
+    /// The HTTP proxy to reach the gate through, if any.
+    pub proxy: Option<Proxy>,
     /// TCP + TLS + HTTP handshake deadline.
     pub connect_timeout: Duration,
-    /// Session settings (pings).
-    pub ping_interval: Option<Duration>,
 }
 
 /// Why `connect` failed. The `Display` form is the one line printed after `arcgate: `.
@@ -331,14 +330,59 @@ pub struct Tunnel {
     pub name: String,
 }
 
-/// Opens a tunnel: TCP, TLS, the upgrade request. A refusal is a [`ClientError::Refused`].
-pub async fn open(opts: &ConnectOptions) -> Result<Tunnel, ClientError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let target = target(&opts.url, opts.port, &id)?;
-    let tls_config =
-        crate::tls::client_config(&opts.trust).map_err(|e| ClientError::Usage(e.to_string()))?;
-    let deadline = tokio::time::Instant::now() + opts.connect_timeout;
-    handshake(&target, tls_config, opts, deadline).await
+/// Where the token comes from. A file is read again for every tunnel, so that a long-running
+/// `forward` picks up a renewed token.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// No token.
+    None,
+    /// Given on the command line, in the environment or in relay information.
+    Literal(String),
+    /// `--token-file`.
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// The token now.
+    pub fn read(&self) -> Result<Option<String>, ClientError> {
+        match self {
+            TokenSource::None => Ok(None),
+            TokenSource::Literal(t) => Ok(Some(t.clone())),
+            TokenSource::File(path) => read_token_file(path).map(Some),
+        }
+    }
+}
+
+/// Opens tunnels to one gate URL and port; the TLS configuration is built once.
+pub struct Connector {
+    opts: ConnectOptions,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Connector {
+    /// Checks the URL and builds the TLS configuration.
+    pub fn new(opts: ConnectOptions) -> Result<Connector, ClientError> {
+        target(&opts.url, opts.port, "check")?;
+        let tls = crate::tls::client_config(&opts.trust)
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        Ok(Connector { opts, tls })
+    }
+
+    /// The gate name in the URL.
+    pub fn name(&self) -> String {
+        target(&self.opts.url, self.opts.port, "-")
+            .map(|t| t.name)
+            .unwrap_or_default()
+    }
+
+    /// Opens a tunnel: TCP (through the proxy when one applies), TLS, the upgrade request.
+    /// A refusal is a [`ClientError::Refused`].
+    pub async fn open(&self, token: Option<&str>) -> Result<Tunnel, ClientError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let target = target(&self.opts.url, self.opts.port, &id)?;
+        let deadline = tokio::time::Instant::now() + self.opts.connect_timeout;
+        handshake(&target, self.tls.clone(), &self.opts, token, deadline).await
+    }
 }
 
 /// Each phase runs under what is left of the one `--connect-timeout` deadline.
@@ -346,6 +390,7 @@ async fn handshake(
     target: &Target,
     tls_config: Arc<rustls::ClientConfig>,
     opts: &ConnectOptions,
+    token: Option<&str>,
     deadline: tokio::time::Instant,
 ) -> Result<Tunnel, ClientError> {
     let addr = format!("{}:{}", target.host, target.port);
@@ -360,39 +405,45 @@ async fn handshake(
         ))
     };
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
-    let tcp = within(
-        "connecting",
-        left(),
-        TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .map_err(timed_out)?
-    .map_err(|e| network(e.to_string()))?;
+    let tcp = match opts.proxy.as_ref().filter(|p| p.applies_to(&target.host)) {
+        Some(proxy) => within(
+            "connecting through the proxy",
+            left(),
+            proxy.connect(&target.host, target.port),
+        )
+        .await
+        .map_err(timed_out)?
+        .map_err(|e| network(e.to_string()))?,
+        None => within(
+            "connecting",
+            left(),
+            TcpStream::connect((target.host.as_str(), target.port)),
+        )
+        .await
+        .map_err(timed_out)?
+        .map_err(|e| network(e.to_string()))?,
+    };
     let _ = tcp.set_nodelay(true);
     let server_name =
         rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
             ClientError::Usage(format!("'{}' is not a valid TLS name: {e}", target.host))
         })?;
-    let tls = within("the TLS handshake", left(), TlsConnector::from(tls_config).connect(server_name, tcp))
-        .await
-        .map_err(timed_out)?
-        .map_err(|e| {
-            let error = e.to_string();
-            let hint = if error.contains("UnknownIssuer") {
-                "the gate's certificate is not signed by a CA you trust; pass the CA with --ca FILE"
-            } else if error.contains("NotValidForName") {
-                "the certificate is not valid for this host name; use the name the certificate was issued for"
-            } else if error.contains("Expired") {
-                "the gate's certificate has expired"
-            } else {
-                "check that the port speaks TLS"
-            };
-            ClientError::Tls {
-                host: target.host.clone(),
-                error,
-                hint,
-            }
-        })?;
+    let tls = within(
+        "the TLS handshake",
+        left(),
+        TlsConnector::from(tls_config).connect(server_name, tcp),
+    )
+    .await
+    .map_err(timed_out)?
+    .map_err(|e| {
+        let error = e.to_string();
+        let hint = tls_hint(&e);
+        ClientError::Tls {
+            host: target.host.clone(),
+            error,
+            hint,
+        }
+    })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| network(e.to_string()))?;
@@ -416,8 +467,8 @@ async fn handshake(
             header::USER_AGENT,
             concat!("arcgate/", env!("CARGO_PKG_VERSION")),
         );
-    if let Some(token) = &opts.token {
-        request = request.header(crate::request::SB_AUTH_HEADER, token.as_str());
+    if let Some(token) = token {
+        request = request.header(crate::request::SB_AUTH_HEADER, token);
     }
     let request = request
         .body(Empty::<Bytes>::new())
@@ -478,6 +529,32 @@ async fn handshake(
         leftover: parts.read_buf,
         name: target.name.clone(),
     })
+}
+
+/// What to check, for a TLS failure.
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    let cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(c) => Some(c),
+            _ => None,
+        });
+    match cert {
+        Some(C::UnknownIssuer) => {
+            "the gate's certificate is not signed by a CA you trust; pass its CA with --ca FILE"
+        }
+        Some(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the certificate is not valid for this host name; connect with a name it was issued for"
+        }
+        Some(C::Expired | C::ExpiredContext { .. }) => "the gate's certificate has expired",
+        Some(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the gate's certificate is not valid yet; check this machine's clock"
+        }
+        Some(_) => "the gate's certificate was rejected",
+        None => "check that the port speaks TLS (it may be plain HTTP or another service)",
+    }
 }
 
 fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {

@@ -16,7 +16,10 @@
 //! | [`server`] | TLS accept, the answers table, sessions |
 //! | [`ws`] | WebSocket framing for the data path |
 //! | [`bridge`] | one session: WebSocket ⇄ local stream, half-close, pings, close codes |
-//! | [`client`] | `arcgate connect` |
+//! | [`client`] | `arcgate connect`: URL, token, TLS, handshake, refusals |
+//! | [`forward`] | `arcgate forward`: a local listener, one tunnel per connection |
+//! | [`proxy`] | outbound HTTP CONNECT proxies and their bypass rules |
+//! | [`sshconfig`] | `arcgate ssh-config`: a Host block with safe quoting |
 //! | [`tls`] | TLS configurations |
 //! | [`deadline`] | named timeouts for every phase |
 //! | [`cli`] | the command line; the only place that binds sockets and handles signals |
@@ -27,10 +30,13 @@ pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod extension;
+pub mod forward;
 pub mod live;
 pub mod policy;
+pub mod proxy;
 pub mod request;
 pub mod server;
+pub mod sshconfig;
 pub mod store;
 pub mod tls;
 pub mod token;

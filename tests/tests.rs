@@ -3,6 +3,8 @@
 mod common;
 
 mod answers;
+mod client;
 mod config_cli;
+mod forward;
 mod sessions;
 mod ssh;

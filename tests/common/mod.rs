@@ -92,10 +92,58 @@ impl Log {
     }
 }
 
-/// A child process killed on drop.
+/// A child process killed on drop (after a SIGTERM first when `terminate_first`, for
+/// programs that clean up after themselves, like Xvfb's lock files).
 pub struct Running {
     pub child: Child,
     pub log: Log,
+    pub terminate_first: bool,
+}
+
+impl Running {
+    /// Starts `cmd` with stderr (or stdout, `from_stdout`) collected into the log.
+    pub fn spawn(cmd: &mut Command, from_stdout: bool) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(if from_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if from_stdout {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let log = Log::default();
+        if from_stdout {
+            log.clone().collect(child.stdout.take().unwrap());
+        } else {
+            log.clone().collect(child.stderr.take().unwrap());
+        }
+        Running {
+            child,
+            log,
+            terminate_first: false,
+        }
+    }
+
+    /// Waits for a line with `ready` (or `failed`); panics with the log otherwise.
+    pub fn wait_ready(&self, what: &str, ready: &str, failed: &[&str]) -> Result<String, String> {
+        let line = self
+            .log
+            .wait_for_from(0, Duration::from_secs(20), |l| {
+                l.contains(ready) || failed.iter().any(|f| l.contains(f))
+            })
+            .unwrap_or_else(|| panic!("{what} did not start:\n{}", self.log.lines().join("\n")));
+        if line.contains(ready) {
+            Ok(line)
+        } else {
+            Err(line)
+        }
+    }
 }
 
 impl Running {
@@ -121,6 +169,21 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if self.terminate_first && matches!(self.child.try_wait(), Ok(None)) {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let child = &mut self.child;
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    let _ = tx.send(child.wait());
+                });
+                if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+                    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                }
+            });
+            return;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -180,22 +243,14 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let mut child = Command::new("/usr/sbin/sshd")
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("sshd runs (is openssh-server installed?)");
-            let log = Log::default();
-            log.clone().collect(child.stderr.take().unwrap());
-            let running = Running { child, log };
-            let ready = running.log.wait_for_from(0, Duration::from_secs(10), |l| {
-                l.contains("Server listening") || l.contains("Cannot bind") || l.contains("fatal")
-            });
-            match ready {
-                Some(l) if l.contains("Server listening") => {
+            let running = Running::spawn(
+                Command::new("/usr/sbin/sshd")
+                    .args(["-D", "-e", "-f"])
+                    .arg(&config),
+                false,
+            );
+            match running.wait_ready("sshd", "Server listening", &["Cannot bind", "fatal"]) {
+                Ok(_) => {
                     return Sshd {
                         port,
                         client_key: d.join("client_key"),
@@ -204,9 +259,9 @@ impl Sshd {
                         _dir: dir,
                     };
                 }
-                Some(l) if l.contains("Cannot bind") => continue,
-                other => panic!(
-                    "sshd did not start: {other:?}\n{}",
+                Err(l) if l.contains("Cannot bind") => continue,
+                Err(l) => panic!(
+                    "sshd did not start: {l}\n{}",
                     running.log.lines().join("\n")
                 ),
             }
@@ -255,36 +310,33 @@ impl Gate {
 
     /// Starts a gate on an existing configuration directory.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gate {
+        Gate::start_at("127.0.0.1:0", dir, extra)
+    }
+
+    /// Starts a gate listening on `listen`.
+    pub fn start_at(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> Gate {
         let config = dir.path().join("localconfig.json");
-        let mut child = Command::new(arcgate())
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--name", GATE_NAME, "--config"])
-            .arg(&config)
-            .arg("--cert")
-            .arg(repo("certs-dev/server.pem"))
-            .arg("--key")
-            .arg(repo("certs-dev/server-key.pem"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
-            .spawn()
-            .expect("arcgate serve starts");
-        let log = Log::default();
-        log.clone().collect(child.stderr.take().unwrap());
-        let running = Running { child, log };
+        let running = Running::spawn(
+            Command::new(arcgate())
+                .arg("serve")
+                .args(["--listen", listen, "--name", GATE_NAME, "--config"])
+                .arg(&config)
+                .arg("--cert")
+                .arg(repo("certs-dev/server.pem"))
+                .arg("--key")
+                .arg(repo("certs-dev/server-key.pem"))
+                .args(extra)
+                .env("RUST_LOG", "info"),
+            false,
+        );
         let line = running
-            .log
-            .wait_for_from(0, Duration::from_secs(20), |l| {
-                l.starts_with("arcgate: listening on ") || l.starts_with("arcgate: ")
-            })
-            .unwrap_or_else(|| panic!("gate did not start:\n{}", running.log.lines().join("\n")));
+            .wait_ready("the gate", "arcgate: listening on ", &["arcgate: "])
+            .unwrap_or_else(|l| panic!("gate failed: {l}\n{}", running.log.lines().join("\n")));
         let addr = line
             .strip_prefix("arcgate: listening on ")
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("gate failed: {line}\n{}", running.log.lines().join("\n")));
+            .unwrap_or_else(|| panic!("no address in {line}"));
         Gate {
             addr,
             name: GATE_NAME.to_string(),
@@ -495,4 +547,171 @@ pub fn upgrade_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     }
     req.push_str("\r\n");
     req.into_bytes()
+}
+
+/// `arcgate forward` in front of a gate, for one target port.
+pub struct Forward {
+    pub addr: std::net::SocketAddr,
+    pub running: Running,
+}
+
+impl Forward {
+    pub fn start(gate: &Gate, port: u16, token_file: &Path, extra: &[&str]) -> Forward {
+        let running = Running::spawn(
+            Command::new(arcgate())
+                .args(["forward", "127.0.0.1:0"])
+                .arg(gate.url())
+                .args(["-p", &port.to_string(), "--ca"])
+                .arg(repo("certs-dev/ca.pem"))
+                .arg("--token-file")
+                .arg(token_file)
+                .args(extra)
+                .env("RUST_LOG", "info"),
+            false,
+        );
+        let line = running
+            .wait_ready("forward", "arcgate: forwarding ", &["arcgate: "])
+            .unwrap_or_else(|l| panic!("forward failed: {l}"));
+        let addr = line
+            .strip_prefix("arcgate: forwarding ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line}"));
+        Forward { addr, running }
+    }
+}
+
+/// A real RDP server (Debian's xrdp) on a free loopback port, its own ini, log to stderr.
+pub struct Xrdp {
+    pub port: u16,
+    pub running: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Xrdp {
+    pub fn start() -> Xrdp {
+        let dir = private_dir();
+        let ini = std::fs::read_to_string("/etc/xrdp/xrdp.ini")
+            .expect("/etc/xrdp/xrdp.ini (is xrdp installed?)");
+        let ini: String = ini
+            .lines()
+            .map(|l| match l.split_once('=') {
+                Some(("certificate", _)) => {
+                    format!("certificate={}", repo("certs-dev/server.pem").display())
+                }
+                Some(("key_file", _)) => {
+                    format!("key_file={}", repo("certs-dev/server-key.pem").display())
+                }
+                Some(("LogFile", _)) => "LogFile=/dev/stderr".to_string(),
+                Some(("EnableSyslog", _)) => "EnableSyslog=false".to_string(),
+                Some(("fork", _)) => "fork=false".to_string(),
+                _ => l.to_string(),
+            })
+            .map(|l| l + "\n")
+            .collect();
+        let config = dir.path().join("xrdp.ini");
+        std::fs::write(&config, ini).unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let running = Running::spawn(
+                Command::new("xrdp")
+                    .args(["--nodaemon", "--config"])
+                    .arg(&config)
+                    .args(["--port", &format!("tcp://127.0.0.1:{port}")]),
+                false,
+            );
+            match running.wait_ready("xrdp", "xrdp_listen_pp done", &["ERROR", "error"]) {
+                Ok(_) => {
+                    return Xrdp {
+                        port,
+                        running,
+                        _dir: dir,
+                    };
+                }
+                Err(l) => eprintln!("xrdp on {port} failed ({l}); trying another port"),
+            }
+        }
+        panic!("xrdp could not start in 5 tries");
+    }
+}
+
+/// A virtual X display (Xvfb) for X clients; the display number comes from `-displayfd`.
+pub struct Xvfb {
+    pub display: String,
+    pub running: Running,
+}
+
+impl Xvfb {
+    pub fn start() -> Xvfb {
+        let mut running = Running::spawn(
+            Command::new("Xvfb").args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "1024x768x24",
+            ]),
+            true,
+        );
+        running.terminate_first = true;
+        // Xvfb writes the display number to the fd once it accepts clients.
+        let line = running
+            .log
+            .wait_for_from(0, Duration::from_secs(20), |l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())
+            })
+            .expect("Xvfb printed its display number");
+        Xvfb {
+            display: format!(":{line}"),
+            running,
+        }
+    }
+}
+
+/// A real HTTP CONNECT proxy (Debian's tinyproxy) on a free loopback port; it logs each
+/// request, so a test can see that traffic went through it.
+pub struct Tinyproxy {
+    pub port: u16,
+    pub running: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Tinyproxy {
+    pub fn start(extra_config: &str) -> Tinyproxy {
+        let dir = private_dir();
+        for _ in 0..5 {
+            let port = free_port();
+            let config = dir.path().join("tinyproxy.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Info\n\
+                     PidFile \"{}/tinyproxy.pid\"\nMaxClients 20\nAllow 127.0.0.1\n{extra_config}",
+                    dir.path().display()
+                ),
+            )
+            .unwrap();
+            let running = Running::spawn(
+                Command::new("tinyproxy").args(["-d", "-c"]).arg(&config),
+                true,
+            );
+            match running.wait_ready(
+                "tinyproxy",
+                "Accepting connections",
+                &["Could not create listening", "ERROR"],
+            ) {
+                Ok(_) => {
+                    return Tinyproxy {
+                        port,
+                        running,
+                        _dir: dir,
+                    };
+                }
+                Err(l) => eprintln!("tinyproxy on {port} failed ({l}); trying another port"),
+            }
+        }
+        panic!("tinyproxy could not start in 5 tries");
+    }
 }

@@ -1,0 +1,251 @@
+//! The clients' edges: `arcgate ssh-config` used by real `ssh`, an HTTP CONNECT proxy
+//! (tinyproxy), and one clear line and a distinct exit code for every kind of failure.
+
+use std::process::{Command, Stdio};
+
+use crate::common::*;
+
+#[test]
+fn ssh_config_block_works_with_spaces_and_quotes_in_paths() {
+    let sshd = Sshd::start();
+    let gate = Gate::start(&[sshd.port], &[]);
+    let dir = private_dir();
+    // The binary, the token and the CA all live under awkward names.
+    let bin_dir = dir.path().join("arc gate's bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let exe = bin_dir.join("arcgate");
+    std::fs::copy(arcgate(), &exe).unwrap();
+    let token = dir.path().join("my token 100%");
+    std::fs::write(&token, gate.token(&[])).unwrap();
+    let ca = dir.path().join("ca $dir.pem");
+    std::fs::copy(repo("certs-dev/ca.pem"), &ca).unwrap();
+
+    let out = Command::new(&exe)
+        .args(["ssh-config", "through-gate"])
+        .arg(gate.url())
+        .args([
+            "-p",
+            &sshd.port.to_string(),
+            "--user",
+            &sshd.user,
+            "--token-file",
+        ])
+        .arg(&token)
+        .arg("--ca")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let block = String::from_utf8(out.stdout).unwrap();
+    assert!(block.starts_with("Host through-gate\n"), "{block}");
+    assert!(block.contains("-p %p"), "{block}");
+    let config = dir.path().join("ssh_config");
+    std::fs::write(&config, &block).unwrap();
+
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-i")
+        .arg(&sshd.client_key)
+        .args(["through-gate", "echo", "configured"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{block}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"configured\n");
+}
+
+fn connect_with(gate_url: &str, port: u16, token: &std::path::Path) -> Command {
+    let mut cmd = Command::new(arcgate());
+    cmd.arg("connect")
+        .arg(gate_url)
+        .args(["-p", &port.to_string(), "--connect-timeout", "10s", "--ca"])
+        .arg(repo("certs-dev/ca.pem"))
+        .arg("--token-file")
+        .arg(token)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn connect_goes_through_an_http_connect_proxy_unless_bypassed() {
+    let sshd = Sshd::start();
+    let gate = Gate::start(&[sshd.port], &[]);
+    let proxy = Tinyproxy::start("");
+    let token = gate.token_file(&[]);
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let proxied = proxy_command(&gate, &token, "");
+    let (ok, out, err) =
+        run(ssh(&sshd, &proxied, &["echo", "via-proxy"]).env("HTTPS_PROXY", &proxy_url));
+    assert!(ok, "{err}");
+    assert_eq!(out, "via-proxy\n");
+    let connect = format!("CONNECT localhost:{}", gate.addr.port());
+    proxy.running.log.expect(&[&connect]);
+
+    // NO_PROXY names the gate's host: the connection goes direct, the proxy sees nothing new.
+    let seen = proxy
+        .running
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(&connect))
+        .count();
+    let (ok, out, err) = run(ssh(&sshd, &proxied, &["echo", "direct"])
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("NO_PROXY", "example.com,localhost"));
+    assert!(ok, "{err}");
+    assert_eq!(out, "direct\n");
+    let after = proxy
+        .running
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(&connect))
+        .count();
+    assert_eq!(seen, after, "a bypassed host went through the proxy");
+
+    // A proxy that refuses CONNECT (tinyproxy limited to port 443) is reported as such.
+    let strict = Tinyproxy::start("ConnectPort 443\n");
+    let out = connect_with(&gate.url(), sshd.port, &token)
+        .env("HTTPS_PROXY", format!("http://127.0.0.1:{}", strict.port))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(9));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused CONNECT") && err.contains("403"),
+        "{err}"
+    );
+}
+
+/// Every failure: one line on stderr, naming what happened, and its own exit code.
+#[test]
+fn every_failure_has_one_clear_line_and_its_exit_code() {
+    let sshd = Sshd::start();
+    let gate = Gate::start(&[sshd.port, 1], &[]);
+    let token = gate.token_file(&[]);
+    let dir = private_dir();
+    let bad_token = dir.path().join("bad");
+    std::fs::write(&bad_token, gate.token(&["--ttl", "0"])).unwrap();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // 127.0.0.2 is loopback too, but not a name the development certificate covers.
+    let other_addr = Gate::start_at("127.0.0.2:0", private_dir(), &[]);
+    let gate_port = gate.addr.port();
+    let url = gate.url();
+    let cases: Vec<(&str, Command, i32, Vec<String>)> = vec![
+        (
+            "DNS",
+            connect_with("wss://no-such-host.invalid/$hc/testhost", 22, &token),
+            9,
+            vec!["cannot reach no-such-host.invalid:443".into()],
+        ),
+        (
+            "refused",
+            connect_with(&format!("wss://localhost:{closed_port}/$hc/testhost"), 22, &token),
+            9,
+            vec![format!("cannot reach localhost:{closed_port}"), "refused".into()],
+        ),
+        (
+            "name mismatch",
+            connect_with(&format!("wss://127.0.0.2:{}/$hc/testhost", other_addr.addr.port()), 22, &token),
+            8,
+            vec!["TLS with 127.0.0.2 failed".into(), "not valid for this host name".into()],
+        ),
+        (
+            "401",
+            connect_with(&url, sshd.port, &bad_token),
+            4,
+            vec!["testhost refused the connection: 401 Unauthorized".into(), "arcgate token".into()],
+        ),
+        (
+            "403",
+            connect_with(&url, 2, &token),
+            3,
+            vec!["403 connection not allowed (port 2 is not in incomingconnections.ports on the host)".into()],
+        ),
+        (
+            "404",
+            connect_with(&format!("wss://localhost:{gate_port}/$hc/elsewhere"), 22, &token),
+            5,
+            vec!["elsewhere refused the connection: 404 Endpoint does not exist".into()],
+        ),
+        (
+            "503",
+            connect_with(&url, 1, &token),
+            6,
+            vec!["503 connection to localhost:1 failed: Connection refused".into()],
+        ),
+        (
+            "bad URL",
+            connect_with("https://localhost/$hc/x", 22, &token),
+            2,
+            vec!["the scheme must be wss://".into()],
+        ),
+    ];
+    for (what, mut cmd, code, needles) in cases {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: one line, got {err:?}");
+        assert!(err.starts_with("arcgate: "), "{what}: {err}");
+        for n in needles {
+            assert!(err.contains(&n), "{what}: {err:?} lacks {n:?}");
+        }
+        assert!(
+            out.stdout.is_empty(),
+            "{what}: stdout carries tunnel bytes only"
+        );
+    }
+}
+
+#[test]
+fn insecure_warns_and_still_connects() {
+    let sshd = Sshd::start();
+    let gate = Gate::start(&[sshd.port], &[]);
+    let token = gate.token_file(&[]);
+    let mut child = spawn_piped(
+        Command::new(arcgate())
+            .arg("connect")
+            .arg(gate.url())
+            .args(["-p", &sshd.port.to_string(), "--insecure", "--token-file"])
+            .arg(&token),
+    );
+    let mut banner = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WARNING: --insecure"), "{err}");
+}

@@ -1,0 +1,197 @@
+//! `arcgate forward`: one tunnel per local connection, refusals that close only their own
+//! connection, graceful stop — and RDP end to end with a real xrdp and xfreerdp.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// An echo service on a free port, serving any number of connections.
+fn echo_service() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = conn.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut conn);
+            });
+        }
+    });
+    port
+}
+
+fn echo_round_trip(stream: &mut TcpStream, text: &[u8]) {
+    stream.write_all(text).unwrap();
+    let mut back = vec![0u8; text.len()];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(back, text);
+}
+
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+#[test]
+fn a_refused_tunnel_closes_only_its_connection_and_the_listener_keeps_serving() {
+    let port = echo_service();
+    let gate = Gate::start(&[22], &[]);
+    let token = gate.token_file(&[]);
+    let forward = Forward::start(&gate, port, &token, &[]);
+
+    // Refused: the gate does not allow the port; the local connection is closed.
+    let mut refused = connect(forward.addr);
+    let mut buf = [0u8; 1];
+    let n = refused.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "a refused tunnel's connection is closed");
+    let line = forward.running.log.expect(&["tunnel refused"]);
+    assert!(line.contains("403 connection not allowed"), "{line}");
+    assert!(
+        line.contains(&format!("port {port} is not in incomingconnections.ports")),
+        "{line}"
+    );
+
+    // The listener still serves: allow the port and the next connection goes through.
+    let from = gate.running.log.len();
+    gate.config_ok(&[
+        "set",
+        "--add",
+        "incomingconnections.ports",
+        &port.to_string(),
+    ]);
+    gate.wait_reload(from);
+    let mut first = connect(forward.addr);
+    let mut second = connect(forward.addr);
+    echo_round_trip(&mut first, b"one");
+    echo_round_trip(&mut second, b"two");
+    echo_round_trip(&mut first, &vec![7u8; 1 << 20]);
+}
+
+#[test]
+fn sigint_closes_the_listener_and_lets_open_tunnels_finish() {
+    let port = echo_service();
+    let gate = Gate::start(&[port], &[]);
+    let token = gate.token_file(&[]);
+    let mut forward = Forward::start(&gate, port, &token, &["--shutdown-grace", "30s"]);
+    let mut open = connect(forward.addr);
+    echo_round_trip(&mut open, b"before");
+    let from = forward.running.log.len();
+    let pid = forward.running.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    forward
+        .running
+        .log
+        .wait_for_from(from, Duration::from_secs(10), |l| {
+            l.contains("letting open tunnels finish")
+        })
+        .expect("the listener closed");
+    assert!(
+        TcpStream::connect(forward.addr).is_err(),
+        "no new connections after Ctrl-C"
+    );
+    echo_round_trip(&mut open, b"still working");
+    drop(open);
+    let status = forward.running.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn tunnels_still_open_after_the_grace_period_are_closed() {
+    let port = echo_service();
+    let gate = Gate::start(&[port], &[]);
+    let token = gate.token_file(&[]);
+    let mut forward = Forward::start(&gate, port, &token, &["--shutdown-grace", "1s"]);
+    let mut open = connect(forward.addr);
+    echo_round_trip(&mut open, b"x");
+    let pid = forward.running.child.id().to_string();
+    let stopped_at = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = forward.running.wait_exit(Duration::from_secs(10));
+    assert!(status.success());
+    let took = stopped_at.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        open.read(&mut buf).unwrap_or(0),
+        0,
+        "the open tunnel was closed"
+    );
+    forward.running.log.expect(&["grace period over"]);
+}
+
+fn xfreerdp(xvfb: &Xvfb, port: u16) -> (bool, String) {
+    // freerdp keeps its known-hosts store under the home directory: give it a private one.
+    let home = private_dir();
+    let out = Command::new("xfreerdp")
+        .arg(format!("/v:127.0.0.1:{port}"))
+        .args([
+            "/cert:ignore",
+            "+auth-only",
+            "/u:arcgate-test",
+            "/p:not-a-password",
+        ])
+        .env("DISPLAY", &xvfb.display)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join(".config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("xfreerdp runs (is freerdp2-x11 installed?)");
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), log)
+}
+
+#[test]
+fn rdp_through_forward_and_the_gate_reaches_xrdp() {
+    let xrdp = Xrdp::start();
+    let xvfb = Xvfb::start();
+    let gate = Gate::start(&[xrdp.port], &[]);
+    let token = gate.token_file(&[]);
+    let forward = Forward::start(&gate, xrdp.port, &token, &[]);
+    let (ok, log) = xfreerdp(&xvfb, forward.addr.port());
+    assert!(ok, "xfreerdp +auth-only failed:\n{log}");
+    // The RDP connection sequence really reached xrdp through the gate: it negotiated the
+    // client's capabilities, which happens only after TLS and the RDP handshake.
+    xrdp.running.log.expect(&["xrdp_caps_process"]);
+    gate.running
+        .log
+        .expect(&["decision=\"allow\"", &format!("port={}", xrdp.port)]);
+}
+
+#[test]
+fn rdp_to_a_port_not_in_the_list_fails_and_the_gate_says_port_not_allowed() {
+    let xrdp = Xrdp::start();
+    let xvfb = Xvfb::start();
+    let gate = Gate::start(&[22], &[]);
+    let token = gate.token_file(&[]);
+    let forward = Forward::start(&gate, xrdp.port, &token, &[]);
+    let (ok, log) = xfreerdp(&xvfb, forward.addr.port());
+    assert!(!ok, "xfreerdp succeeded through a refused tunnel:\n{log}");
+    gate.running
+        .log
+        .expect(&["decision=\"deny\"", "reason=port_not_allowed"]);
+    forward
+        .running
+        .log
+        .expect(&["tunnel refused", "403 connection not allowed"]);
+}
