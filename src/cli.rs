@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use crate::audit::Audit;
 use crate::bridge::BridgeConfig;
 use crate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, TokenSource};
 use crate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
@@ -21,6 +22,7 @@ use crate::proxy::Proxy;
 use crate::server::{self, Gate, GateOptions};
 use crate::sshconfig::{HostBlock, render as render_host_block};
 use crate::store;
+use crate::tls::CertStore;
 use crate::tls::ClientTrust;
 use crate::token::{self, KeySet};
 
@@ -53,6 +55,8 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Print a Host block for ~/.ssh/config that connects through the gate.
     SshConfig(SshConfigArgs),
+    /// Show the policy in force and the live sessions of a running gate (needs its --admin).
+    Status(StatusArgs),
 }
 
 const CONNECT_EXIT_CODES: &str = "\
@@ -140,9 +144,26 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Serve /metrics, /healthz and /sessions over plain HTTP on this loopback address.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Also append audit records to this file as JSON lines (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigPathArg,
+}
+
+/// `arcgate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The gate's admin address (its --admin).
+    #[arg(long, env = "ARCGATE_ADMIN", value_name = "ADDR")]
+    pub admin: SocketAddr,
+    /// JSON output: {"health": ..., "sessions": [...]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `arcgate config`.
@@ -345,6 +366,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Connect(args) => connect(args.client),
         Command::Forward(args) => forward(args),
         Command::SshConfig(args) => ssh_config(args),
+        Command::Status(args) => status(args),
     }
 }
 
@@ -411,7 +433,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
     }
     let snapshot = live::load_initial(&paths)?;
     let name = args.name.clone().unwrap_or_else(host_name);
-    let tls = crate::tls::server_config(&args.cert, &args.key)?;
+    let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
+    let tls = crate::tls::server_config(certs.clone());
+    if let Some(admin) = &args.admin {
+        crate::admin::check_address(admin).map_err(UsageError)?;
+    }
+    let audit = Arc::new(Audit::open(args.audit_log.as_deref()).with_context(|| {
+        format!(
+            "cannot open the audit log {}",
+            args.audit_log.as_deref().unwrap_or(Path::new("")).display()
+        )
+    })?);
     if args.cert.starts_with("certs-dev") || args.key.starts_with("certs-dev") {
         tracing::warn!(
             "USING THE DEVELOPMENT CERTIFICATES in certs-dev/: for development and tests only. \
@@ -447,20 +479,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         let local = listener.local_addr()?;
         tracing::info!(policy = %snapshot.summary(), config = %config_path.display(), "policy loaded");
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
-        let gate = Gate::new(opts, rx);
+        let gate = Gate::new(opts, rx, audit.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
         // Watching starts before we say we listen: no change after that line can be missed.
         let watch = live::Watch::start(paths).context("cannot watch the configuration directory")?;
-        let watcher = {
-            let mut stop_rx = stop_rx.clone();
-            let stop = async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            };
-            tokio::spawn(watch.run(tx, stop))
-        };
+        let metrics = gate.metrics().clone();
+        let watcher = tokio::spawn(watch.run(tx, stopped(stop_rx.clone()), move |ok| {
+            metrics.reload(ok)
+        }));
+        let cert_watch = live::FileWatch::start(&certs.paths())
+            .context("cannot watch the certificate files")?;
+        tokio::spawn(reload_on_change_or_hup(
+            cert_watch,
+            certs.clone(),
+            audit.clone(),
+            stopped(stop_rx.clone()),
+        ));
         // The line tests and scripts wait for: the address actually bound.
         eprintln!("arcgate: listening on {local} as '{name}'");
         tracing::info!(address = %local, name = %name, "gate listening");
+        if let Some(addr) = args.admin {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --admin {addr}"))?;
+            let bound = admin.local_addr()?;
+            eprintln!("arcgate: admin endpoint on http://{bound}/");
+            tokio::spawn(crate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
+        }
         let shutdown = shutdown_signal(stop_tx);
         server::run(listener, tls, gate, shutdown).await;
         if let Err(e) = watcher.await {
@@ -469,6 +517,65 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(0)
     })
+}
+
+/// Reloads the certificate pair when its files change, and on SIGHUP also reopens the audit
+/// log (logrotate's postrotate sends SIGHUP). A broken pair is logged and the one in use kept.
+async fn reload_on_change_or_hup(
+    mut files: live::FileWatch,
+    certs: Arc<CertStore>,
+    audit: Arc<Audit>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut stop = std::pin::pin!(stop);
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; certificates reload on file changes only");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            Some(()) = files.next() => {}
+            Some(()) = hup.recv() => audit.reopen(),
+        }
+        match certs.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded; new connections use it"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "TLS certificate reload FAILED; still serving the previous certificate"
+            ),
+        }
+    }
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<Status> {
+    use crate::admin::{Health, fetch, render_status};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (health, sessions) = rt.block_on(async {
+        let (_, health) = fetch(args.admin, "/healthz")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let (code, sessions) = fetch(args.admin, "/sessions")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(code.is_success(), "/sessions answered {code}");
+        let health: Health = serde_json::from_slice(&health).context("bad /healthz answer")?;
+        let sessions: Vec<crate::sessions::SessionInfo> =
+            serde_json::from_slice(&sessions).context("bad /sessions answer")?;
+        Ok::<_, anyhow::Error>((health, sessions))
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "health": health, "sessions": sessions })
+        );
+    } else {
+        print!("{}", render_status(&health, &sessions));
+    }
+    Ok(0)
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

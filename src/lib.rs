@@ -14,6 +14,10 @@
 //! | [`request`] | the connect request: HTTP head → typed request, or 400 |
 //! | [`live`] | the snapshot in force and reloading it on change |
 //! | [`server`] | TLS accept, the answers table, sessions |
+//! | [`sessions`] | the live session table and the session limits |
+//! | [`audit`] | audit records: the log and the `--audit-log` file |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`admin`] | the loopback admin endpoint and `arcgate status` |
 //! | [`ws`] | WebSocket framing for the data path |
 //! | [`bridge`] | one session: WebSocket ⇄ local stream, half-close, pings, close codes |
 //! | [`client`] | `arcgate connect`: URL, token, TLS, handshake, refusals |
@@ -24,6 +28,8 @@
 //! | [`deadline`] | named timeouts for every phase |
 //! | [`cli`] | the command line; the only place that binds sockets and handles signals |
 
+pub mod admin;
+pub mod audit;
 pub mod bridge;
 pub mod cli;
 pub mod client;
@@ -32,10 +38,12 @@ pub mod deadline;
 pub mod extension;
 pub mod forward;
 pub mod live;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod request;
 pub mod server;
+pub mod sessions;
 pub mod sshconfig;
 pub mod store;
 pub mod tls;

@@ -126,13 +126,12 @@ fn is_change(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
             .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)))
 }
 
-/// The directory watch and the `SIGHUP` handler, set up before the gate says it listens so
-/// that no change made after that can be missed.
-pub struct Watch {
-    paths: Paths,
+/// Changes to a set of files, seen through their directories (editors and `rename` replace
+/// files, so watching a file itself would lose it at the first save).
+pub struct FileWatch {
     _watcher: notify::RecommendedWatcher,
-    kick_rx: mpsc::Receiver<()>,
-    hup: tokio::signal::unix::Signal,
+    /// One message per burst of changes; at most one is ever pending.
+    pub changes: mpsc::Receiver<()>,
 }
 
 fn dir_of(path: &Path) -> &Path {
@@ -142,13 +141,13 @@ fn dir_of(path: &Path) -> &Path {
     }
 }
 
-impl Watch {
-    /// Starts watching the files' directories and `SIGHUP`. Must run inside the runtime.
-    pub fn start(paths: Paths) -> Result<Watch, notify::Error> {
+impl FileWatch {
+    /// Starts watching the directories of `files`.
+    pub fn start(files: &[&Path]) -> Result<FileWatch, notify::Error> {
         use notify::Watcher as _;
-        // One pending kick is enough: a reload reads the files as they are by then.
-        let (kick, kick_rx) = mpsc::channel::<()>(1);
-        let names: Vec<_> = [&paths.config, &paths.keys]
+        // One pending message is enough: a reload reads the files as they are by then.
+        let (kick, changes) = mpsc::channel::<()>(1);
+        let names: Vec<_> = files
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
             .collect();
@@ -163,45 +162,68 @@ impl Watch {
                     let _ = kick.try_send(());
                 }
             })?;
-        let dir = dir_of(&paths.config);
-        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
-        let keys_dir = dir_of(&paths.keys);
-        if keys_dir != dir {
-            watcher.watch(keys_dir, notify::RecursiveMode::NonRecursive)?;
+        let mut dirs: Vec<&Path> = files.iter().map(|f| dir_of(f)).collect();
+        dirs.dedup();
+        for dir in dirs {
+            watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
         }
-        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(notify::Error::io)?;
-        Ok(Watch {
-            paths,
+        Ok(FileWatch {
             _watcher: watcher,
-            kick_rx,
-            hup,
+            changes,
         })
     }
 
-    /// Publishes a new snapshot on every change until `shutdown` resolves.
+    /// The next change, after letting its burst settle.
+    pub async fn next(&mut self) -> Option<()> {
+        self.changes.recv().await?;
+        tokio::time::sleep(SETTLE).await;
+        // A change that arrived while settling is covered by the reload that follows.
+        let _ = self.changes.try_recv();
+        Some(())
+    }
+}
+
+/// The configuration watch and the `SIGHUP` handler, set up before the gate says it listens
+/// so that no change made after that can be missed.
+pub struct Watch {
+    paths: Paths,
+    files: FileWatch,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Watch {
+    /// Starts watching the files' directories and `SIGHUP`. Must run inside the runtime.
+    pub fn start(paths: Paths) -> Result<Watch, notify::Error> {
+        let files = FileWatch::start(&[&paths.config, &paths.keys])?;
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(notify::Error::io)?;
+        Ok(Watch { paths, files, hup })
+    }
+
+    /// Publishes a new snapshot on every change until `shutdown` resolves; `on_reload` hears
+    /// whether each reload produced a valid snapshot.
     pub async fn run(
         mut self,
         tx: watch::Sender<Arc<Snapshot>>,
         shutdown: impl std::future::Future<Output = ()>,
+        on_reload: impl Fn(bool),
     ) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut generation = tx.borrow().generation;
         let paths = self.paths.clone();
-        let kick_rx = &mut self.kick_rx;
         loop {
             tokio::select! {
                 () = &mut shutdown => return,
-                Some(()) = kick_rx.recv() => tokio::time::sleep(SETTLE).await,
+                Some(()) = self.files.next() => {}
                 Some(()) = self.hup.recv() => tracing::info!("SIGHUP: reloading configuration"),
             }
-            // Drain a kick that arrived while settling: this reload covers it.
-            let _ = kick_rx.try_recv();
             generation += 1;
             let next = reload(&paths, generation);
             let before = tx.borrow().summary();
             let after = next.summary();
-            if next.config.is_err() || next.keys.is_err() {
+            let valid = next.config.is_ok() && next.keys.is_ok();
+            on_reload(valid);
+            if !valid {
                 tracing::error!(
                     config = %paths.config.display(),
                     problem = %after,

@@ -9,12 +9,11 @@
 //! The caller owns the listener, the TLS configuration, the live snapshot and the shutdown
 //! signal ([`run`]); this module never binds a socket or installs a signal handler.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -24,17 +23,20 @@ use hyper::ext::ReasonPhrase;
 use hyper::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, field};
 
+use crate::audit::{self, Audit};
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters, Stop};
 use crate::config::Port;
 use crate::deadline::within;
 use crate::live::Snapshot;
+use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::{self, Candidate, Denied};
 use crate::request::{self, ConnectRequest, RequestError};
+use crate::sessions::{Limit, LiveSession, SessionTable, Slot};
 use crate::token::{self, Audience, Grant, TokenError};
 
 /// Everything about how the gate behaves that is not policy (SPEC §9 defaults in `main`).
@@ -64,40 +66,10 @@ pub struct GateOptions {
 pub struct Gate {
     opts: GateOptions,
     live: watch::Receiver<Arc<Snapshot>>,
-    sessions: Sessions,
+    sessions: Arc<SessionTable>,
+    audit: Arc<Audit>,
+    metrics: Arc<Metrics>,
     stopping: watch::Sender<bool>,
-}
-
-/// Session accounting: totals and per-IP counts, and a signal when the last one ends.
-#[derive(Default)]
-struct Sessions {
-    active: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    all_ended: Notify,
-}
-
-/// A session's place in [`Sessions`], given back on drop.
-struct Slot {
-    gate: Arc<Gate>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let s = &self.gate.sessions;
-        {
-            let mut per_ip = s.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = per_ip.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    per_ip.remove(&self.ip);
-                }
-            }
-        }
-        if s.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            s.all_ended.notify_waiters();
-        }
-    }
 }
 
 /// Why a connect request is refused: one variant per row of SPEC §2's table.
@@ -109,7 +81,7 @@ enum Refusal {
     Forbidden(Denied, u16),
     Unavailable(String),
     DialFailed(u16, String),
-    OverLimit(&'static str),
+    OverLimit(Limit),
 }
 
 impl Refusal {
@@ -185,16 +157,23 @@ impl Refusal {
         response
     }
 
-    /// `(decision, reason)` for the audit line.
-    fn audit(&self) -> (&'static str, String) {
+    /// `(decision, reason in words, bounded reason code for metrics)`.
+    fn describe(&self) -> (&'static str, String, &'static str) {
         match self {
-            Refusal::BadRequest(e) => ("bad_request", e.to_string()),
-            Refusal::UnknownName(n) => ("not_found", format!("unknown name '{n}'")),
-            Refusal::Unauthorized(e) => ("unauthorized", e.to_string()),
-            Refusal::Forbidden(d, _) => ("deny", d.audit_reason().to_string()),
-            Refusal::Unavailable(e) => ("unavailable", e.clone()),
-            Refusal::DialFailed(_, e) => ("dial_failed", e.clone()),
-            Refusal::OverLimit(which) => ("over_limit", (*which).to_string()),
+            Refusal::BadRequest(e) => ("bad_request", e.to_string(), "malformed_request"),
+            Refusal::UnknownName(n) => ("not_found", format!("unknown name '{n}'"), "unknown_name"),
+            Refusal::Unauthorized(e) => ("unauthorized", e.to_string(), e.kind()),
+            Refusal::Forbidden(d, _) => ("deny", d.audit_reason().to_string(), d.audit_reason()),
+            Refusal::Unavailable(e) => ("unavailable", e.clone(), "config_invalid"),
+            Refusal::DialFailed(_, e) => ("dial_failed", e.clone(), "dial_failed"),
+            Refusal::OverLimit(Limit::Total) => {
+                ("over_limit", "max sessions reached".into(), "max_sessions")
+            }
+            Refusal::OverLimit(Limit::PerIp) => (
+                "over_limit",
+                "max sessions per IP reached".into(),
+                "max_sessions_per_ip",
+            ),
         }
     }
 }
@@ -221,31 +200,62 @@ struct Admitted {
     slot: Slot,
 }
 
+/// What is known of a request when it is decided, for the audit record.
+#[derive(Default)]
+struct Known {
+    id: String,
+    name: String,
+    port: u16,
+    key: String,
+}
+
 impl Gate {
-    /// A gate over a live snapshot.
-    pub fn new(opts: GateOptions, live: watch::Receiver<Arc<Snapshot>>) -> Arc<Gate> {
+    /// A gate over a live snapshot, recording to `audit`.
+    pub fn new(
+        opts: GateOptions,
+        live: watch::Receiver<Arc<Snapshot>>,
+        audit: Arc<Audit>,
+    ) -> Arc<Gate> {
+        let sessions = SessionTable::new(opts.max_sessions, opts.max_sessions_per_ip);
+        let metrics = Arc::new(Metrics::new(sessions.clone()));
         Arc::new(Gate {
             opts,
             live,
-            sessions: Sessions::default(),
+            sessions,
+            audit,
+            metrics,
             stopping: watch::channel(false).0,
         })
     }
 
-    /// Sessions currently bridged.
-    pub fn active_sessions(&self) -> usize {
-        self.sessions.active.load(Ordering::Acquire)
+    /// The live sessions.
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.borrow().clone()
     }
 
     async fn admit(
         self: &Arc<Self>,
         head: &hyper::http::request::Parts,
         peer: SocketAddr,
+        known: &mut Known,
     ) -> Result<Admitted, Refusal> {
         let span = tracing::Span::current();
         let request = request::parse(head).map_err(Refusal::BadRequest)?;
         span.record("id", request.id.as_str());
         span.record("port", request.port.get());
+        known.id.clone_from(&request.id);
+        known.name.clone_from(&request.name);
+        known.port = request.port.get();
         if !request.name.eq_ignore_ascii_case(&self.opts.name) {
             return Err(Refusal::UnknownName(request.name.clone()));
         }
@@ -265,13 +275,25 @@ impl Gate {
         let grant =
             token::verify(&keys, token, &audience, unix_now()).map_err(Refusal::Unauthorized)?;
         span.record("key", grant.key_name.as_str());
+        known.key.clone_from(&grant.key_name);
         let candidate = Candidate {
             port: request.port,
             key_ports: grant.ports.as_ref(),
         };
         policy::decide(&config, &candidate)
             .map_err(|d| Refusal::Forbidden(d, request.port.get()))?;
-        let slot = self.take_slot(peer.ip())?;
+        let slot = self
+            .sessions
+            .take(LiveSession {
+                id: request.id.clone(),
+                peer,
+                name: request.name.clone(),
+                port: request.port.get(),
+                key: grant.key_name.clone(),
+                started: SystemTime::now(),
+                counters: Counters::default(),
+            })
+            .map_err(Refusal::OverLimit)?;
         let service = dial(request.port, self.opts.dial_timeout)
             .await
             .map_err(|e| Refusal::DialFailed(request.port.get(), e))?;
@@ -283,27 +305,6 @@ impl Gate {
         })
     }
 
-    fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let mut per_ip = self
-            .sessions
-            .per_ip
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if self.sessions.active.load(Ordering::Acquire) >= self.opts.max_sessions {
-            return Err(Refusal::OverLimit("max sessions reached"));
-        }
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= self.opts.max_sessions_per_ip {
-            return Err(Refusal::OverLimit("max sessions per IP reached"));
-        }
-        *n += 1;
-        self.sessions.active.fetch_add(1, Ordering::AcqRel);
-        Ok(Slot {
-            gate: self.clone(),
-            ip,
-        })
-    }
-
     /// Answers one HTTP request on a connection.
     async fn answer(
         self: Arc<Self>,
@@ -312,33 +313,39 @@ impl Gate {
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let started = Instant::now();
         let (head, body) = request.into_parts();
-        let admitted = self.admit(&head, peer).await;
-        let handshake_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut known = Known::default();
+        let admitted = self.admit(&head, peer, &mut known).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let (decision, reason, code) = match &admitted {
+            Err(refusal) => refusal.describe(),
+            Ok(_) => ("allow", "allowed".to_string(), "allowed"),
+        };
+        self.audit.decision(&audit::Decision {
+            session: &known.id,
+            peer: peer.to_string(),
+            name: &known.name,
+            port: known.port,
+            key: &known.key,
+            decision,
+            reason: &reason,
+            handshake_ms: seconds * 1000.0,
+        });
+        self.metrics.decision(
+            DecisionLabels {
+                decision,
+                reason: code,
+            },
+            seconds,
+        );
         let admitted = match admitted {
             Err(refusal) => {
-                let (decision, reason) = refusal.audit();
-                tracing::info!(
-                    target: "arcgate::audit",
-                    event = "decision",
-                    decision,
-                    reason = %reason,
-                    path = %crate::config::shorten(head.uri.path()),
-                    "connection refused"
-                );
+                if let Refusal::Unauthorized(e) = &refusal {
+                    self.metrics.token_failure(e.kind());
+                }
                 return Ok(refusal.response());
             }
             Ok(a) => a,
         };
-        tracing::info!(
-            target: "arcgate::audit",
-            event = "decision",
-            decision = "allow",
-            reason = "allowed",
-            name = %admitted.request.name,
-            key = %admitted.grant.key_name,
-            handshake_ms,
-            "connection allowed"
-        );
         let accept = tungstenite::handshake::derive_accept_key(admitted.request.ws_key.as_bytes());
         let request = Request::from_parts(head, body);
         let gate = self.clone();
@@ -371,30 +378,22 @@ impl Gate {
             slot,
         } = admitted;
         let started = Instant::now();
-        let counters = Counters::default();
+        let live = slot.session().clone();
+        let counters = &live.counters;
         let _ = service.set_nodelay(true);
         let (service_r, service_w) = service.into_split();
         let stop = self.stop_signal(request.port, grant.key_name.clone());
+        let cfg = &self.opts.bridge;
         // The TLS stream itself when hyper hands it back, to skip a layer of indirection.
         let outcome = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
             Ok(parts) => {
                 let io = parts.io.into_inner();
-                let cfg = &self.opts.bridge;
-                bridge::run(
-                    io,
-                    &parts.read_buf,
-                    service_r,
-                    service_w,
-                    cfg,
-                    stop,
-                    &counters,
-                )
-                .await
+                let leftover = &parts.read_buf;
+                bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await
             }
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                let cfg = &self.opts.bridge;
-                bridge::run(io, &[], service_r, service_w, cfg, stop, &counters).await
+                bridge::run(io, &[], service_r, service_w, cfg, stop, counters).await
             }
         };
         let (closed_by, reason) = match &outcome.closed_by {
@@ -409,19 +408,20 @@ impl Gate {
             ClosedBy::ConnectionLost(e) => ("client", format!("connection lost: {e}")),
             ClosedBy::LocalError(e) => ("service", format!("service connection failed: {e}")),
         };
-        tracing::info!(
-            target: "arcgate::audit",
-            event = "session_end",
+        self.audit.session_end(&audit::SessionEnd {
+            session: &request.id,
+            peer: live.peer.to_string(),
+            name: &request.name,
+            port: request.port.get(),
+            key: &grant.key_name,
+            bytes_from_client: counters.from_peer.load(Ordering::Relaxed),
+            bytes_to_client: counters.to_peer.load(Ordering::Relaxed),
+            duration_ms: started.elapsed().as_millis() as u64,
             closed_by,
-            reason = %reason,
-            close_sent = outcome.sent,
-            close_received = outcome.received.as_ref().map(|c| c.code),
-            bytes_from_client = counters.from_peer.load(Ordering::Relaxed),
-            bytes_to_client = counters.to_peer.load(Ordering::Relaxed),
-            duration_ms = started.elapsed().as_millis() as u64,
-            key = %grant.key_name,
-            "session ended"
-        );
+            close_sent: outcome.sent,
+            close_received: outcome.received.as_ref().map(|c| c.code),
+            reason: &reason,
+        });
         drop(slot);
     }
 
@@ -537,20 +537,14 @@ pub async fn run(
         );
     }
     tracing::info!(
-        sessions = gate.active_sessions(),
+        sessions = gate.sessions.len(),
         grace = ?gate.opts.shutdown_grace,
         "shutting down: no longer accepting"
     );
-    let ended = gate.sessions.all_ended.notified();
-    if gate.active_sessions() > 0 {
-        let _ = tokio::time::timeout(gate.opts.shutdown_grace, ended).await;
-    }
+    let _ = tokio::time::timeout(gate.opts.shutdown_grace, gate.sessions.all_ended()).await;
     gate.stopping.send_replace(true);
-    let ended = gate.sessions.all_ended.notified();
-    if gate.active_sessions() > 0 {
-        // Every session has been told to close; this bounds a peer that never answers.
-        let _ = tokio::time::timeout(Duration::from_secs(10), ended).await;
-    }
+    // Every session has been told to close; this bounds a peer that never answers.
+    let _ = tokio::time::timeout(Duration::from_secs(10), gate.sessions.all_ended()).await;
 }
 
 async fn serve_connection(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 /// A TLS setup failure, naming the file and what to do.
@@ -20,7 +21,9 @@ pub enum TlsError {
         problem: String,
     },
     /// rustls refused the certificate/key pair.
-    #[error("the certificate and key do not form a usable pair: {0}")]
+    #[error(
+        "the certificate and key do not form a usable pair (does the key belong to the certificate?): {0}"
+    )]
     Pair(rustls::Error),
     /// No trust anchors at all.
     #[error("no trusted CA certificates: the system store is empty and no --ca was given")]
@@ -50,19 +53,69 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// The gate's TLS configuration: HTTP/1.1 only (WebSocket upgrades are HTTP/1.1).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// The gate's certificate and key, replaceable while the gate runs: a new pair applies to
+/// new connections; sessions already established keep the TLS state they negotiated.
+#[derive(Debug)]
+pub struct CertStore {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<Arc<CertifiedKey>>,
+}
+
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = load_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
+    let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| file_error(key, format!("cannot read a PEM private key: {e}")))?;
+    // from_der also checks that the key belongs to the certificate.
+    CertifiedKey::from_der(chain, key_der, &provider())
+        .map(Arc::new)
+        .map_err(TlsError::Pair)
+}
+
+impl CertStore {
+    /// Loads the pair; an unusable pair is an error.
+    pub fn load(cert: &Path, key: &Path) -> Result<CertStore, TlsError> {
+        Ok(CertStore {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: std::sync::RwLock::new(load_pair(cert, key)?),
+        })
+    }
+
+    /// Loads the files again; on any error the pair in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let pair = load_pair(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = pair;
+        Ok(())
+    }
+
+    /// The certificate and key files.
+    pub fn paths(&self) -> [&Path; 2] {
+        [&self.cert, &self.key]
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// The gate's TLS configuration over a [`CertStore`]: HTTP/1.1 only (WebSocket upgrades are
+/// HTTP/1.1).
+pub fn server_config(certs: Arc<CertStore>) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(TlsError::Pair)?;
+        .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 /// How a client checks the gate's certificate.

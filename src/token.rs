@@ -69,6 +69,21 @@ pub enum TokenError {
     KeysUnavailable(String),
 }
 
+impl TokenError {
+    /// A bounded code for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UnknownKey(_) => "unknown_key",
+            TokenError::BadSignature(_) => "bad_signature",
+            TokenError::Expired { .. } => "expired",
+            TokenError::WrongResource { .. } => "wrong_resource",
+            TokenError::KeysUnavailable(_) => "keys_unavailable",
+        }
+    }
+}
+
 /// A token taken apart; nothing about it is verified yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SasToken {

@@ -189,7 +189,7 @@ fn rdp_to_a_port_not_in_the_list_fails_and_the_gate_says_port_not_allowed() {
     assert!(!ok, "xfreerdp succeeded through a refused tunnel:\n{log}");
     gate.running
         .log
-        .expect(&["decision=\"deny\"", "reason=port_not_allowed"]);
+        .expect(&["decision=\"deny\"", "reason=\"port_not_allowed\""]);
     forward
         .running
         .log

@@ -25,7 +25,7 @@ fn allowed_session_runs_a_command() {
         .log
         .expect(&["decision=\"allow\"", "connection allowed"]);
     assert!(allow.contains(&format!("port={}", sshd.port)), "{allow}");
-    assert!(allow.contains("key=default"), "{allow}");
+    assert!(allow.contains("key=\"default\""), "{allow}");
     let end = gate.running.log.expect(&["session ended"]);
     assert!(
         end.contains("bytes_from_client=") && end.contains("duration_ms="),
@@ -103,7 +103,7 @@ fn assert_refused(gate: &Gate, sshd: &Sshd, reason: &str, detail: &str) {
     assert!(err.contains(detail), "{err}");
     gate.running
         .log
-        .expect(&["decision=\"deny\"", &format!("reason={reason}")]);
+        .expect(&["decision=\"deny\"", &format!("reason=\"{reason}\"")]);
     // The 403 body carries the interface's reason value.
     let body = raw_tls(
         gate.addr,
@@ -326,7 +326,7 @@ fn bad_tokens_get_401_and_key_ports_are_enforced() {
         err.contains(&format!("not allowed to reach port {}", sshd.port)),
         "{err}"
     );
-    gate.running.log.expect(&["reason=key_port_not_allowed"]);
+    gate.running.log.expect(&["reason=\"key_port_not_allowed\""]);
     // The default key, unrestricted, still works: nothing above disturbed the gate.
     let token = gate.token_file(&[]);
     let (ok, out, err) = run(&mut ssh(

@@ -1,0 +1,298 @@
+//! The admin endpoint (plain HTTP, loopback only, off unless `--admin`): `/metrics`,
+//! `/healthz`, `/sessions` — and `arcgate status`, which reads it.
+//!
+//! It only reads the gate's state; nothing here changes policy or sessions.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::Incoming;
+use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::server::Gate;
+use crate::sessions::SessionInfo;
+
+/// How long an admin request may take to arrive: it is a local scrape, not a long poll.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `/healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    /// `ok`, or `config_invalid` (new connections refused).
+    pub status: String,
+    /// The policy in force, in one line.
+    pub policy: String,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: String,
+    /// Reload generation.
+    pub generation: u64,
+    /// Live sessions.
+    pub sessions: usize,
+}
+
+/// Whether `addr` may serve the admin endpoint: loopback only, because it has no
+/// authentication and lists who is connected.
+pub fn check_address(addr: &SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--admin {addr}: the admin endpoint has no authentication and must listen on a \
+             loopback address, e.g. 127.0.0.1:9443"
+        ))
+    }
+}
+
+fn health(gate: &Gate) -> Health {
+    let snapshot = gate.snapshot();
+    let ok = snapshot.config.is_ok() && snapshot.keys.is_ok();
+    Health {
+        status: if ok { "ok" } else { "config_invalid" }.to_string(),
+        policy: snapshot.summary(),
+        loaded_at: crate::audit::rfc3339(snapshot.loaded_at),
+        generation: snapshot.generation,
+        sessions: gate.sessions().len(),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn route(gate: &Gate, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET is supported\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => respond(
+            StatusCode::OK,
+            crate::metrics::CONTENT_TYPE,
+            gate.metrics().render(),
+        ),
+        "/healthz" => {
+            let h = health(gate);
+            let status = if h.status == "ok" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            respond(status, "application/json", json(&h))
+        }
+        "/sessions" => respond(
+            StatusCode::OK,
+            "application/json",
+            json(&gate.sessions().list()),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; try /metrics, /healthz or /sessions\n".into(),
+        ),
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes") + "\n"
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed; backing off 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let response = route(&gate, &req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(REQUEST_TIMEOUT);
+            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
+}
+
+/// `GET path` on the admin endpoint at `addr`.
+pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(StatusCode, Bytes), String> {
+    let work = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| {
+            format!("cannot reach the admin endpoint at {addr}: {e}; is the gate running with --admin {addr}?")
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header(header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = res.status();
+        // Bounded: a table of 10,000 sessions is a few MiB.
+        let body = Limited::new(res.into_body(), 64 << 20)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, work)
+        .await
+        .map_err(|_| {
+            format!("the admin endpoint at {addr} did not answer within {REQUEST_TIMEOUT:?}")
+        })?
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// The table `arcgate status` prints.
+pub fn render_status(health: &Health, sessions: &[SessionInfo]) -> String {
+    let mut out = format!(
+        "Policy:   {}\nLoaded:   {} (generation {})\nStatus:   {}\nSessions: {}\n",
+        health.policy,
+        health.loaded_at,
+        health.generation,
+        health.status,
+        sessions.len()
+    );
+    if sessions.is_empty() {
+        return out;
+    }
+    let rows: Vec<[String; 7]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                s.id.clone(),
+                s.peer.clone(),
+                s.port.to_string(),
+                s.key.clone(),
+                human_age(s.age_seconds),
+                s.bytes_from_client.to_string(),
+                s.bytes_to_client.to_string(),
+            ]
+        })
+        .collect();
+    let head = [
+        "SESSION",
+        "PEER",
+        "PORT",
+        "KEY",
+        "AGE",
+        "FROM CLIENT",
+        "TO CLIENT",
+    ];
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            // Numbers right-aligned, text left-aligned.
+            if i >= 5 || i == 2 {
+                l.push_str(&format!("{c:>w$}", w = widths[i]));
+            } else {
+                l.push_str(&format!("{c:<w$}", w = widths[i]));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push('\n');
+    out.push_str(&line(&head));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses() {
+        assert!(check_address(&"127.0.0.1:9443".parse().unwrap()).is_ok());
+        assert!(check_address(&"[::1]:9443".parse().unwrap()).is_ok());
+        assert!(check_address(&"0.0.0.0:9443".parse().unwrap()).is_err());
+        assert!(check_address(&"192.0.2.1:9443".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn status_table() {
+        let health = Health {
+            status: "ok".into(),
+            policy: "config.mode=full".into(),
+            loaded_at: "2026-11-29T12:00:00.000Z".into(),
+            generation: 2,
+            sessions: 1,
+        };
+        let s = SessionInfo {
+            id: "abc".into(),
+            peer: "127.0.0.1:5000".into(),
+            name: "h".into(),
+            port: 22,
+            key: "default".into(),
+            started: "2026-11-29T12:00:00.000Z".into(),
+            age_seconds: 75,
+            bytes_from_client: 1234,
+            bytes_to_client: 5,
+        };
+        let text = render_status(&health, &[s]);
+        assert!(text.contains("Policy:   config.mode=full\n"), "{text}");
+        assert!(
+            text.contains(
+                "SESSION  PEER            PORT  KEY      AGE    FROM CLIENT  TO CLIENT\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "abc      127.0.0.1:5000    22  default  1m15s         1234          5\n"
+            ),
+            "{text}"
+        );
+    }
+}
