@@ -408,6 +408,8 @@ impl Gate {
             ClosedBy::ConnectionLost(e) => ("client", format!("connection lost: {e}")),
             ClosedBy::LocalError(e) => ("service", format!("service connection failed: {e}")),
         };
+        // The slot goes first: once the end is recorded, the session is out of every listing.
+        drop(slot);
         self.audit.session_end(&audit::SessionEnd {
             session: &request.id,
             peer: live.peer.to_string(),
@@ -422,7 +424,6 @@ impl Gate {
             close_received: outcome.received.as_ref().map(|c| c.code),
             reason: &reason,
         });
-        drop(slot);
     }
 
     /// Resolves when the session must end: the gate stops, or a new snapshot's policy (or the

@@ -326,7 +326,9 @@ fn bad_tokens_get_401_and_key_ports_are_enforced() {
         err.contains(&format!("not allowed to reach port {}", sshd.port)),
         "{err}"
     );
-    gate.running.log.expect(&["reason=\"key_port_not_allowed\""]);
+    gate.running
+        .log
+        .expect(&["reason=\"key_port_not_allowed\""]);
     // The default key, unrestricted, still works: nothing above disturbed the gate.
     let token = gate.token_file(&[]);
     let (ok, out, err) = run(&mut ssh(

@@ -6,5 +6,6 @@ mod answers;
 mod client;
 mod config_cli;
 mod forward;
+mod operations;
 mod sessions;
 mod ssh;

@@ -316,19 +316,19 @@ impl Gate {
     /// Starts a gate listening on `listen`.
     pub fn start_at(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> Gate {
         let config = dir.path().join("localconfig.json");
-        let running = Running::spawn(
-            Command::new(arcgate())
-                .arg("serve")
-                .args(["--listen", listen, "--name", GATE_NAME, "--config"])
-                .arg(&config)
-                .arg("--cert")
+        let mut cmd = Command::new(arcgate());
+        cmd.arg("serve")
+            .args(["--listen", listen, "--name", GATE_NAME, "--config"])
+            .arg(&config)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        if !extra.contains(&"--cert") {
+            cmd.arg("--cert")
                 .arg(repo("certs-dev/server.pem"))
                 .arg("--key")
-                .arg(repo("certs-dev/server-key.pem"))
-                .args(extra)
-                .env("RUST_LOG", "info"),
-            false,
-        );
+                .arg(repo("certs-dev/server-key.pem"));
+        }
+        let running = Running::spawn(&mut cmd, false);
         let line = running
             .wait_ready("the gate", "arcgate: listening on ", &["arcgate: "])
             .unwrap_or_else(|l| panic!("gate failed: {l}\n{}", running.log.lines().join("\n")));
@@ -343,6 +343,18 @@ impl Gate {
             dir,
             running,
         }
+    }
+
+    /// The admin endpoint's address (the gate must run with `--admin 127.0.0.1:0`).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        let line = self
+            .running
+            .log
+            .expect(&["arcgate: admin endpoint on http://"]);
+        line.trim_start_matches("arcgate: admin endpoint on http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
     }
 
     pub fn url(&self) -> String {
@@ -714,4 +726,25 @@ impl Tinyproxy {
         }
         panic!("tinyproxy could not start in 5 tries");
     }
+}
+
+/// `GET path` over plain HTTP; returns the status code and body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // Bodies here are small and sent whole (Content-Length), never chunked.
+    (code, body.to_string())
 }
