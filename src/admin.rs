@@ -117,14 +117,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
     loop {
         let (tcp, _) = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed; backing off 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = crate::net::accept(&listener, "admin") => accepted,
         };
         let gate = gate.clone();
         tokio::spawn(async move {

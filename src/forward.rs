@@ -41,15 +41,7 @@ pub async fn run(
         while tunnels.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed; backing off 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = crate::net::accept(&listener, "forward") => accepted,
         };
         let span = tracing::info_span!("tunnel", %peer);
         tunnels.spawn(tunnel(tcp, forwarder.clone()).instrument(span));

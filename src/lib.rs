@@ -26,6 +26,7 @@
 //! | [`sshconfig`] | `arcgate ssh-config`: a Host block with safe quoting |
 //! | [`tls`] | TLS configurations |
 //! | [`deadline`] | named timeouts for every phase |
+//! | [`net`] | accepting connections without spinning on errors |
 //! | [`cli`] | the command line; the only place that binds sockets and handles signals |
 
 pub mod admin;
@@ -39,6 +40,7 @@ pub mod extension;
 pub mod forward;
 pub mod live;
 pub mod metrics;
+pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod request;

@@ -81,14 +81,7 @@ fn sigint_closes_the_listener_and_lets_open_tunnels_finish() {
     let mut open = connect(forward.addr);
     echo_round_trip(&mut open, b"before");
     let from = forward.running.log.len();
-    let pid = forward.running.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    forward.running.signal("INT");
     forward
         .running
         .log
@@ -114,15 +107,8 @@ fn tunnels_still_open_after_the_grace_period_are_closed() {
     let mut forward = Forward::start(&gate, port, &token, &["--shutdown-grace", "1s"]);
     let mut open = connect(forward.addr);
     echo_round_trip(&mut open, b"x");
-    let pid = forward.running.child.id().to_string();
     let stopped_at = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    forward.running.signal("TERM");
     let status = forward.running.wait_exit(Duration::from_secs(10));
     assert!(status.success());
     let took = stopped_at.elapsed();

@@ -134,14 +134,7 @@ fn sigterm_closes_sessions_with_1001_and_the_gate_exits_zero() {
     let sshd = Sshd::start();
     let gate = Gate::start(&[sshd.port], &["--shutdown-grace", "0s"]);
     let (client, _stdin) = connected_client(&gate, &sshd);
-    let pid = gate.running.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    gate.running.signal("TERM");
     let (status, mut client) = wait_with_deadline(client, Duration::from_secs(10));
     assert_eq!(status.code(), Some(10));
     let err = stderr_of(&mut client);
@@ -280,14 +273,7 @@ fn a_broken_file_on_reload_fails_closed_until_fixed() {
 fn sighup_reloads() {
     let gate = Gate::start(&[22], &[]);
     let from = gate.running.log.len();
-    let pid = gate.running.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    gate.running.signal("HUP");
     gate.running
         .log
         .wait_for_from(from, Duration::from_secs(5), |l| {

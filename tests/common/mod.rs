@@ -101,6 +101,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// Sends a signal (`TERM`, `INT`, `HUP`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
     /// Starts `cmd` with stderr (or stdout, `from_stdout`) collected into the log.
     pub fn spawn(cmd: &mut Command, from_stdout: bool) -> Running {
         let mut child = cmd
