@@ -13,10 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-/// A decision on a connect request.
+/// Who and what a record is about: common to both kinds.
 #[derive(Debug, Serialize)]
-pub struct Decision<'a> {
-    /// The session id (`sb-hc-id`, or one the gate made).
+pub struct Subject<'a> {
+    /// The session id (`sb-hc-id`, or one the gate made; empty if the request did not parse).
     pub session: &'a str,
     /// The client's address.
     pub peer: String,
@@ -26,6 +26,14 @@ pub struct Decision<'a> {
     pub port: u16,
     /// The token's key name (empty if no valid token).
     pub key: &'a str,
+}
+
+/// A decision on a connect request.
+#[derive(Debug, Serialize)]
+pub struct Decision<'a> {
+    /// Who and what.
+    #[serde(flatten)]
+    pub subject: Subject<'a>,
     /// `allow`, `deny`, `unauthorized`, `not_found`, `bad_request`, `dial_failed`,
     /// `over_limit` or `unavailable`.
     pub decision: &'a str,
@@ -38,16 +46,9 @@ pub struct Decision<'a> {
 /// The end of an allowed session.
 #[derive(Debug, Serialize)]
 pub struct SessionEnd<'a> {
-    /// The session id.
-    pub session: &'a str,
-    /// The client's address.
-    pub peer: String,
-    /// The gate name.
-    pub name: &'a str,
-    /// The target port.
-    pub port: u16,
-    /// The token's key name.
-    pub key: &'a str,
+    /// Who and what.
+    #[serde(flatten)]
+    pub subject: Subject<'a>,
     /// Bytes from the client to the service.
     pub bytes_from_client: u64,
     /// Bytes from the service to the client.
@@ -134,11 +135,11 @@ impl Audit {
         tracing::info!(
             target: "arcgate::audit",
             event = "decision",
-            session = d.session,
-            peer = %d.peer,
-            name = d.name,
-            port = d.port,
-            key = d.key,
+            session = d.subject.session,
+            peer = %d.subject.peer,
+            name = d.subject.name,
+            port = d.subject.port,
+            key = d.subject.key,
             decision = d.decision,
             reason = d.reason,
             handshake_ms = d.handshake_ms,
@@ -153,11 +154,11 @@ impl Audit {
         tracing::info!(
             target: "arcgate::audit",
             event = "session_end",
-            session = e.session,
-            peer = %e.peer,
-            name = e.name,
-            port = e.port,
-            key = e.key,
+            session = e.subject.session,
+            peer = %e.subject.peer,
+            name = e.subject.name,
+            port = e.subject.port,
+            key = e.subject.key,
             bytes_from_client = e.bytes_from_client,
             bytes_to_client = e.bytes_to_client,
             duration_ms = e.duration_ms,
@@ -224,11 +225,13 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let audit = Audit::open(Some(&path)).unwrap();
         audit.decision(&Decision {
-            session: "s1",
-            peer: "127.0.0.1:5".into(),
-            name: "h",
-            port: 22,
-            key: "ops",
+            subject: Subject {
+                session: "s1",
+                peer: "127.0.0.1:5".into(),
+                name: "h",
+                port: 22,
+                key: "ops",
+            },
             decision: "deny",
             reason: "port_not_allowed",
             handshake_ms: 1.5,
@@ -236,11 +239,13 @@ mod tests {
         std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
         audit.reopen();
         audit.decision(&Decision {
-            session: "s2",
-            peer: "127.0.0.1:6".into(),
-            name: "h",
-            port: 22,
-            key: "",
+            subject: Subject {
+                session: "s2",
+                peer: "127.0.0.1:6".into(),
+                name: "h",
+                port: 22,
+                key: "",
+            },
             decision: "unauthorized",
             reason: "no token",
             handshake_ms: 0.1,

@@ -321,11 +321,13 @@ impl Gate {
             Ok(_) => ("allow", "allowed".to_string(), "allowed"),
         };
         self.audit.decision(&audit::Decision {
-            session: &known.id,
-            peer: peer.to_string(),
-            name: &known.name,
-            port: known.port,
-            key: &known.key,
+            subject: audit::Subject {
+                session: &known.id,
+                peer: peer.to_string(),
+                name: &known.name,
+                port: known.port,
+                key: &known.key,
+            },
             decision,
             reason: &reason,
             handshake_ms: seconds * 1000.0,
@@ -411,11 +413,13 @@ impl Gate {
         // The slot goes first: once the end is recorded, the session is out of every listing.
         drop(slot);
         self.audit.session_end(&audit::SessionEnd {
-            session: &request.id,
-            peer: live.peer.to_string(),
-            name: &request.name,
-            port: request.port.get(),
-            key: &grant.key_name,
+            subject: audit::Subject {
+                session: &request.id,
+                peer: live.peer.to_string(),
+                name: &request.name,
+                port: request.port.get(),
+                key: &grant.key_name,
+            },
             bytes_from_client: counters.from_peer.load(Ordering::Relaxed),
             bytes_to_client: counters.to_peer.load(Ordering::Relaxed),
             duration_ms: started.elapsed().as_millis() as u64,

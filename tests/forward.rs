@@ -2,27 +2,11 @@
 //! connection, graceful stop — and RDP end to end with a real xrdp and xfreerdp.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// An echo service on a free port, serving any number of connections.
-fn echo_service() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut reader = conn.try_clone().unwrap();
-                let _ = std::io::copy(&mut reader, &mut conn);
-            });
-        }
-    });
-    port
-}
 
 fn echo_round_trip(stream: &mut TcpStream, text: &[u8]) {
     stream.write_all(text).unwrap();

@@ -3,7 +3,6 @@
 //! loopback-only admin endpoint and the systemd unit.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -240,18 +239,7 @@ fn echo_through(
 
 #[test]
 fn a_certificate_swap_reaches_new_clients_and_spares_live_sessions() {
-    // A local service that echoes one line per connection, then closes.
-    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = echo.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in echo.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut reader = conn.try_clone().unwrap();
-                let _ = std::io::copy(&mut reader, &mut conn);
-            });
-        }
-    });
+    let port = echo_service();
     let tls_dir = private_dir();
     let cert = tls_dir.path().join("fullchain.pem");
     let key = tls_dir.path().join("privkey.pem");

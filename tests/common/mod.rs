@@ -758,3 +758,19 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     // Bodies here are small and sent whole (Content-Length), never chunked.
     (code, body.to_string())
 }
+
+/// An echo service on a free loopback port, serving any number of connections.
+pub fn echo_service() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = conn.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut conn);
+            });
+        }
+    });
+    port
+}
