@@ -38,6 +38,9 @@ pub struct BridgeConfig {
     pub max_frame: u64,
     /// Bytes read at a time from either side; also the largest frame we send.
     pub buf_size: usize,
+    /// End the session after this long with no data either way (pings do not count);
+    /// `None`: never (SSH keeps its own keepalives).
+    pub idle_timeout: Option<Duration>,
     /// After we send Close, how long we keep relaying the peer's bytes while waiting for its
     /// Close; `None` waits as long as the peer keeps the connection alive (the client: its
     /// stdin ending must not drop bytes still coming back).
@@ -73,6 +76,8 @@ pub enum ClosedBy {
     Stopped(Stop),
     /// The peer stopped answering pings.
     PingTimeout,
+    /// No data either way for the idle timeout.
+    IdleTimeout,
     /// The peer broke the protocol; we closed with the code in [`Outcome::sent`].
     PeerError(String),
     /// The WebSocket connection failed or ended without a Close.
@@ -119,7 +124,9 @@ where
     let (ws_r, ws_w) = tokio::io::split(ws_io);
     let mut reader =
         FrameReader::new(ws_r, cfg.role, cfg.max_frame, cfg.buf_size).with_leftover(leftover);
-    let mut writer = FrameWriter::new(ws_w, cfg.role);
+    // A peer that takes no bytes for as long as it may go without answering pings is gone.
+    let stall = cfg.ping_interval.map(|p| p * (cfg.missed_pongs + 1));
+    let mut writer = FrameWriter::new(ws_w, cfg.role).with_stall_limit(stall);
     // Small and bounded: a peer flooding pings is slowed to the pace we send pongs.
     let (tx, mut rx) = mpsc::channel::<FromReader>(4);
     let heard = AtomicU64::new(0);
@@ -171,6 +178,9 @@ where
         let period = cfg.ping_interval.unwrap_or(Duration::from_secs(86400));
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let idle = cfg.idle_timeout.unwrap_or(Duration::from_secs(86400));
+        let mut idle_deadline = Instant::now() + idle;
+        let mut last_bytes = 0u64;
         let (mut last_heard, mut missed) = (0u64, 0u32);
 
         let outcome = |closed_by, sent, received| Outcome {
@@ -261,6 +271,18 @@ where
                         return (outcome(why, Some(close::INTERNAL), received), writer);
                     }
                 },
+                _ = tokio::time::sleep_until(idle_deadline), if cfg.idle_timeout.is_some() && sent.is_none() => {
+                    let bytes = counters.from_peer.load(Ordering::Relaxed)
+                        + counters.to_peer.load(Ordering::Relaxed);
+                    if bytes != last_bytes {
+                        last_bytes = bytes;
+                        idle_deadline = Instant::now() + idle;
+                    } else {
+                        let _ = writer.send_close(close::GOING_AWAY, "idle timeout").await;
+                        let why = ClosedBy::IdleTimeout;
+                        return (outcome(why, Some(close::GOING_AWAY), received), writer);
+                    }
+                }
                 _ = tokio::time::sleep_until(close_deadline), if sent.is_some() => {
                     // The peer never answered our Close: it is done as far as we care.
                     return (outcome(ClosedBy::Local, sent, received), writer);

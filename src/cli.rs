@@ -117,9 +117,14 @@ pub struct ServeArgs {
     /// Ping a session's client after this long without hearing from it.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
-    /// Drop a client after this many unanswered pings.
+    /// Drop a client after this many unanswered pings (a client that takes no bytes for
+    /// ping interval × (this + 1) is dropped too).
     #[arg(long, default_value_t = 3)]
     pub missed_pongs: u32,
+    /// Close a session after this long with no data either way [default: never; SSH has its
+    /// own keepalives].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
     /// TCP accept, TLS and the HTTP request must finish within this.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
@@ -463,6 +468,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             role: crate::ws::Role::Server,
             ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
             missed_pongs: args.missed_pongs,
+            idle_timeout: args.idle_timeout.filter(|d| !d.is_zero()),
             max_frame: args.max_frame_bytes,
             // 64 KiB: the largest TLS-record-friendly chunk that keeps bulk transfers at a few
             // syscalls per MiB; per session this is the whole data-path buffer each way.

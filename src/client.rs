@@ -435,14 +435,16 @@ async fn handshake(
     )
     .await
     .map_err(timed_out)?
-    .map_err(|e| {
-        let error = e.to_string();
-        let hint = tls_hint(&e);
-        ClientError::Tls {
+    .map_err(|e| match tls_hint(&e) {
+        Some(hint) => ClientError::Tls {
             host: target.host.clone(),
-            error,
+            error: e.to_string(),
             hint,
-        }
+        },
+        // No TLS error inside: the connection itself failed (reset, closed) mid-handshake.
+        None => network(format!(
+            "the connection ended during the TLS handshake: {e}"
+        )),
     })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
@@ -531,17 +533,27 @@ async fn handshake(
     })
 }
 
-/// What to check, for a TLS failure.
-fn tls_hint(e: &std::io::Error) -> &'static str {
+/// What to check for a TLS failure; `None` when the error is not TLS's but the connection's.
+fn tls_hint(e: &std::io::Error) -> Option<&'static str> {
     use rustls::CertificateError as C;
-    let cert = e
+    let tls = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .and_then(|r| match r {
-            rustls::Error::InvalidCertificate(c) => Some(c),
-            _ => None,
-        });
-    match cert {
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let cert = match tls {
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            return None;
+        }
+        Some(rustls::Error::InvalidCertificate(c)) => Some(c),
+        _ => None,
+    };
+    Some(match cert {
         Some(C::UnknownIssuer) => {
             "the gate's certificate is not signed by a CA you trust; pass its CA with --ca FILE"
         }
@@ -554,7 +566,7 @@ fn tls_hint(e: &std::io::Error) -> &'static str {
         }
         Some(_) => "the gate's certificate was rejected",
         None => "check that the port speaks TLS (it may be plain HTTP or another service)",
-    }
+    })
 }
 
 fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
@@ -587,6 +599,7 @@ impl Tunnel {
             role: crate::ws::Role::Client,
             ping_interval,
             missed_pongs: 3,
+            idle_timeout: None,
             max_frame: 1 << 20,
             buf_size: 64 * 1024,
             // stdin ending is a half-close: keep reading until the gate closes.
@@ -611,10 +624,13 @@ impl Tunnel {
                 Ok(())
             }
             (_, Some(frame)) => {
-                let why = match frame.code {
-                    close::POLICY => "the host's policy no longer allows this session",
-                    close::GOING_AWAY => "the gate is shutting down",
-                    close::INTERNAL => "the gate lost the connection to the local service",
+                let why = match (frame.code, frame.reason.as_str()) {
+                    (close::POLICY, _) => "the host's policy no longer allows this session",
+                    (close::GOING_AWAY, "idle timeout") => {
+                        "no data either way for the gate's --idle-timeout"
+                    }
+                    (close::GOING_AWAY, _) => "the gate is shutting down",
+                    (close::INTERNAL, _) => "the gate lost the connection to the local service",
                     _ => "the gate ended the session",
                 };
                 Err(ClientError::SessionLost(format!(

@@ -437,9 +437,10 @@ impl fmt::Display for Mode {
 /// A TCP port, 1–65535.
 pub type Port = std::num::NonZeroU16;
 
-/// Parses a port number strictly: decimal digits only, no sign, no leading zero, 1–65535.
+/// Parses a port number strictly: decimal digits only — no sign, no space, no leading
+/// zero — 1–65535. (`port=+22` in a query is " 22" once form-decoded: refused.)
 pub fn parse_port(s: &str) -> Result<Port, &'static str> {
-    let digits = s.trim();
+    let digits = s;
     if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("a port is a number from 1 to 65535");
     }
@@ -469,7 +470,7 @@ impl PortRange {
                 Ok(PortRange { start: p, end: p })
             }
             Some((a, b)) => {
-                let (a, b) = (parse_port(a)?.get(), parse_port(b)?.get());
+                let (a, b) = (parse_port(a.trim())?.get(), parse_port(b.trim())?.get());
                 if a > b {
                     return Err("a range is written low-high, e.g. 5900-5910");
                 }

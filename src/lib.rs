@@ -27,6 +27,7 @@
 //! | [`tls`] | TLS configurations |
 //! | [`deadline`] | named timeouts for every phase |
 //! | [`net`] | accepting connections without spinning on errors |
+//! | [`linger`] | lingering close, so that refusals reach clients that were still sending |
 //! | [`cli`] | the command line; the only place that binds sockets and handles signals |
 
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod config;
 pub mod deadline;
 pub mod extension;
 pub mod forward;
+pub mod linger;
 pub mod live;
 pub mod metrics;
 pub mod net;

@@ -302,6 +302,8 @@ mod tests {
             "/$hc/h?sb-hc-action=connect&port=0",
             "/$hc/h?sb-hc-action=connect&port=65536",
             "/$hc/h?sb-hc-action=connect&port=%2B22",
+            "/$hc/h?sb-hc-action=connect&port=+22",
+            "/$hc/h?sb-hc-action=connect&port=%2022",
             "/$hc/h?sb-hc-action=connect&port=22&port=3389",
             "/$hc/h?sb-hc-action=connect&port=",
             "/$hc/h?sb-hc-action=connect&sb-hc-id=",

@@ -25,13 +25,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, field};
 
 use crate::audit::{self, Audit};
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters, Stop};
 use crate::config::Port;
 use crate::deadline::within;
+use crate::linger::Lingering;
 use crate::live::Snapshot;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::{self, Candidate, Denied};
@@ -387,9 +387,9 @@ impl Gate {
         let stop = self.stop_signal(request.port, grant.key_name.clone());
         let cfg = &self.opts.bridge;
         // The TLS stream itself when hyper hands it back, to skip a layer of indirection.
-        let outcome = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        let outcome = match upgraded.downcast::<TokioIo<Lingering>>() {
             Ok(parts) => {
-                let io = parts.io.into_inner();
+                let io = parts.io.into_inner().into_inner();
                 let leftover = &parts.read_buf;
                 bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await
             }
@@ -406,6 +406,7 @@ impl Gate {
             }
             ClosedBy::Stopped(Stop::Shutdown) => ("gate", "gate shutting down".to_string()),
             ClosedBy::PingTimeout => ("gate", "client missed pings".to_string()),
+            ClosedBy::IdleTimeout => ("gate", "idle timeout".to_string()),
             ClosedBy::PeerError(e) => ("gate", format!("client protocol error: {e}")),
             ClosedBy::ConnectionLost(e) => ("client", format!("connection lost: {e}")),
             ClosedBy::LocalError(e) => ("service", format!("service connection failed: {e}")),
@@ -578,13 +579,11 @@ async fn serve_connection(
     http.timer(TokioTimer::new())
         .header_read_timeout(remaining.max(Duration::from_millis(1)))
         .max_buf_size(gate.opts.max_header_bytes.max(8192));
-    let conn = http
-        .serve_connection(TokioIo::new(tls), service)
-        .with_upgrades();
-    // The handshake permit covers the HTTP exchange; a session holds a slot instead.
-    let result = conn.await;
-    drop(permit);
-    if let Err(e) = result {
+    // The handshake permit covers the HTTP exchange and a lingering close; a session holds a
+    // slot instead (the permit is released when the stream is taken for it).
+    let io = TokioIo::new(Lingering::new(tls, permit));
+    let conn = http.serve_connection(io, service).with_upgrades();
+    if let Err(e) = conn.await {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
 }

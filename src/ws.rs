@@ -299,20 +299,49 @@ fn parse_close(payload: &[u8]) -> Result<CloseFrame, WsError> {
 pub struct FrameWriter<W> {
     io: W,
     role: Role,
+    stall: Option<std::time::Duration>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// A writer for `role`.
     pub fn new(io: W, role: Role) -> Self {
-        FrameWriter { io, role }
+        FrameWriter {
+            io,
+            role,
+            stall: None,
+        }
+    }
+
+    /// Fails any write the peer does not take within `limit`: a peer that stops reading must
+    /// not hold a session (and its buffers) forever.
+    pub fn with_stall_limit(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.stall = limit;
+        self
+    }
+
+    async fn write_frame(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let write = async {
+            self.io.write_all(bytes).await?;
+            self.io.flush().await
+        };
+        match self.stall {
+            None => write.await,
+            Some(limit) => tokio::time::timeout(limit, write)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the peer accepted no data for {limit:?}"),
+                    ))
+                }),
+        }
     }
 
     /// Frames `frame[HEADROOM..HEADROOM + len]` as one binary frame and sends it with a single
     /// write: the header goes into the headroom, so the payload is never copied.
     pub async fn send_binary(&mut self, frame: &mut [u8], len: usize) -> io::Result<()> {
         let start = self.frame_in_place(frame, len, OpCode::Data(Data::Binary));
-        self.io.write_all(&frame[start..HEADROOM + len]).await?;
-        self.io.flush().await
+        self.write_frame(&frame[start..HEADROOM + len]).await
     }
 
     /// Returns where the frame starts in `frame`.
@@ -341,8 +370,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let mut frame = [0u8; HEADROOM + MAX_CONTROL_PAYLOAD];
         frame[HEADROOM..HEADROOM + len].copy_from_slice(&payload[..len]);
         let start = self.frame_in_place(&mut frame, len, OpCode::Control(control));
-        self.io.write_all(&frame[start..HEADROOM + len]).await?;
-        self.io.flush().await
+        self.write_frame(&frame[start..HEADROOM + len]).await
     }
 
     /// Sends a Ping.

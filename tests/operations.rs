@@ -155,7 +155,10 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
         .find(|r| r["session"] == id.as_str() && r["event"] == "session_end")
         .expect("session_end record");
     // ssh ends a session from both sides at nearly the same moment: either may be first.
-    assert!(end["closed_by"] == "client" || end["closed_by"] == "service", "{end}");
+    assert!(
+        end["closed_by"] == "client" || end["closed_by"] == "service",
+        "{end}"
+    );
     assert!(end["bytes_from_client"].as_u64().unwrap() > 0);
     assert!(end["duration_ms"].is_u64() && end["time"].is_string());
     for field in [

@@ -227,6 +227,40 @@ fn free_port() -> u16 {
 }
 
 impl Sshd {
+    /// Kills sshd and every process under it (its per-connection children start their own
+    /// sessions, so a process-group kill would miss them): walks /proc for descendants.
+    pub fn kill_all(&self) {
+        let mut pids = vec![self.running.child.id()];
+        let mut i = 0;
+        while i < pids.len() {
+            let parent = pids[i];
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                    continue;
+                };
+                // pid (comm) state ppid ...: the comm may hold spaces, so split after ')'.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+            i += 1;
+        }
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .args(&list)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -KILL {list:?}");
+    }
+
     pub fn start() -> Sshd {
         let dir = private_dir();
         let d = dir.path();
@@ -544,8 +578,8 @@ pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(request).unwrap();
-    tls.flush().unwrap();
+    // The gate may answer (431, 400) and close before a huge request is all written.
+    let _ = tls.write_all(request).and_then(|()| tls.flush());
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while out.len() < 65536 {
@@ -773,4 +807,147 @@ pub fn echo_service() -> u16 {
         }
     });
     port
+}
+
+/// An interactive `ssh ... cat` session through a gate: proof that other sessions keep
+/// working while a test throws bad input at the same gate.
+pub struct Witness {
+    child: Child,
+    to_cat: std::process::ChildStdin,
+    from_cat: BufReader<std::process::ChildStdout>,
+}
+
+impl Witness {
+    pub fn start(gate: &Gate, sshd: &Sshd) -> Witness {
+        let token = gate.token_file(&[]);
+        let mut child = spawn_piped(&mut ssh(sshd, &proxy_command(gate, &token, ""), &["cat"]));
+        let to_cat = child.stdin.take().unwrap();
+        let from_cat = BufReader::new(child.stdout.take().unwrap());
+        let mut w = Witness {
+            child,
+            to_cat,
+            from_cat,
+        };
+        w.check("started");
+        w
+    }
+
+    /// Echoes a line through the session; fails the test if it does not come back.
+    pub fn check(&mut self, label: &str) {
+        let line = format!("still here after {label}");
+        writeln!(self.to_cat, "{line}")
+            .unwrap_or_else(|e| panic!("witness lost after {label}: {e}"));
+        self.to_cat.flush().unwrap();
+        let mut back = String::new();
+        self.from_cat.read_line(&mut back).unwrap();
+        assert_eq!(
+            back.trim_end(),
+            line,
+            "the witness session broke after {label}"
+        );
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebSocket session opened by hand over TLS, for sending frames no real client would.
+pub struct RawWs {
+    pub tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+}
+
+impl RawWs {
+    /// Upgrades to a session to `port` through `gate`; fails unless the answer is 101.
+    pub fn open(gate: &Gate, port: u16) -> RawWs {
+        let conn = rustls::ClientConnection::new(
+            dev_ca_client_config(),
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let tcp = std::net::TcpStream::connect(gate.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let token = gate.token(&[]);
+        tls.write_all(&upgrade_request(
+            &format!("/$hc/{GATE_NAME}?sb-hc-action=connect&port={port}"),
+            &[("ServiceBusAuthorization", &token)],
+        ))
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tls.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        RawWs { tls }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.tls.write_all(bytes).unwrap();
+        self.tls.flush().unwrap();
+    }
+
+    /// Reads frames until a Close; its code, or `None` if the connection ends first.
+    pub fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let mut h = [0u8; 2];
+            self.tls.read_exact(&mut h).ok()?;
+            let mut len = u64::from(h[1] & 0x7f);
+            if len == 126 {
+                let mut l = [0u8; 2];
+                self.tls.read_exact(&mut l).ok()?;
+                len = u64::from(u16::from_be_bytes(l));
+            } else if len == 127 {
+                let mut l = [0u8; 8];
+                self.tls.read_exact(&mut l).ok()?;
+                len = u64::from_be_bytes(l);
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.tls.read_exact(&mut payload).ok()?;
+            if h[0] & 0x0f == 0x8 {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    }
+}
+
+/// A client frame: `first` is the FIN/RSV/opcode byte; masked unless `masked` is false.
+pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// A process's resident memory, in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
