@@ -28,8 +28,12 @@ const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a bridge behaves; the values come from `serve`/`connect` flags (SPEC §9).
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
-    /// Which end of the WebSocket we are.
+    /// Which end of the WebSocket we are (masking).
     pub role: Role,
+    /// Whether the peer's Close ends the session at once (a client: the gate only closes
+    /// when the service is gone) or only our sending half (the gate's half-close: keep
+    /// relaying the service's bytes until it ends).
+    pub peer_close_ends_session: bool,
     /// Ping the peer after this long without hearing from it; `None` never pings.
     pub ping_interval: Option<Duration>,
     /// Drop the peer after this many unanswered pings.
@@ -216,7 +220,7 @@ where
                         if sent.is_some() {
                             return (outcome(ClosedBy::Local, sent, received), writer);
                         }
-                        if cfg.role == Role::Client {
+                        if cfg.peer_close_ends_session {
                             // The gate only closes once the service is gone: nothing more is
                             // coming, so answer and end rather than wait for stdin.
                             let _ = writer.send_close(close::NORMAL, "").await;

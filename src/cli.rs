@@ -17,6 +17,7 @@ use crate::bridge::BridgeConfig;
 use crate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, TokenSource};
 use crate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
 use crate::forward::Forwarder;
+use crate::listener::{ListenToken, ListenerOptions};
 use crate::live::{self, Paths};
 use crate::proxy::Proxy;
 use crate::server::{self, Gate, GateOptions};
@@ -40,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gate: TLS WebSocket endpoint, policy, bridge to 127.0.0.1:PORT.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show or change the local configuration (same keys and output as `azcmagent config`).
     Config(ConfigArgs),
     /// Extension rules (extensions.enabled / allowlist / blocklist).
@@ -57,6 +58,8 @@ pub enum Command {
     SshConfig(SshConfigArgs),
     /// Show the policy in force and the live sessions of a running gate (needs its --admin).
     Status(StatusArgs),
+    /// Run an embedded Hybrid Connections relay (gates attach with serve --relay).
+    Relay(RelayArgs),
 }
 
 const CONNECT_EXIT_CODES: &str = "\
@@ -155,9 +158,60 @@ pub struct ServeArgs {
     /// Also append audit records to this file as JSON lines (reopened on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Relay mode: attach to this Hybrid Connections relay as a listener,
+    /// wss://RELAY/$hc/NAME (single-quote it for $hc).
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// The listen token for --relay, from a file (a change is sent to the relay as renewToken).
+    #[arg(long, value_name = "FILE", conflicts_with = "relay_key")]
+    pub relay_token_file: Option<PathBuf>,
+    /// Mint the listen token for --relay from this key in the keys file (renewed hourly).
+    #[arg(long, value_name = "NAME")]
+    pub relay_key: Option<String>,
+    /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub relay_ca: Vec<PathBuf>,
+    /// With --relay: no inbound listening socket at all.
+    #[arg(long, requires = "relay")]
+    pub relay_only: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigPathArg,
+}
+
+/// `arcgate relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM).
+    #[arg(long, default_value = "certs-dev/server.pem", value_name = "PEM")]
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long, default_value = "certs-dev/server-key.pem", value_name = "PEM")]
+    pub key: PathBuf,
+    /// Keys file: SAS keys with optional "rights": ["listen"], ["send"] (default: both).
+    #[arg(long, value_name = "PATH")]
+    pub keys: PathBuf,
+    /// TLS and the HTTP request head must arrive within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Largest request head, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Largest WebSocket frame relayed, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_frame_bytes: u64,
+    /// Ping listeners' control channels this often.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Concurrent connections (listeners, senders, rendezvous).
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
 }
 
 /// `arcgate status`.
@@ -364,7 +418,7 @@ pub type Status = u8;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Config(args) => config(args),
         Command::Extension(args) => extension(args),
         Command::Token(args) => mint_token(args),
@@ -372,6 +426,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Forward(args) => forward(args),
         Command::SshConfig(args) => ssh_config(args),
         Command::Status(args) => status(args),
+        Command::Relay(args) => relay(args),
     }
 }
 
@@ -466,6 +521,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         shutdown_grace: args.shutdown_grace,
         bridge: BridgeConfig {
             role: crate::ws::Role::Server,
+            peer_close_ends_session: false,
             ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
             missed_pongs: args.missed_pongs,
             idle_timeout: args.idle_timeout.filter(|d| !d.is_zero()),
@@ -479,10 +535,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         },
     };
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr()?;
+        let listener = if args.relay_only {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", args.listen))?,
+            )
+        };
         tracing::info!(policy = %snapshot.summary(), config = %config_path.display(), "policy loaded");
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
         let gate = Gate::new(opts, rx, audit.clone());
@@ -504,9 +565,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             audit.clone(),
             stopped(stop_rx.clone()),
         ));
-        // The line tests and scripts wait for: the address actually bound.
-        eprintln!("arcgate: listening on {local} as '{name}'");
-        tracing::info!(address = %local, name = %name, "gate listening");
+        if let Some(listener) = &listener {
+            // The line tests and scripts wait for: the address actually bound.
+            let local = listener.local_addr()?;
+            eprintln!("arcgate: listening on {local} as '{name}'");
+            tracing::info!(address = %local, name = %name, "gate listening");
+        }
+        if let Some(url) = args.relay.clone() {
+            let token = match (&args.relay_token_file, &args.relay_key) {
+                (Some(file), _) => ListenToken::File(file.clone()),
+                (None, Some(key)) => ListenToken::Key(key.clone()),
+                (None, None) => ListenToken::Key("default".into()),
+            };
+            let opts = ListenerOptions {
+                url,
+                token,
+                trust: ClientTrust {
+                    ca_files: args.relay_ca.clone(),
+                    insecure: false,
+                },
+                connect_timeout: Duration::from_secs(15),
+                ping_interval: args.ping_interval,
+            };
+            tokio::spawn(crate::listener::run(gate.clone(), opts, stopped(stop_rx.clone())));
+        }
         if let Some(addr) = args.admin {
             let admin = tokio::net::TcpListener::bind(addr)
                 .await
@@ -516,7 +598,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             tokio::spawn(crate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
         }
         let shutdown = shutdown_signal(stop_tx);
-        server::run(listener, tls, gate, shutdown).await;
+        match listener {
+            Some(listener) => server::run(listener, tls, gate, shutdown).await,
+            None => server::run_without_listener(gate, shutdown).await,
+        }
         if let Err(e) = watcher.await {
             tracing::error!(error = %e, "configuration watcher panicked");
         }
@@ -553,6 +638,59 @@ async fn reload_on_change_or_hup(
             ),
         }
     }
+}
+
+fn relay(args: RelayArgs) -> anyhow::Result<Status> {
+    init_logging(args.log_format, "info");
+    let read_keys = |path: &Path| -> anyhow::Result<KeySet> {
+        let bytes = store::read_checked(path, store::Secrecy::Secret)?
+            .ok_or_else(|| UsageError(format!("{} does not exist", path.display())))?;
+        KeySet::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let keys = read_keys(&args.keys)?;
+    let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
+    let tls = crate::tls::server_config(certs);
+    let relay = crate::relay::Relay::new(
+        crate::relay::RelayOptions {
+            handshake_timeout: args.handshake_timeout,
+            max_header_bytes: args.max_header_bytes,
+            max_frame: args.max_frame_bytes,
+            ping_interval: args.ping_interval,
+            max_connections: args.max_connections,
+        },
+        keys,
+    );
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        let mut watch = live::FileWatch::start(&[args.keys.as_path()])
+            .context("cannot watch the keys file")?;
+        {
+            let relay = relay.clone();
+            let path = args.keys.clone();
+            tokio::spawn(async move {
+                while watch.next().await.is_some() {
+                    match read_keys(&path) {
+                        Ok(keys) => {
+                            relay.set_keys(keys).await;
+                            tracing::info!("relay keys reloaded");
+                        }
+                        Err(e) => tracing::error!(error = %e, "relay keys reload FAILED; keeping the previous keys"),
+                    }
+                }
+            });
+        }
+        eprintln!("arcgate: relay listening on {local}");
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(shutdown_signal(stop_tx));
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        crate::relay::run(listener, tls, relay, stop).await;
+        Ok::<_, anyhow::Error>(0)
+    })
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<Status> {

@@ -192,6 +192,46 @@ pub struct Target {
     pub path_and_query: String,
 }
 
+impl Target {
+    /// An exact `wss://` address, used as it is (a relay's accept address).
+    pub fn exact(address: &str) -> Result<Target, ClientError> {
+        let parsed = url::Url::parse(address).map_err(|e| {
+            ClientError::Usage(format!("'{}' is not a URL: {e}", shorten_url(address)))
+        })?;
+        if parsed.scheme() != "wss" {
+            return Err(ClientError::Usage(format!(
+                "'{}' is not wss://",
+                shorten_url(address)
+            )));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| ClientError::Usage(format!("'{}' has no host", shorten_url(address))))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = parsed
+            .path_segments()
+            .and_then(|mut s| s.nth(1))
+            .unwrap_or_default()
+            .to_string();
+        let path_and_query = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        Ok(Target {
+            host,
+            port: parsed.port().unwrap_or(443),
+            name,
+            path_and_query,
+        })
+    }
+}
+
+fn shorten_url(s: &str) -> String {
+    crate::config::shorten(s)
+}
+
 /// Parses a `wss://` URL and adds the connect parameters.
 pub fn target(url: &str, port: u16, id: &str) -> Result<Target, ClientError> {
     let mut parsed = url::Url::parse(url)
@@ -380,8 +420,17 @@ impl Connector {
     pub async fn open(&self, token: Option<&str>) -> Result<Tunnel, ClientError> {
         let id = uuid::Uuid::new_v4().to_string();
         let target = target(&self.opts.url, self.opts.port, &id)?;
+        self.open_target(&target, token).await
+    }
+
+    /// Opens a WebSocket to an exact address (a relay's accept or reject address).
+    pub async fn open_target(
+        &self,
+        target: &Target,
+        token: Option<&str>,
+    ) -> Result<Tunnel, ClientError> {
         let deadline = tokio::time::Instant::now() + self.opts.connect_timeout;
-        handshake(&target, self.tls.clone(), &self.opts, token, deadline).await
+        handshake(target, self.tls.clone(), &self.opts, token, deadline).await
     }
 }
 
@@ -584,6 +633,11 @@ fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
 }
 
 impl Tunnel {
+    /// The TLS stream and any bytes that arrived with the `101`.
+    pub fn into_parts(self) -> (TlsStream<TcpStream>, Bytes) {
+        (self.io, self.leftover)
+    }
+
     /// Runs the session between the tunnel and a local reader/writer until it ends.
     pub async fn run<R, W>(
         self,
@@ -597,6 +651,7 @@ impl Tunnel {
     {
         let cfg = BridgeConfig {
             role: crate::ws::Role::Client,
+            peer_close_ends_session: true,
             ping_interval,
             missed_pongs: 3,
             idle_timeout: None,

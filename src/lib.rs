@@ -23,6 +23,8 @@
 //! | [`client`] | `arcgate connect`: URL, token, TLS, handshake, refusals |
 //! | [`forward`] | `arcgate forward`: a local listener, one tunnel per connection |
 //! | [`proxy`] | outbound HTTP CONNECT proxies and their bypass rules |
+//! | [`relay`] | `arcgate relay`: the embedded Hybrid Connections relay |
+//! | [`listener`] | relay mode's gate side: the listener control channel and accepts |
 //! | [`sshconfig`] | `arcgate ssh-config`: a Host block with safe quoting |
 //! | [`tls`] | TLS configurations |
 //! | [`deadline`] | named timeouts for every phase |
@@ -40,11 +42,13 @@ pub mod deadline;
 pub mod extension;
 pub mod forward;
 pub mod linger;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod relay;
 pub mod request;
 pub mod server;
 pub mod sessions;

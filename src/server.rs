@@ -74,7 +74,7 @@ pub struct Gate {
 
 /// Why a connect request is refused: one variant per row of SPEC §2's table.
 #[derive(Debug)]
-enum Refusal {
+pub(crate) enum Refusal {
     BadRequest(RequestError),
     UnknownName(String),
     Unauthorized(TokenError),
@@ -87,7 +87,25 @@ enum Refusal {
 impl Refusal {
     /// The HTTP answer: the one place a refusal becomes a status line and body.
     fn response(&self) -> Response<Full<Bytes>> {
-        let (status, reason, body, content_type): (StatusCode, String, String, &str) = match self {
+        let (status, reason, body, content_type) = self.parts();
+        let mut response = refusal(status, &reason, body, content_type);
+        if matches!(self, Refusal::OverLimit(_) | Refusal::Unavailable(_)) {
+            // Long enough for sessions to end or an administrator to fix a file.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+
+    /// The status line: what a relayed connection is rejected with too.
+    pub(crate) fn status_line(&self) -> (StatusCode, String) {
+        let (status, reason, _, _) = self.parts();
+        (status, reason)
+    }
+
+    fn parts(&self) -> (StatusCode, String, String, &'static str) {
+        match self {
             Refusal::BadRequest(e) => (
                 StatusCode::BAD_REQUEST,
                 "Bad Request".into(),
@@ -141,20 +159,7 @@ impl Refusal {
                 "too many sessions; retry later\n".into(),
                 "text/plain",
             ),
-        };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if matches!(self, Refusal::OverLimit(_) | Refusal::Unavailable(_)) {
-            // Long enough for sessions to end or an administrator to fix a file.
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        if let Ok(phrase) = ReasonPhrase::try_from(reason_phrase_bytes(&reason)) {
-            response.extensions_mut().insert(phrase);
-        }
-        response
     }
 
     /// `(decision, reason in words, bounded reason code for metrics)`.
@@ -178,6 +183,39 @@ impl Refusal {
     }
 }
 
+/// A refusal: `status` with `reason` as its reason phrase, and `Connection: close`.
+pub(crate) fn refusal(
+    status: StatusCode,
+    reason: &str,
+    body: String,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if let Ok(phrase) = ReasonPhrase::try_from(reason_phrase_bytes(reason)) {
+        response.extensions_mut().insert(phrase);
+    }
+    response
+}
+
+/// `101 Switching Protocols` for a WebSocket key.
+pub(crate) fn switching_protocols(ws_key: &str) -> Response<Full<Bytes>> {
+    let accept = tungstenite::handshake::derive_accept_key(ws_key.as_bytes());
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    response
+}
+
 /// A reason phrase may hold only visible ASCII, space and tab (RFC 9112 §4).
 fn reason_phrase_bytes(reason: &str) -> Vec<u8> {
     reason
@@ -198,6 +236,18 @@ struct Admitted {
     grant: Grant,
     service: TcpStream,
     slot: Slot,
+}
+
+/// What a bridged session is, for its stop signal and its records.
+pub(crate) struct SessionMeta {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) port: Port,
+    /// The key that allowed it (for relayed sessions, the gate's listen key).
+    pub(crate) key: String,
+    /// Whether the key's presence and ports are re-checked on policy changes (direct
+    /// sessions; a relayed session's sender key lives in the relay's keys file).
+    pub(crate) revoke_with_key: bool,
 }
 
 /// What is known of a request when it is decided, for the audit record.
@@ -305,20 +355,18 @@ impl Gate {
         })
     }
 
-    /// Answers one HTTP request on a connection.
-    async fn answer(
-        self: Arc<Self>,
-        request: Request<Incoming>,
+    /// Records a decision: the audit record and the metrics.
+    fn record_decision(
+        &self,
+        known: &Known,
         peer: SocketAddr,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let started = Instant::now();
-        let (head, body) = request.into_parts();
-        let mut known = Known::default();
-        let admitted = self.admit(&head, peer, &mut known).await;
+        refused: Option<&Refusal>,
+        started: Instant,
+    ) {
         let seconds = started.elapsed().as_secs_f64();
-        let (decision, reason, code) = match &admitted {
-            Err(refusal) => refusal.describe(),
-            Ok(_) => ("allow", "allowed".to_string(), "allowed"),
+        let (decision, reason, code) = match refused {
+            Some(refusal) => refusal.describe(),
+            None => ("allow", "allowed".to_string(), "allowed"),
         };
         self.audit.decision(&audit::Decision {
             subject: audit::Subject {
@@ -339,16 +387,86 @@ impl Gate {
             },
             seconds,
         );
+        if let Some(Refusal::Unauthorized(e)) = refused {
+            self.metrics.token_failure(e.kind());
+        }
+    }
+
+    /// Decides a connection a relay announced: the same policy, limits and local dial as a
+    /// direct one (the relay has checked the sender's token). Recorded like any decision.
+    pub(crate) async fn admit_relayed(
+        self: &Arc<Self>,
+        id: &str,
+        port: Port,
+        peer: SocketAddr,
+        listen_key: &str,
+    ) -> Result<(TcpStream, Slot), Refusal> {
+        let started = Instant::now();
+        let known = Known {
+            id: id.to_string(),
+            name: self.opts.name.clone(),
+            port: port.get(),
+            key: listen_key.to_string(),
+        };
+        let result = async {
+            let snapshot = self.live.borrow().clone();
+            let config = match &snapshot.config {
+                Ok(c) => c.clone(),
+                Err(e) => return Err(Refusal::Unavailable(e.clone())),
+            };
+            let candidate = Candidate {
+                port,
+                key_ports: None,
+            };
+            policy::decide(&config, &candidate).map_err(|d| Refusal::Forbidden(d, port.get()))?;
+            let slot = self
+                .sessions
+                .take(LiveSession {
+                    id: id.to_string(),
+                    peer,
+                    name: self.opts.name.clone(),
+                    port: port.get(),
+                    key: listen_key.to_string(),
+                    started: SystemTime::now(),
+                    counters: Counters::default(),
+                })
+                .map_err(Refusal::OverLimit)?;
+            let service = dial(port, self.opts.dial_timeout)
+                .await
+                .map_err(|e| Refusal::DialFailed(port.get(), e))?;
+            Ok((service, slot))
+        }
+        .await;
+        self.record_decision(&known, peer, result.as_ref().err(), started);
+        result
+    }
+
+    /// The name this gate answers to.
+    pub fn name(&self) -> &str {
+        &self.opts.name
+    }
+
+    /// The bridge settings.
+    pub fn bridge_config(&self) -> &BridgeConfig {
+        &self.opts.bridge
+    }
+
+    /// Answers one HTTP request on a connection.
+    async fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let started = Instant::now();
+        let (head, body) = request.into_parts();
+        let mut known = Known::default();
+        let admitted = self.admit(&head, peer, &mut known).await;
+        self.record_decision(&known, peer, admitted.as_ref().err(), started);
         let admitted = match admitted {
-            Err(refusal) => {
-                if let Refusal::Unauthorized(e) = &refusal {
-                    self.metrics.token_failure(e.kind());
-                }
-                return Ok(refusal.response());
-            }
+            Err(refusal) => return Ok(refusal.response()),
             Ok(a) => a,
         };
-        let accept = tungstenite::handshake::derive_accept_key(admitted.request.ws_key.as_bytes());
+        let response = switching_protocols(&admitted.request.ws_key);
         let request = Request::from_parts(head, body);
         let gate = self.clone();
         tokio::spawn(
@@ -360,15 +478,6 @@ impl Gate {
             }
             .instrument(tracing::Span::current()),
         );
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(
-            header::SEC_WEBSOCKET_ACCEPT,
-            HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-        );
         Ok(response)
     }
 
@@ -379,25 +488,48 @@ impl Gate {
             service,
             slot,
         } = admitted;
+        let meta = SessionMeta {
+            id: request.id,
+            name: request.name,
+            port: request.port,
+            key: grant.key_name,
+            revoke_with_key: true,
+        };
+        let cfg = self.opts.bridge.clone();
+        // The TLS stream itself when hyper hands it back, to skip a layer of indirection.
+        match upgraded.downcast::<TokioIo<Lingering>>() {
+            Ok(parts) => {
+                let io = parts.io.into_inner().into_inner();
+                self.bridge_session(io, &parts.read_buf, &cfg, meta, service, slot)
+                    .await
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                self.bridge_session(io, &[], &cfg, meta, service, slot)
+                    .await
+            }
+        }
+    }
+
+    /// Bridges an allowed session to its dialled service until it ends, then records the end.
+    pub(crate) async fn bridge_session<S>(
+        &self,
+        io: S,
+        leftover: &[u8],
+        cfg: &BridgeConfig,
+        meta: SessionMeta,
+        service: TcpStream,
+        slot: Slot,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let started = Instant::now();
         let live = slot.session().clone();
         let counters = &live.counters;
         let _ = service.set_nodelay(true);
         let (service_r, service_w) = service.into_split();
-        let stop = self.stop_signal(request.port, grant.key_name.clone());
-        let cfg = &self.opts.bridge;
-        // The TLS stream itself when hyper hands it back, to skip a layer of indirection.
-        let outcome = match upgraded.downcast::<TokioIo<Lingering>>() {
-            Ok(parts) => {
-                let io = parts.io.into_inner().into_inner();
-                let leftover = &parts.read_buf;
-                bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await
-            }
-            Err(upgraded) => {
-                let io = TokioIo::new(upgraded);
-                bridge::run(io, &[], service_r, service_w, cfg, stop, counters).await
-            }
-        };
+        let stop = self.stop_signal(meta.port, meta.revoke_with_key.then(|| meta.key.clone()));
+        let outcome = bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;
         let (closed_by, reason) = match &outcome.closed_by {
             ClosedBy::Peer => ("client", String::new()),
             ClosedBy::Local => ("service", String::new()),
@@ -415,11 +547,11 @@ impl Gate {
         drop(slot);
         self.audit.session_end(&audit::SessionEnd {
             subject: audit::Subject {
-                session: &request.id,
+                session: &meta.id,
                 peer: live.peer.to_string(),
-                name: &request.name,
-                port: request.port.get(),
-                key: &grant.key_name,
+                name: &meta.name,
+                port: meta.port.get(),
+                key: &meta.key,
             },
             bytes_from_client: counters.from_peer.load(Ordering::Relaxed),
             bytes_to_client: counters.to_peer.load(Ordering::Relaxed),
@@ -433,7 +565,11 @@ impl Gate {
 
     /// Resolves when the session must end: the gate stops, or a new snapshot's policy (or the
     /// session's key) no longer allows it.
-    fn stop_signal(&self, port: Port, key_name: String) -> impl Future<Output = Stop> + use<> {
+    fn stop_signal(
+        &self,
+        port: Port,
+        key_name: Option<String>,
+    ) -> impl Future<Output = Stop> + use<> {
         let mut live = self.live.clone();
         let mut stopping = self.stopping.subscribe();
         async move {
@@ -448,12 +584,16 @@ impl Gate {
                         // an editor's half-written save must not cut everyone off.
                         continue;
                     };
-                    let Some(key) = keys.get(&key_name) else {
-                        return format!("key '{key_name}' removed");
+                    let key_ports = match &key_name {
+                        None => None,
+                        Some(name) => match keys.get(name) {
+                            Some(key) => key.ports.clone(),
+                            None => return format!("key '{name}' removed"),
+                        },
                     };
                     let candidate = Candidate {
                         port,
-                        key_ports: key.ports.as_ref(),
+                        key_ports: key_ports.as_ref(),
                     };
                     if let Err(denied) = policy::decide(config, &candidate) {
                         return denied.audit_reason().to_string();
@@ -534,6 +674,16 @@ pub async fn run(
             .instrument(span),
         );
     }
+    stop_sessions(&gate).await;
+}
+
+/// Relay-only mode: no listener; waits for `shutdown`, then stops sessions like [`run`].
+pub async fn run_without_listener(gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+    shutdown.await;
+    stop_sessions(&gate).await;
+}
+
+async fn stop_sessions(gate: &Gate) {
     tracing::info!(
         sessions = gate.sessions.len(),
         grace = ?gate.opts.shutdown_grace,

@@ -64,6 +64,14 @@ pub enum TokenError {
         /// The token's resource (shortened).
         resource: String,
     },
+    /// The key may not do this (its `rights` lack it).
+    #[error("key '{key}' lacks the {right:?} right")]
+    MissingRight {
+        /// Key name.
+        key: String,
+        /// The right needed.
+        right: Right,
+    },
     /// The keys file could not be used, so no token can be checked (fail closed).
     #[error("keys are unavailable: {0}")]
     KeysUnavailable(String),
@@ -79,6 +87,7 @@ impl TokenError {
             TokenError::BadSignature(_) => "bad_signature",
             TokenError::Expired { .. } => "expired",
             TokenError::WrongResource { .. } => "wrong_resource",
+            TokenError::MissingRight { .. } => "missing_right",
             TokenError::KeysUnavailable(_) => "keys_unavailable",
         }
     }
@@ -193,6 +202,15 @@ pub fn resource_for(host: &str, name: &str) -> String {
     format!("http://{host}/{name}/")
 }
 
+/// What a key's tokens may do (Azure Relay's rights; the keys file's `rights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Right {
+    /// Connect as a sender: reach a gate, directly or through a relay.
+    Send,
+    /// Attach a gate to a relay as a listener.
+    Listen,
+}
+
 /// One key from the keys file.
 #[derive(Clone)]
 pub struct KeyEntry {
@@ -201,6 +219,8 @@ pub struct KeyEntry {
     key: String,
     /// When set, the only ports this key's tokens may reach.
     pub ports: Option<PortSet>,
+    /// What its tokens may do; a key without `rights` may do both.
+    pub rights: Vec<Right>,
 }
 
 impl fmt::Debug for KeyEntry {
@@ -209,6 +229,7 @@ impl fmt::Debug for KeyEntry {
             .field("name", &self.name)
             .field("key", &"<redacted>")
             .field("ports", &self.ports)
+            .field("rights", &self.rights)
             .finish()
     }
 }
@@ -231,6 +252,8 @@ struct RawKey {
     key: String,
     #[serde(default)]
     ports: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    rights: Option<Vec<String>>,
 }
 
 impl KeySet {
@@ -266,10 +289,26 @@ impl KeySet {
                         .map_err(|e| format!("key '{}' ports: {e}", k.name))?,
                 ),
             };
+            let rights = match k.rights {
+                None => vec![Right::Send, Right::Listen],
+                Some(list) => list
+                    .iter()
+                    .map(|r| match r.to_ascii_lowercase().as_str() {
+                        "send" => Ok(Right::Send),
+                        "listen" => Ok(Right::Listen),
+                        other => Err(format!(
+                            "key '{}': unknown right '{}'; rights are send and listen",
+                            k.name,
+                            shorten(other)
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
             keys.push(KeyEntry {
                 name: k.name,
                 key: k.key,
                 ports,
+                rights,
             });
         }
         Ok(KeySet(keys))
@@ -317,35 +356,59 @@ pub struct Audience<'a> {
 
 impl Audience<'_> {
     /// Whether the resource `http://{host}/{name}/` (or `http://{host}/`) names this gate.
+    /// Split by hand rather than by a URL parser: a parser normalizes hosts (an all-digit
+    /// host is an IPv4 number to it, and too large a one an error), and the host is only
+    /// compared, never resolved.
     fn accepts(&self, resource: &str) -> bool {
-        let Ok(url) = url::Url::parse(resource) else {
+        let Some((scheme, rest)) = resource.split_once("://") else {
             return false;
         };
-        if !matches!(url.scheme(), "http" | "https" | "sb") {
-            return false;
-        }
-        if let Some(want) = self.host
-            && !url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(want))
+        if !["http", "https", "sb"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
         {
             return false;
         }
-        if url.query().is_some() || url.fragment().is_some() {
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
             return false;
         }
-        let path = url.path();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        if let Some(want) = self.host
+            && !host.eq_ignore_ascii_case(want)
+        {
+            return false;
+        }
         let name = path.strip_prefix('/').unwrap_or(path);
         let name = name.strip_suffix('/').unwrap_or(name);
         name.is_empty() || name.eq_ignore_ascii_case(self.name)
     }
 }
 
-/// Checks a token: shape, key, signature (constant-time), expiry, resource. Order matters for
-/// what the audit log says, not for what the client sees: every failure is a 401.
+/// Checks a token for the send right (a client reaching a gate). See [`verify_for`].
 pub fn verify(
     keys: &KeySet,
     token: &str,
     audience: &Audience<'_>,
     now: u64,
+) -> Result<Grant, TokenError> {
+    verify_for(keys, token, audience, now, Right::Send)
+}
+
+/// Checks a token: shape, key, signature (constant-time), expiry, resource, right. Order
+/// matters for what the audit log says, not for what the client sees: every failure is a 401.
+pub fn verify_for(
+    keys: &KeySet,
+    token: &str,
+    audience: &Audience<'_>,
+    now: u64,
+    right: Right,
 ) -> Result<Grant, TokenError> {
     let sas = SasToken::parse(token)?;
     let entry = keys
@@ -366,6 +429,12 @@ pub fn verify(
         return Err(TokenError::WrongResource {
             key: entry.name.clone(),
             resource: shorten(&sas.resource),
+        });
+    }
+    if !entry.rights.contains(&right) {
+        return Err(TokenError::MissingRight {
+            key: entry.name.clone(),
+            right,
         });
     }
     Ok(Grant {
@@ -514,6 +583,40 @@ mod tests {
     }
 
     #[test]
+    fn any_host_name_works_when_the_host_is_not_pinned() {
+        // Found by the `token` fuzz target: an all-digit host is an IPv4 number to a URL
+        // parser, and one too large for that made every token for it fail to verify.
+        let t = mint(
+            "http://66666666666666666666/myhost/",
+            "ops",
+            "0123456789abcdef0123",
+            NOW + 60,
+        );
+        assert!(verify(&keys(), &t, &gate(), NOW).is_ok());
+        for bad in [
+            "http:/x/myhost/",
+            "ftp://x/myhost/",
+            "http:///myhost/",
+            "http://u@x/myhost/",
+            "http://x/myhost/?q",
+        ] {
+            let t = mint(bad, "ops", "0123456789abcdef0123", NOW + 60);
+            assert!(verify(&keys(), &t, &gate(), NOW).is_err(), "{bad}");
+        }
+        let pinned = Audience {
+            name: "myhost",
+            host: Some("gate.example"),
+        };
+        let t = mint(
+            "https://GATE.example:443/myhost",
+            "ops",
+            "0123456789abcdef0123",
+            NOW + 60,
+        );
+        assert!(verify(&keys(), &t, &pinned, NOW).is_ok());
+    }
+
+    #[test]
     fn keys_file_errors_are_clear() {
         for (bytes, want) in [
             (&b"{}"[..], "not a valid keys file"),
@@ -533,6 +636,24 @@ mod tests {
         let generated = KeySet::from_json(&KeySet::generate_json("default")).unwrap();
         assert_eq!(generated.names(), vec!["default"]);
         assert_eq!(generated.get("default").unwrap().secret().len(), 44);
+    }
+
+    #[test]
+    fn rights_limit_what_a_key_may_do() {
+        let keys = KeySet::from_json(
+            br#"[{"name":"gate","key":"0123456789abcdef0123","rights":["listen"]}]"#,
+        )
+        .unwrap();
+        let t = mint("http://r/myhost/", "gate", "0123456789abcdef0123", NOW + 60);
+        assert!(verify_for(&keys, &t, &gate(), NOW, Right::Listen).is_ok());
+        let err = verify_for(&keys, &t, &gate(), NOW, Right::Send).unwrap_err();
+        assert!(matches!(err, TokenError::MissingRight { .. }), "{err}");
+        assert!(
+            KeySet::from_json(
+                br#"[{"name":"g","key":"0123456789abcdef0123","rights":["manage"]}]"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

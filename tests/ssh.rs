@@ -1,10 +1,7 @@
 //! End to end with real OpenSSH: `ssh` → `arcgate connect` → `arcgate serve` → `sshd`.
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
@@ -38,55 +35,7 @@ fn sixty_four_mib_round_trip_keeps_every_byte() {
     let sshd = Sshd::start();
     let gate = Gate::start(&[sshd.port], &[]);
     let token = gate.token_file(&[]);
-    let proxy = proxy_command(&gate, &token, "");
-    let remote_dir = private_dir();
-    let remote_file = remote_dir.path().join("blob");
-    let mut data = vec![0u8; 64 << 20];
-    rand::fill(&mut data[..]);
-    let want = hex(&Sha256::digest(&data));
-
-    // Up: push the bytes into `cat > file` on the far side; its sha256sum must match.
-    let mut up = ssh(&sshd, &proxy, &["cat", ">", remote_file.to_str().unwrap()]);
-    let mut child = spawn_piped(&mut up);
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        stdin.write_all(&data).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "upload failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let on_disk = std::fs::read(&remote_file).unwrap();
-    assert_eq!(
-        hex(&Sha256::digest(&on_disk)),
-        want,
-        "upload changed the bytes"
-    );
-
-    // Down: read the file back through the gate.
-    let (ok, _, err) = run(&mut ssh(&sshd, &proxy, &["true"]));
-    assert!(ok, "{err}");
-    let out = ssh(&sshd, &proxy, &["cat", remote_file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "download failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout.len(), 64 << 20);
-    assert_eq!(
-        hex(&Sha256::digest(&out.stdout)),
-        want,
-        "download changed the bytes"
-    );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    round_trip_64_mib(&sshd, &proxy_command(&gate, &token, ""));
 }
 
 /// `ssh` through the gate fails with the 403 line and the gate's audit names `reason`.

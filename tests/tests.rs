@@ -9,5 +9,6 @@ mod faults;
 mod forward;
 mod hostile;
 mod operations;
+mod relay;
 mod sessions;
 mod ssh;

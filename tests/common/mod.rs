@@ -951,3 +951,223 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/PID/status")
 }
+
+/// Key names and secrets of the test relay: senders sign with the first, gates listen with
+/// the second (each has only its right).
+pub const RELAY_SEND_KEY: (&str, &str) = ("senders", "send-secret-0123456789abcdef");
+pub const RELAY_LISTEN_KEY: (&str, &str) = ("gates", "listen-secret-0123456789abcdef");
+
+/// A running `arcgate relay`.
+pub struct RelayServer {
+    pub addr: std::net::SocketAddr,
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl RelayServer {
+    pub fn start() -> RelayServer {
+        RelayServer::start_at("127.0.0.1:0", private_dir())
+    }
+
+    pub fn start_at(listen: &str, dir: tempfile::TempDir) -> RelayServer {
+        let keys = dir.path().join("relay-keys.json");
+        if !keys.exists() {
+            write_secret(
+                &keys,
+                &serde_json::json!([
+                    {"name": RELAY_SEND_KEY.0, "key": RELAY_SEND_KEY.1, "rights": ["send"]},
+                    {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]},
+                ])
+                .to_string(),
+            );
+        }
+        let running = Running::spawn(
+            Command::new(arcgate())
+                .args(["relay", "--listen", listen, "--keys"])
+                .arg(&keys)
+                .arg("--cert")
+                .arg(repo("certs-dev/server.pem"))
+                .arg("--key")
+                .arg(repo("certs-dev/server-key.pem"))
+                .env("RUST_LOG", "info"),
+            false,
+        );
+        let line = running
+            .wait_ready("the relay", "arcgate: relay listening on ", &["arcgate: "])
+            .unwrap_or_else(|l| panic!("relay failed: {l}"));
+        let addr = line
+            .trim_start_matches("arcgate: relay listening on ")
+            .parse()
+            .unwrap();
+        RelayServer { addr, running, dir }
+    }
+
+    /// The URL gates listen on and senders connect to for `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("wss://localhost:{}/$hc/{name}", self.addr.port())
+    }
+
+    /// A sender token for `name`, in a file.
+    pub fn sender_token_file(&self, name: &str) -> PathBuf {
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let token = arcgate::token::mint(
+            &format!("http://localhost/{name}/"),
+            RELAY_SEND_KEY.0,
+            RELAY_SEND_KEY.1,
+            expiry,
+        );
+        let path = self
+            .dir
+            .path()
+            .join(format!("sender-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, token).unwrap();
+        path
+    }
+}
+
+/// Writes a file only its owner may read (keys files insist).
+pub fn write_secret(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+impl Gate {
+    /// A gate in relay mode only (no inbound socket), listening on `relay` for GATE_NAME,
+    /// with its listen token minted from the relay's listen key.
+    pub fn start_relayed(ports: &[u16], relay_url: &str, extra: &[&str]) -> Gate {
+        Gate::start_relayed_configured(ports, &[], relay_url, extra)
+    }
+
+    /// [`Gate::start_relayed`] with more configuration keys set first.
+    pub fn start_relayed_configured(
+        ports: &[u16],
+        settings: &[(&str, &str)],
+        relay_url: &str,
+        extra: &[&str],
+    ) -> Gate {
+        let dir = private_dir();
+        let config = dir.path().join("localconfig.json");
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let out = config_cmd(
+            &config,
+            &["set", "incomingconnections.ports", &list.join(",")],
+        );
+        assert!(out.status.success());
+        for (key, value) in settings {
+            assert!(config_cmd(&config, &["set", key, value]).status.success());
+        }
+        write_secret(
+            &dir.path().join("keys.json"),
+            &serde_json::json!([{"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1}])
+                .to_string(),
+        );
+        let url = relay_url;
+        let ca = repo("certs-dev/ca.pem");
+        let mut cmd = Command::new(arcgate());
+        cmd.arg("serve")
+            .args(["--relay-only", "--name", GATE_NAME, "--config"])
+            .arg(&config)
+            .args([
+                "--relay",
+                url,
+                "--relay-key",
+                RELAY_LISTEN_KEY.0,
+                "--relay-ca",
+            ])
+            .arg(&ca)
+            .arg("--cert")
+            .arg(repo("certs-dev/server.pem"))
+            .arg("--key")
+            .arg(repo("certs-dev/server-key.pem"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy");
+        let running = Running::spawn(&mut cmd, false);
+        running
+            .wait_ready(
+                "the relayed gate",
+                "arcgate: attached to relay",
+                &["arcgate: cannot", "error:"],
+            )
+            .unwrap_or_else(|l| {
+                panic!(
+                    "relayed gate failed: {l}\n{}",
+                    running.log.lines().join("\n")
+                )
+            });
+        // No inbound socket: the address is only a placeholder.
+        Gate {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            name: GATE_NAME.to_string(),
+            dir,
+            running,
+        }
+    }
+}
+
+/// The `ProxyCommand` for `ssh` through a relay.
+pub fn relay_proxy_command(relay: &RelayServer, token_file: &Path) -> String {
+    format!(
+        "'{}' connect '{}' -p %p --ca '{}' --token-file '{}'",
+        arcgate(),
+        relay.url(GATE_NAME),
+        repo("certs-dev/ca.pem").display(),
+        token_file.display()
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Pushes 64 MiB of random bytes into `cat > file` over ssh through `proxy`, reads them back
+/// with `cat file`, and checks both directions' SHA-256 against the original.
+pub fn round_trip_64_mib(sshd: &Sshd, proxy: &str) {
+    use sha2::{Digest, Sha256};
+    let remote_dir = private_dir();
+    let remote_file = remote_dir.path().join("blob");
+    let mut data = vec![0u8; 64 << 20];
+    rand::fill(&mut data[..]);
+    let want = hex(&Sha256::digest(&data));
+
+    let mut child = spawn_piped(&mut ssh(
+        sshd,
+        proxy,
+        &["cat", ">", remote_file.to_str().unwrap()],
+    ));
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "upload failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let on_disk = std::fs::read(&remote_file).unwrap();
+    assert_eq!(
+        hex(&Sha256::digest(&on_disk)),
+        want,
+        "upload changed the bytes"
+    );
+
+    let out = ssh(sshd, proxy, &["cat", remote_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "download failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 64 << 20);
+    assert_eq!(
+        hex(&Sha256::digest(&out.stdout)),
+        want,
+        "download changed the bytes"
+    );
+}

@@ -1,0 +1,338 @@
+//! Relay mode end to end: `ssh` → `arcgate connect` → `arcgate relay` ← `arcgate serve
+//! --relay --relay-only` (no inbound port) → `sshd`.
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+
+#[test]
+fn ssh_through_the_relay_keeps_every_byte() {
+    let sshd = Sshd::start();
+    let relay = RelayServer::start();
+    let gate = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
+    let token = relay.sender_token_file(GATE_NAME);
+    let proxy = relay_proxy_command(&relay, &token);
+    let (ok, out, err) = run(&mut ssh(&sshd, &proxy, &["echo", "relayed"]));
+    assert!(ok, "{err}");
+    assert_eq!(out, "relayed\n");
+    gate.running
+        .log
+        .expect(&["decision=\"allow\"", &format!("port={}", sshd.port)]);
+    round_trip_64_mib(&sshd, &proxy);
+}
+
+#[test]
+fn refusals_reach_the_sender_with_the_gates_status_lines() {
+    let sshd = Sshd::start();
+    let relay = RelayServer::start();
+    let gate = Gate::start_relayed(&[sshd.port, 1], &relay.url(GATE_NAME), &[]);
+    let token = relay.sender_token_file(GATE_NAME);
+    let proxy = relay_proxy_command(&relay, &token);
+
+    // sshd's port not listening: 503 with the dial error, exactly as direct mode says it.
+    let (ok, _, err) = run(&mut ssh_to(
+        1,
+        &sshd.client_key,
+        &sshd.user,
+        &proxy,
+        &["true"],
+    ));
+    assert!(!ok);
+    assert!(
+        err.contains("503 connection to localhost:1 failed: Connection refused"),
+        "{err}"
+    );
+
+    // Incoming connections disabled: 403 connection not allowed.
+    let from = gate.running.log.len();
+    gate.config_ok(&["set", "incomingconnections.enabled", "false"]);
+    gate.wait_reload(from);
+    let (ok, _, err) = run(&mut ssh(&sshd, &proxy, &["true"]));
+    assert!(!ok);
+    assert!(err.contains("403 connection not allowed"), "{err}");
+    gate.running
+        .log
+        .expect(&["decision=\"deny\"", "incoming_connections_disabled"]);
+
+    // A name with no listener: 404.
+    let other = format!("wss://localhost:{}/$hc/nobody", relay.addr.port());
+    let out = Command::new(arcgate())
+        .args([
+            "connect",
+            &other,
+            "--ca",
+            repo("certs-dev/ca.pem").to_str().unwrap(),
+            "--token-file",
+        ])
+        .arg(relay.sender_token_file("nobody"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404 Endpoint does not exist"));
+
+    // A sender token without the send right (the listen key) is refused by the relay.
+    let listen_token = arcgate::token::mint(
+        &format!("http://localhost/{GATE_NAME}/"),
+        RELAY_LISTEN_KEY.0,
+        RELAY_LISTEN_KEY.1,
+        4_000_000_000,
+    );
+    let bad = relay.dir.path().join("listen-as-sender");
+    std::fs::write(&bad, listen_token).unwrap();
+    let (ok, _, err) = run(&mut ssh(
+        &sshd,
+        &relay_proxy_command(&relay, &bad),
+        &["true"],
+    ));
+    assert!(!ok && err.contains("401 Unauthorized"), "{err}");
+}
+
+#[test]
+fn a_policy_change_revokes_a_relayed_session_with_1008() {
+    let port = echo_service();
+    let relay = RelayServer::start();
+    let gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
+    let token = relay.sender_token_file(GATE_NAME);
+    let mut client = spawn_piped(
+        Command::new(arcgate())
+            .arg("connect")
+            .arg(relay.url(GATE_NAME))
+            .args(["-p", &port.to_string(), "--ca"])
+            .arg(repo("certs-dev/ca.pem"))
+            .arg("--token-file")
+            .arg(&token),
+    );
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"abc").unwrap();
+    let mut back = [0u8; 3];
+    client
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut back)
+        .unwrap();
+    assert_eq!(&back, b"abc");
+    gate.config_ok(&[
+        "set",
+        "--remove",
+        "incomingconnections.ports",
+        &port.to_string(),
+    ]);
+    let (status, mut client) = wait_with_deadline(client, Duration::from_secs(5));
+    let mut err = String::new();
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(10), "{err}");
+    assert!(
+        err.contains("closed the session: 1008 connection not allowed"),
+        "{err}"
+    );
+    drop(stdin);
+}
+
+#[test]
+fn the_listener_reconnects_after_the_relay_restarts() {
+    let sshd = Sshd::start();
+    let mut relay = RelayServer::start();
+    let gate = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
+    let addr = relay.addr.to_string();
+    // The relay dies and comes back on the same address, with the same keys.
+    relay.running.child.kill().unwrap();
+    let _ = relay.running.child.wait();
+    let from = gate.running.log.len();
+    let dir = std::mem::replace(&mut relay.dir, private_dir());
+    let relay = RelayServer::start_at(&addr, dir);
+    gate.running
+        .log
+        .wait_for_from(from, Duration::from_secs(30), |l| {
+            l.contains("arcgate: attached to relay")
+        })
+        .unwrap_or_else(|| panic!("no reconnect:\n{}", gate.running.log.lines().join("\n")));
+    let token = relay.sender_token_file(GATE_NAME);
+    let (ok, out, err) = run(&mut ssh(
+        &sshd,
+        &relay_proxy_command(&relay, &token),
+        &["echo", "again"],
+    ));
+    assert!(ok, "{err}");
+    assert_eq!(out, "again\n");
+}
+
+#[test]
+fn two_gates_on_one_name_both_take_sessions() {
+    let sshd = Sshd::start();
+    let relay = RelayServer::start();
+    let first = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
+    let second = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
+    let token = relay.sender_token_file(GATE_NAME);
+    let proxy = relay_proxy_command(&relay, &token);
+    for i in 0..4 {
+        let (ok, out, err) = run(&mut ssh(&sshd, &proxy, &["echo", &i.to_string()]));
+        assert!(ok, "{err}");
+        assert_eq!(out, format!("{i}\n"));
+    }
+    let allowed = |g: &Gate| {
+        g.running
+            .log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("decision=\"allow\""))
+            .count()
+    };
+    assert!(
+        allowed(&first) >= 1 && allowed(&second) >= 1,
+        "{} / {}",
+        allowed(&first),
+        allowed(&second)
+    );
+    assert_eq!(allowed(&first) + allowed(&second), 4);
+}
+
+#[test]
+fn the_listener_reaches_the_relay_only_through_the_configured_proxy() {
+    let sshd = Sshd::start();
+    let relay = RelayServer::start();
+    let proxy = Tinyproxy::start("");
+    // The gate's own configuration (proxy.url) names the proxy; its environment does not.
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let gate = Gate::start_relayed_configured(
+        &[sshd.port],
+        &[("proxy.url", &proxy_url)],
+        &relay.url(GATE_NAME),
+        &[],
+    );
+    let connect = format!("CONNECT localhost:{}", relay.addr.port());
+    proxy.running.log.expect(&[&connect]);
+    let token = relay.sender_token_file(GATE_NAME);
+    let seen = proxy
+        .running
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(&connect))
+        .count();
+    let (ok, out, err) = run(&mut ssh(
+        &sshd,
+        &relay_proxy_command(&relay, &token),
+        &["echo", "proxied"],
+    ));
+    assert!(ok, "{err}");
+    assert_eq!(out, "proxied\n");
+    // The rendezvous went through the proxy too (the sender's own connection did not: no
+    // HTTPS_PROXY in its environment).
+    let after = proxy
+        .running
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(&connect))
+        .count();
+    assert_eq!(after, seen + 1, "one more CONNECT: the gate's rendezvous");
+    drop(gate);
+}
+
+/// A scripted relay (this test, speaking the protocol by hand) sends the gate an unknown
+/// control command, then an accept whose address rejects: the gate ignores the first, keeps
+/// its channel, and answers the second with a rejection the relay's side answers 410.
+#[tokio::test]
+async fn the_gate_ignores_unknown_control_commands_and_rejects_by_handshake() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let certs = std::sync::Arc::new(
+        arcgate::tls::CertStore::load(
+            &repo("certs-dev/server.pem"),
+            &repo("certs-dev/server-key.pem"),
+        )
+        .unwrap(),
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(arcgate::tls::server_config(certs));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The gate allows only port 22: whatever else it is asked, it rejects.
+    let url = format!("wss://localhost:{port}/$hc/{GATE_NAME}");
+    let gate = tokio::task::spawn_blocking(move || Gate::start_relayed(&[22], &url, &[]));
+
+    // The control channel.
+    let (tcp, _) = listener.accept().await.unwrap();
+    let tls = acceptor.accept(tcp).await.unwrap();
+    let mut control = tokio_tungstenite::accept_async(tls).await.unwrap();
+    let gate = gate.await.unwrap();
+    control
+        .send(Message::text(r#"{"someFutureCommand":{"x":1}}"#))
+        .await
+        .unwrap();
+    gate.running
+        .log
+        .expect(&["unknown control command ignored", "someFutureCommand"]);
+    let accept = serde_json::json!({"accept": {
+        "address": format!("wss://localhost:{port}/$hc/{GATE_NAME}?sb-hc-action=accept&sb-hc-id=abc&port=3389"),
+        "id": "conformance-1",
+        "connectHeaders": {"Host": "localhost"}
+    }});
+    control
+        .send(Message::text(accept.to_string()))
+        .await
+        .unwrap();
+
+    // The rejection: a WebSocket handshake to the address with the status; answer it 410.
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut tls = acceptor.accept(tcp).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::io::AsyncReadExt::read_exact(&mut tls, &mut byte)
+            .await
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let line = head.lines().next().unwrap();
+    assert!(
+        line.contains("sb-hc-action=accept&sb-hc-id=abc&port=3389"),
+        "{line}"
+    );
+    assert!(
+        line.contains("&sb-hc-statusCode=403&sb-hc-statusDescription=connection%20not%20allowed"),
+        "{line}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tls,
+        b"HTTP/1.1 410 Gone\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    drop(tls);
+    gate.running
+        .log
+        .expect(&["decision=\"deny\"", "conformance-1", "port_not_allowed"]);
+
+    // The control channel is still up: a ping is answered.
+    control
+        .send(Message::Ping(bytes::Bytes::from_static(b"still?")))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match control.next().await {
+                Some(Ok(Message::Pong(p))) => return p,
+                Some(Ok(_)) => continue,
+                other => panic!("control channel ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong");
+    assert_eq!(pong.as_ref(), b"still?");
+}
