@@ -172,7 +172,8 @@ where
     };
 
     let writing = async {
-        let mut buf = vec![0u8; HEADROOM + cfg.buf_size];
+        // Starts small and grows while reads fill it: idle sessions stay cheap.
+        let mut buf = vec![0u8; HEADROOM + crate::ws::INITIAL_CHUNK.min(cfg.buf_size)];
         let mut stop = std::pin::pin!(stop);
         let mut sent: Option<u16> = None;
         let mut received: Option<CloseFrame> = None;
@@ -263,11 +264,16 @@ where
                         }
                     }
                     Ok(n) => {
+                        let full = n == buf.len() - HEADROOM;
                         if let Err(e) = writer.send_binary(&mut buf, n).await {
                             let lost = ClosedBy::ConnectionLost(e.to_string());
                             return (outcome(lost, sent, received), writer);
                         }
                         counters.to_peer.fetch_add(n as u64, Ordering::Relaxed);
+                        if full && buf.len() - HEADROOM < cfg.buf_size {
+                            let grown = ((buf.len() - HEADROOM) * 4).min(cfg.buf_size);
+                            buf.resize(HEADROOM + grown, 0);
+                        }
                     }
                     Err(e) => {
                         let _ = writer.send_close(close::INTERNAL, "local connection failed").await;

@@ -17,6 +17,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
+/// The first read size of a session: enough for any handshake-sized exchange; it grows (to
+/// the configured chunk) only while reads fill it.
+pub const INITIAL_CHUNK: usize = 4096;
+
 /// Room reserved before a payload for the longest frame header (2 + 8 length + 4 mask).
 pub const HEADROOM: usize = 14;
 /// Longest control-frame payload (RFC 6455 §5.5).
@@ -135,7 +139,11 @@ pub struct FrameReader<R> {
     buf: BytesMut,
     role: Role,
     max_frame: u64,
+    /// The most read from the connection at once.
     read_chunk: usize,
+    /// What is read at once now: starts small, grows while reads fill it, so that an idle
+    /// session holds a few KiB and a busy one reads in large chunks.
+    chunk: usize,
     /// Payload bytes still to come in the current data frame.
     remaining: u64,
     mask: Option<[u8; 4]>,
@@ -156,6 +164,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             role,
             max_frame,
             read_chunk,
+            chunk: INITIAL_CHUNK.min(read_chunk),
             remaining: 0,
             mask: None,
             mask_offset: 0,
@@ -171,11 +180,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     async fn fill(&mut self) -> Result<(), WsError> {
-        if self.buf.capacity() - self.buf.len() < self.read_chunk / 4 {
-            self.buf.reserve(self.read_chunk);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
         }
-        if self.io.read_buf(&mut self.buf).await? == 0 {
+        let room = self.buf.capacity() - self.buf.len();
+        let n = self.io.read_buf(&mut self.buf).await?;
+        if n == 0 {
             return Err(WsError::Eof);
+        }
+        if n == room {
+            self.chunk = (self.chunk * 2).min(self.read_chunk);
         }
         Ok(())
     }
