@@ -3,7 +3,7 @@
 //!
 //! Owns the control channel (listen, pings, `renewToken` before expiry, reconnect with the
 //! backoff schedule plus jitter) and each `accept` message: the same policy, limits and local
-//! dial as direct mode ([`Gate::admit_relayed`]), then either a rendezvous WebSocket to the
+//! dial as direct mode (`Gate::admit_relayed`), then either a rendezvous WebSocket to the
 //! accept address bridged exactly like a direct session, or a rejection carrying the status
 //! line direct mode would have answered. The outbound connections honour `proxy.url` and
 //! `proxy.bypass`.

@@ -14,15 +14,7 @@ fn sshd_killed_mid_session_closes_cleanly_and_the_gate_stays_up() {
     let sshd = Sshd::start();
     let gate = Gate::start(&[sshd.port], &[]);
     let token = gate.token_file(&[]);
-    let mut client = spawn_piped(
-        Command::new(arcgate())
-            .arg("connect")
-            .arg(gate.url())
-            .args(["-p", &sshd.port.to_string(), "--ca"])
-            .arg(repo("certs-dev/ca.pem"))
-            .arg("--token-file")
-            .arg(&token),
-    );
+    let mut client = spawn_piped(&mut connect_cmd(&gate.url(), sshd.port, &token));
     let _stdin = client.stdin.take();
     let mut banner = [0u8; 8];
     client
@@ -117,15 +109,7 @@ fn the_gate_dying_during_a_handshake_is_a_clear_client_error_and_a_restart_serve
     );
     let gate = Gate::start_at(&addr.to_string(), gate_dir, &[]);
     let token = gate.token_file(&[]);
-    let mut child = spawn_piped(
-        Command::new(arcgate())
-            .arg("connect")
-            .arg(gate.url())
-            .args(["-p", &port.to_string(), "--ca"])
-            .arg(repo("certs-dev/ca.pem"))
-            .arg("--token-file")
-            .arg(&token),
-    );
+    let mut child = spawn_piped(&mut connect_cmd(&gate.url(), port, &token));
     child.stdin.take().unwrap().write_all(b"back").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -244,15 +228,7 @@ fn a_second_stop_signal_exits_at_once() {
     let port = echo_service();
     let mut gate = Gate::start(&[port], &["--shutdown-grace", "60s"]);
     let token = gate.token_file(&[]);
-    let mut client = spawn_piped(
-        Command::new(arcgate())
-            .arg("connect")
-            .arg(gate.url())
-            .args(["-p", &port.to_string(), "--ca"])
-            .arg(repo("certs-dev/ca.pem"))
-            .arg("--token-file")
-            .arg(&token),
-    );
+    let mut client = spawn_piped(&mut connect_cmd(&gate.url(), port, &token));
     let mut stdin = client.stdin.take().unwrap();
     stdin.write_all(b"x").unwrap();
     let mut one = [0u8; 1];

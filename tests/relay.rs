@@ -96,15 +96,7 @@ fn a_policy_change_revokes_a_relayed_session_with_1008() {
     let relay = RelayServer::start();
     let gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
     let token = relay.sender_token_file(GATE_NAME);
-    let mut client = spawn_piped(
-        Command::new(arcgate())
-            .arg("connect")
-            .arg(relay.url(GATE_NAME))
-            .args(["-p", &port.to_string(), "--ca"])
-            .arg(repo("certs-dev/ca.pem"))
-            .arg("--token-file")
-            .arg(&token),
-    );
+    let mut client = spawn_piped(&mut connect_cmd(&relay.url(GATE_NAME), port, &token));
     let mut stdin = client.stdin.take().unwrap();
     stdin.write_all(b"abc").unwrap();
     let mut back = [0u8; 3];

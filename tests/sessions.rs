@@ -36,17 +36,6 @@ fn digest_service() -> (u16, std::thread::JoinHandle<usize>) {
     (port, handle)
 }
 
-fn connect_cmd(gate: &Gate, port: u16, token: &std::path::Path) -> Command {
-    let mut cmd = Command::new(arcgate());
-    cmd.arg("connect")
-        .arg(gate.url())
-        .args(["-p", &port.to_string(), "--ca"])
-        .arg(repo("certs-dev/ca.pem"))
-        .arg("--token-file")
-        .arg(token);
-    cmd
-}
-
 #[test]
 fn stdin_eof_is_a_half_close_and_the_answer_still_arrives() {
     let (port, service) = digest_service();
@@ -58,7 +47,7 @@ fn stdin_eof_is_a_half_close_and_the_answer_still_arrives() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut child = spawn_piped(&mut connect_cmd(&gate, port, &token));
+    let mut child = spawn_piped(&mut connect_cmd(&gate.url(), port, &token));
     let mut stdin = child.stdin.take().unwrap();
     std::thread::spawn(move || stdin.write_all(&data).unwrap()); // then dropped: EOF
     let out = child.wait_with_output().unwrap();
@@ -87,7 +76,7 @@ fn stdin_eof_is_a_half_close_and_the_answer_still_arrives() {
 /// client's stdin is returned apart, so that waiting for the client does not close it.
 fn connected_client(gate: &Gate, sshd: &Sshd) -> (std::process::Child, std::process::ChildStdin) {
     let token = gate.token_file(&[]);
-    let mut child = spawn_piped(&mut connect_cmd(gate, sshd.port, &token));
+    let mut child = spawn_piped(&mut connect_cmd(&gate.url(), sshd.port, &token));
     let mut banner = [0u8; 8];
     child
         .stdout
@@ -341,7 +330,7 @@ fn over_the_per_ip_limit_is_503_with_retry_after() {
     let port = listener.local_addr().unwrap().port();
     let gate = Gate::start(&[port], &["--max-sessions-per-ip", "1"]);
     let token = gate.token_file(&[]);
-    let mut first = spawn_piped(&mut connect_cmd(&gate, port, &token));
+    let mut first = spawn_piped(&mut connect_cmd(&gate.url(), port, &token));
     // The first session is established once the service sees its connection.
     let (_service_side, _) = listener.accept().unwrap();
     let answer = raw_tls(

@@ -1171,3 +1171,15 @@ pub fn round_trip_64_mib(sshd: &Sshd, proxy: &str) {
         "download changed the bytes"
     );
 }
+
+/// `arcgate connect URL -p PORT --ca <dev CA> --token-file TOKEN`.
+pub fn connect_cmd(url: &str, port: u16, token: &Path) -> Command {
+    let mut cmd = Command::new(arcgate());
+    cmd.arg("connect")
+        .arg(url)
+        .args(["-p", &port.to_string(), "--ca"])
+        .arg(repo("certs-dev/ca.pem"))
+        .arg("--token-file")
+        .arg(token);
+    cmd
+}
