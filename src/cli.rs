@@ -165,9 +165,12 @@ pub struct ServeArgs {
     /// The listen token for --relay, from a file (a change is sent to the relay as renewToken).
     #[arg(long, value_name = "FILE", conflicts_with = "relay_key")]
     pub relay_token_file: Option<PathBuf>,
-    /// Mint the listen token for --relay from this key in the keys file (renewed hourly).
+    /// Mint the listen token for --relay from this key in the keys file.
     #[arg(long, value_name = "NAME")]
     pub relay_key: Option<String>,
+    /// Lifetime of minted listen tokens; each is renewed (renewToken) at 80% of it.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub relay_token_ttl: Duration,
     /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
     #[arg(long, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
@@ -574,8 +577,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         if let Some(url) = args.relay.clone() {
             let token = match (&args.relay_token_file, &args.relay_key) {
                 (Some(file), _) => ListenToken::File(file.clone()),
-                (None, Some(key)) => ListenToken::Key(key.clone()),
-                (None, None) => ListenToken::Key("default".into()),
+                (None, Some(key)) => ListenToken::Key(key.clone(), args.relay_token_ttl),
+                (None, None) => ListenToken::Key("default".into(), args.relay_token_ttl),
             };
             let opts = ListenerOptions {
                 url,

@@ -33,16 +33,14 @@ const BACKOFF: [u64; 6] = [0, 1, 2, 5, 10, 30];
 /// A control channel that lived this long was healthy: the next failure starts the
 /// schedule again from 0.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-/// Lifetime of a listen token minted from a local key, and when it is renewed (80%).
-const MINTED_TTL: Duration = Duration::from_secs(3600);
 
 /// Where the listen token comes from.
 #[derive(Debug, Clone)]
 pub enum ListenToken {
     /// A file holding a token (re-read at each connect; a change is sent as `renewToken`).
     File(PathBuf),
-    /// Minted from this key in the gate's keys file, renewed before it expires.
-    Key(String),
+    /// Minted from this key in the gate's keys file for this long, renewed at 80% of it.
+    Key(String, Duration),
 }
 
 /// What relay mode needs.
@@ -79,7 +77,7 @@ impl ListenerOptions {
             ListenToken::File(path) => crate::client::read_token_file(path)
                 .map(|t| (t, None))
                 .map_err(|e| e.to_string()),
-            ListenToken::Key(name) => {
+            ListenToken::Key(name, ttl) => {
                 let snapshot = gate.snapshot();
                 let keys = snapshot.keys.as_ref().map_err(Clone::clone)?;
                 let key = keys
@@ -90,13 +88,9 @@ impl ListenerOptions {
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
                 let resource = crate::token::resource_for(&relay.host, &relay.name);
-                let token = crate::token::mint(
-                    &resource,
-                    &key.name,
-                    key.secret(),
-                    now + MINTED_TTL.as_secs(),
-                );
-                Ok((token, Some(MINTED_TTL * 4 / 5)))
+                let token =
+                    crate::token::mint(&resource, &key.name, key.secret(), now + ttl.as_secs());
+                Ok((token, Some(*ttl * 4 / 5)))
             }
         }
     }

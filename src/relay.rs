@@ -376,7 +376,7 @@ impl Relay {
                                     let _ = ws.close(None).await;
                                     return;
                                 }
-                                tracing::debug!(name = %name, "listener token renewed");
+                                tracing::info!(name = %name, "listener token renewed");
                             }
                             Err(_) => tracing::warn!(name = %name, message = %shorten(&t), "unknown control message ignored"),
                         }

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -375,6 +376,88 @@ fn a_thousand_connections_opened_and_dropped_at_once() {
     // And the gate still answers new clients with the exact status line.
     let answer = raw_tls(
         gate.addr,
+        &upgrade_request("/$hc/nobody?sb-hc-action=connect", &[]),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 404 Endpoint does not exist\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn an_idle_session_is_closed_after_the_idle_timeout() {
+    let port = echo_service();
+    let gate = Gate::start(&[port], &["--idle-timeout", "1s"]);
+    let token = gate.token_file(&[]);
+    let mut client = spawn_piped(&mut connect_cmd(&gate.url(), port, &token));
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"a").unwrap();
+    let mut one = [0u8; 1];
+    client
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut one)
+        .unwrap();
+    let idle_from = Instant::now();
+    let (status, mut client) = wait_with_deadline(client, Duration::from_secs(10));
+    let waited = idle_from.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    let mut err = String::new();
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(10), "{err}");
+    assert!(err.contains("1001 idle timeout"), "{err}");
+    gate.running.log.expect(&["session ended", "idle timeout"]);
+    drop(stdin);
+}
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let port = echo_service();
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    config_cmd(
+        &cfg,
+        &["set", "incomingconnections.ports", &port.to_string()],
+    );
+    // The gate with room for about 40 open files.
+    let running = Running::spawn(
+        Command::new("sh").arg("-c").arg(format!(
+            "ulimit -n 40; exec '{}' serve --listen 127.0.0.1:0 --name {GATE_NAME} --config '{}' --cert '{}' --key '{}'",
+            arcgate(),
+            cfg.display(),
+            repo("certs-dev/server.pem").display(),
+            repo("certs-dev/server-key.pem").display()
+        )),
+        false,
+    );
+    let line = running
+        .wait_ready("the gate", "arcgate: listening on ", &["arcgate: "])
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim_start_matches("arcgate: listening on ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // More connections than it has descriptors for: accept fails with EMFILE.
+    let hogs: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    running.log.expect(&["accept failed; backing off"]);
+    drop(hogs);
+    // Once they are gone (closed by their handshake deadline or by us), it serves again.
+    let answer = raw_tls(
+        addr,
         &upgrade_request("/$hc/nobody?sb-hc-action=connect", &[]),
     );
     assert!(

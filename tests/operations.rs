@@ -171,6 +171,32 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
     ] {
         assert!(end.get(field).is_some(), "session_end lacks {field}: {end}");
     }
+    // logrotate: the file is moved away, SIGHUP, and new records go to a new file.
+    let rotated = audit_dir.path().join("audit.jsonl.1");
+    std::fs::rename(&audit_path, &rotated).unwrap();
+    let from = gate.running.log.len();
+    gate.running.signal("HUP");
+    gate.running
+        .log
+        .wait_for_from(from, Duration::from_secs(5), |l| {
+            l.contains("audit log reopened")
+        })
+        .expect("the audit log is reopened on SIGHUP");
+    let (ok, _, _) = run(&mut ssh_to(
+        2,
+        &sshd.client_key,
+        &sshd.user,
+        &proxy,
+        &["true"],
+    ));
+    assert!(!ok);
+    let fresh = std::fs::read_to_string(&audit_path).expect("a new audit file");
+    assert!(fresh.contains("\"decision\":\"deny\""), "{fresh}");
+    assert!(
+        !std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains(&fresh.lines().next().unwrap()[..40])
+    );
 }
 
 #[test]

@@ -328,3 +328,57 @@ async fn the_gate_ignores_unknown_control_commands_and_rejects_by_handshake() {
     .expect("a pong");
     assert_eq!(pong.as_ref(), b"still?");
 }
+
+#[test]
+fn minted_listen_tokens_are_renewed_before_they_expire() {
+    let sshd = Sshd::start();
+    let relay = RelayServer::start();
+    // A 5 s token is renewed at 4 s, on the open control channel.
+    let _gate = Gate::start_relayed(
+        &[sshd.port],
+        &relay.url(GATE_NAME),
+        &["--relay-token-ttl", "5s"],
+    );
+    relay
+        .running
+        .log
+        .wait_for_from(0, Duration::from_secs(15), |l| {
+            l.contains("listener token renewed")
+        })
+        .unwrap_or_else(|| panic!("no renewal:\n{}", relay.running.log.lines().join("\n")));
+    // Past the first token's expiry the listener still serves.
+    let token = relay.sender_token_file(GATE_NAME);
+    let (ok, out, err) = run(&mut ssh(
+        &sshd,
+        &relay_proxy_command(&relay, &token),
+        &["echo", "renewed"],
+    ));
+    assert!(ok, "{err}");
+    assert_eq!(out, "renewed\n");
+}
+
+#[test]
+fn the_listener_authenticates_to_a_proxy_from_the_url() {
+    let sshd = Sshd::start();
+    let relay = RelayServer::start();
+    let proxy = Tinyproxy::start("BasicAuth arc s3cret\n");
+    let with_creds = format!("http://arc:s3cret@127.0.0.1:{}", proxy.port);
+    let _gate = Gate::start_relayed_configured(
+        &[sshd.port],
+        &[("proxy.url", &with_creds)],
+        &relay.url(GATE_NAME),
+        &[],
+    );
+    proxy
+        .running
+        .log
+        .expect(&[&format!("CONNECT localhost:{}", relay.addr.port())]);
+    let token = relay.sender_token_file(GATE_NAME);
+    let (ok, out, err) = run(&mut ssh(
+        &sshd,
+        &relay_proxy_command(&relay, &token),
+        &["echo", "authed"],
+    ));
+    assert!(ok, "{err}");
+    assert_eq!(out, "authed\n");
+}
