@@ -3,7 +3,7 @@
 //! Starts everything on loopback (an `arcgate serve`, `arcgate forward`, `arcgate relay`, a
 //! real sshd, sinks and echo servers), runs each case against its baseline in the same run,
 //! and prints one table: case, figure, baseline, and the ratio. Absolute figures on shared
-//! machines vary from run to run; compare the ratios. Bounded in time: about 3 minutes,
+//! machines vary from run to run; compare the ratios. Bounded in time: under 5 minutes,
 //! `--quick` under one.
 //!
 //! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk and new-tunnel cases
@@ -29,12 +29,12 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let s = if quick {
         Settings {
-            bulk_bytes: 256 << 20,
-            tunnels: 200,
-            idle_sessions: 1000,
-            idle_hold: Duration::from_secs(5),
-            ssh_runs: 10,
-            ssh_bytes: 64 << 20,
+            bulk_bytes: 128 << 20,
+            tunnels: 100,
+            idle_sessions: 500,
+            idle_hold: Duration::from_secs(2),
+            ssh_runs: 5,
+            ssh_bytes: 32 << 20,
         }
     } else {
         Settings {
