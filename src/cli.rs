@@ -645,12 +645,10 @@ async fn reload_on_change_or_hup(
 
 fn relay(args: RelayArgs) -> anyhow::Result<Status> {
     init_logging(args.log_format, "info");
-    let read_keys = |path: &Path| -> anyhow::Result<KeySet> {
-        let bytes = store::read_checked(path, store::Secrecy::Secret)?
-            .ok_or_else(|| UsageError(format!("{} does not exist", path.display())))?;
-        KeySet::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    };
-    let keys = read_keys(&args.keys)?;
+    if !args.keys.exists() {
+        return Err(UsageError(format!("{} does not exist", args.keys.display())).into());
+    }
+    let keys = live::load_keys(&args.keys).map_err(anyhow::Error::msg)?;
     let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
     let tls = crate::tls::server_config(certs);
     let relay = crate::relay::Relay::new(
@@ -675,7 +673,7 @@ fn relay(args: RelayArgs) -> anyhow::Result<Status> {
             let path = args.keys.clone();
             tokio::spawn(async move {
                 while watch.next().await.is_some() {
-                    match read_keys(&path) {
+                    match live::load_keys(&path) {
                         Ok(keys) => {
                             relay.set_keys(keys).await;
                             tracing::info!("relay keys reloaded");

@@ -196,17 +196,22 @@ impl Target {
     /// An exact `wss://` address, used as it is (a relay's accept address).
     pub fn exact(address: &str) -> Result<Target, ClientError> {
         let parsed = url::Url::parse(address).map_err(|e| {
-            ClientError::Usage(format!("'{}' is not a URL: {e}", shorten_url(address)))
+            ClientError::Usage(format!(
+                "'{}' is not a URL: {e}",
+                crate::config::shorten(address)
+            ))
         })?;
         if parsed.scheme() != "wss" {
             return Err(ClientError::Usage(format!(
                 "'{}' is not wss://",
-                shorten_url(address)
+                crate::config::shorten(address)
             )));
         }
         let host = parsed
             .host_str()
-            .ok_or_else(|| ClientError::Usage(format!("'{}' has no host", shorten_url(address))))?
+            .ok_or_else(|| {
+                ClientError::Usage(format!("'{}' has no host", crate::config::shorten(address)))
+            })?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -226,10 +231,6 @@ impl Target {
             path_and_query,
         })
     }
-}
-
-fn shorten_url(s: &str) -> String {
-    crate::config::shorten(s)
 }
 
 /// Parses a `wss://` URL and adds the connect parameters.

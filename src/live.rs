@@ -68,7 +68,8 @@ pub enum StartupError {
     Keys(String),
 }
 
-fn load_keys(path: &Path) -> Result<KeySet, String> {
+/// Reads and parses a keys file after its permission check (0600, owner).
+pub fn load_keys(path: &Path) -> Result<KeySet, String> {
     match store::read_checked(path, Secrecy::Secret) {
         Ok(Some(bytes)) => {
             KeySet::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))

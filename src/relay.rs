@@ -166,16 +166,7 @@ fn parse_hc(head: &Parts) -> Result<HcRequest, &'static str> {
         .decode_utf8()
         .map_err(|_| "the name is not UTF-8")?
         .into_owned();
-    if name.is_empty()
-        || name.len() > crate::request::MAX_NAME_LEN
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        || name == "."
-        || name == ".."
-    {
-        return Err("bad name");
-    }
+    crate::request::check_name(&name).map_err(|_| "bad name")?;
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(head.uri.query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))

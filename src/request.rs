@@ -168,6 +168,16 @@ fn parse_path(path: &str) -> Result<String, RequestError> {
     if name.is_empty() {
         return Err(RequestError::BadPath("the name is empty"));
     }
+    check_name(&name).map_err(RequestError::BadPath)?;
+    Ok(name.into_owned())
+}
+
+/// A gate name, decoded: letters, digits, `-`, `_` and `.`, not `.` or `..`, at most a DNS
+/// name's length. The relay checks names with this too.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
     if name.len() > MAX_NAME_LEN
         || name == "."
         || name == ".."
@@ -175,11 +185,9 @@ fn parse_path(path: &str) -> Result<String, RequestError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(RequestError::BadPath(
-            "the name may hold only letters, digits, '-', '_' and '.'",
-        ));
+        return Err("the name may hold only letters, digits, '-', '_' and '.'");
     }
-    Ok(name.into_owned())
+    Ok(())
 }
 
 /// RFC 6455 §4.2.1: GET, HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`,
