@@ -543,27 +543,38 @@ fn addr_after(line: &str, prefix: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// A gate's directory under `work`, with its configuration allowing `ports`.
+fn gate_dir(bin: &Path, work: &TempDir, name: &str, ports: &[u16]) -> (PathBuf, PathBuf) {
+    let dir = work.0.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("localconfig.json");
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let set = Command::new(bin)
+        .args([
+            "config",
+            "set",
+            "incomingconnections.ports",
+            &list.join(","),
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(set.success());
+    (dir, cfg)
+}
+
+/// Writes a keys file (mode 0600, as the gate and relay insist).
+fn write_secret(path: &Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 impl Proc {
     fn gate(bin: &Path, work: &TempDir, ports: &[u16]) -> Proc {
-        let dir = work.0.join("gate");
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("localconfig.json");
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        assert!(
-            Command::new(bin)
-                .args([
-                    "config",
-                    "set",
-                    "incomingconnections.ports",
-                    &list.join(","),
-                    "--config"
-                ])
-                .arg(&cfg)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        );
+        let (dir, cfg) = gate_dir(bin, work, "gate", ports);
         let mut child = Command::new(bin)
             .args([
                 "serve",
@@ -644,14 +655,11 @@ impl Proc {
         let dir = work.0.join("relay");
         std::fs::create_dir_all(&dir).unwrap();
         let keys = dir.join("keys.json");
-        std::fs::write(
+        write_secret(
             &keys,
             r#"[{"name":"send","key":"bench-send-key-0123456789","rights":["send"]},
                 {"name":"listen","key":"bench-listen-key-0123456789","rights":["listen"]}]"#,
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        );
         let mut child = Command::new(bin)
             .args(["relay", "--listen", "127.0.0.1:0", "--keys"])
             .arg(&keys)
@@ -672,33 +680,12 @@ impl Proc {
     }
 
     fn relayed_gate(bin: &Path, work: &TempDir, relay: &Proc, ports: &[u16]) -> Proc {
-        let dir = work.0.join("relayed-gate");
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("localconfig.json");
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        assert!(
-            Command::new(bin)
-                .args([
-                    "config",
-                    "set",
-                    "incomingconnections.ports",
-                    &list.join(","),
-                    "--config"
-                ])
-                .arg(&cfg)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        );
+        let (dir, cfg) = gate_dir(bin, work, "relayed-gate", ports);
         let keys = dir.join("keys.json");
-        std::fs::write(
+        write_secret(
             &keys,
             r#"[{"name":"listen","key":"bench-listen-key-0123456789"}]"#,
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        );
         let url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
         let mut child = Command::new(bin)
             .args(["serve", "--relay-only", "--name", "benchhost", "--config"])

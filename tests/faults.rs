@@ -47,14 +47,7 @@ fn sshd_killed_mid_session_closes_cleanly_and_the_gate_stays_up() {
     }
     let end = gate.running.log.expect(&["session ended"]);
     assert!(end.contains("closed_by=\"service\""), "{end}");
-    let answer = raw_tls(
-        gate.addr,
-        &upgrade_request("/$hc/nobody?sb-hc-action=connect", &[]),
-    );
-    assert!(
-        answer.starts_with("HTTP/1.1 404 "),
-        "the gate still answers: {answer}"
-    );
+    assert_still_answers(gate.addr);
 }
 
 #[test]

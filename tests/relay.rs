@@ -14,9 +14,7 @@ fn ssh_through_the_relay_keeps_every_byte() {
     let gate = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
     let token = relay.sender_token_file(GATE_NAME);
     let proxy = relay_proxy_command(&relay, &token);
-    let (ok, out, err) = run(&mut ssh(&sshd, &proxy, &["echo", "relayed"]));
-    assert!(ok, "{err}");
-    assert_eq!(out, "relayed\n");
+    assert_ssh_echo(&sshd, &proxy, "relayed");
     gate.running
         .log
         .expect(&["decision=\"allow\"", &format!("port={}", sshd.port)]);
@@ -148,13 +146,7 @@ fn the_listener_reconnects_after_the_relay_restarts() {
         })
         .unwrap_or_else(|| panic!("no reconnect:\n{}", gate.running.log.lines().join("\n")));
     let token = relay.sender_token_file(GATE_NAME);
-    let (ok, out, err) = run(&mut ssh(
-        &sshd,
-        &relay_proxy_command(&relay, &token),
-        &["echo", "again"],
-    ));
-    assert!(ok, "{err}");
-    assert_eq!(out, "again\n");
+    assert_ssh_echo(&sshd, &relay_proxy_command(&relay, &token), "again");
 }
 
 #[test]
@@ -210,13 +202,7 @@ fn the_listener_reaches_the_relay_only_through_the_configured_proxy() {
         .iter()
         .filter(|l| l.contains(&connect))
         .count();
-    let (ok, out, err) = run(&mut ssh(
-        &sshd,
-        &relay_proxy_command(&relay, &token),
-        &["echo", "proxied"],
-    ));
-    assert!(ok, "{err}");
-    assert_eq!(out, "proxied\n");
+    assert_ssh_echo(&sshd, &relay_proxy_command(&relay, &token), "proxied");
     // The rendezvous went through the proxy too (the sender's own connection did not: no
     // HTTPS_PROXY in its environment).
     let after = proxy
@@ -348,13 +334,7 @@ fn minted_listen_tokens_are_renewed_before_they_expire() {
         .unwrap_or_else(|| panic!("no renewal:\n{}", relay.running.log.lines().join("\n")));
     // Past the first token's expiry the listener still serves.
     let token = relay.sender_token_file(GATE_NAME);
-    let (ok, out, err) = run(&mut ssh(
-        &sshd,
-        &relay_proxy_command(&relay, &token),
-        &["echo", "renewed"],
-    ));
-    assert!(ok, "{err}");
-    assert_eq!(out, "renewed\n");
+    assert_ssh_echo(&sshd, &relay_proxy_command(&relay, &token), "renewed");
 }
 
 #[test]
@@ -374,11 +354,5 @@ fn the_listener_authenticates_to_a_proxy_from_the_url() {
         .log
         .expect(&[&format!("CONNECT localhost:{}", relay.addr.port())]);
     let token = relay.sender_token_file(GATE_NAME);
-    let (ok, out, err) = run(&mut ssh(
-        &sshd,
-        &relay_proxy_command(&relay, &token),
-        &["echo", "authed"],
-    ));
-    assert!(ok, "{err}");
-    assert_eq!(out, "authed\n");
+    assert_ssh_echo(&sshd, &relay_proxy_command(&relay, &token), "authed");
 }

@@ -180,9 +180,7 @@ fn config_change_applies_to_the_next_connection_and_revokes_live_sessions() {
         &sshd.port.to_string(),
     ]);
     gate.wait_reload(from);
-    let (ok, out, err) = run(&mut ssh(&sshd, &proxy, &["echo", "back"]));
-    assert!(ok, "{err}");
-    assert_eq!(out, "back\n");
+    assert_ssh_echo(&sshd, &proxy, "back");
 }
 
 #[test]
@@ -280,13 +278,7 @@ fn bad_tokens_get_401_and_key_ports_are_enforced() {
         .expect(&["reason=\"key_port_not_allowed\""]);
     // The default key, unrestricted, still works: nothing above disturbed the gate.
     let token = gate.token_file(&[]);
-    let (ok, out, err) = run(&mut ssh(
-        &sshd,
-        &proxy_command(&gate, &token, ""),
-        &["echo", "ok"],
-    ));
-    assert!(ok, "{err}");
-    assert_eq!(out, "ok\n");
+    assert_ssh_echo(&sshd, &proxy_command(&gate, &token, ""), "ok");
 }
 
 #[test]

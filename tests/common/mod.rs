@@ -1183,3 +1183,22 @@ pub fn connect_cmd(url: &str, port: u16, token: &Path) -> Command {
         .arg(token);
     cmd
 }
+
+/// `ssh ... echo WORD` through `proxy` must succeed and print WORD.
+pub fn assert_ssh_echo(sshd: &Sshd, proxy: &str, word: &str) {
+    let (ok, out, err) = run(&mut ssh(sshd, proxy, &["echo", word]));
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("{word}\n"));
+}
+
+/// The gate at `addr` still answers a new client, with the exact 404 status line.
+pub fn assert_still_answers(addr: std::net::SocketAddr) {
+    let answer = raw_tls(
+        addr,
+        &upgrade_request("/$hc/nobody?sb-hc-action=connect", &[]),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 404 Endpoint does not exist\r\n"),
+        "the gate still answers: {answer}"
+    );
+}
