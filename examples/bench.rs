@@ -6,6 +6,9 @@
 //! machines vary from run to run; compare the ratios. Bounded in time: under 5 minutes,
 //! `--quick` under one.
 //!
+//! `--only CASE[,CASE]` runs some cases: bulk, tunnel, idle, ssh, relay (for profiling one
+//! path; `--bytes MIB` sets the bulk size).
+//!
 //! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk and new-tunnel cases
 //! also run through it (not implemented yet: the variables are reported as ignored).
 
@@ -26,8 +29,20 @@ struct Settings {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let s = if quick {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = value("--only");
+    let run = |case: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|c| c == case))
+    };
+    let mut s = if quick {
         Settings {
             bulk_bytes: 128 << 20,
             tunnels: 100,
@@ -46,6 +61,9 @@ fn main() {
             ssh_bytes: 256 << 20,
         }
     };
+    if let Some(mib) = value("--bytes") {
+        s.bulk_bytes = mib.parse::<u64>().expect("--bytes takes MiB") << 20;
+    }
     for peer in ["WSTUNNEL_BIN", "WEBSOCAT_BIN"] {
         if std::env::var_os(peer).is_some() {
             eprintln!("bench: {peer} is set, but peer runs are not implemented yet; ignored");
@@ -57,114 +75,131 @@ fn main() {
 
     let sink = sink_server();
     let echo = echo_server();
-    let sshd = Sshd::start(&work);
-    let gate = Proc::gate(&arcgate, &work, &[sink.port(), echo.port(), sshd.port]);
+    let sshd = run("ssh").then(|| Sshd::start(&work));
+    let mut ports = vec![sink.port(), echo.port()];
+    ports.extend(sshd.as_ref().map(|s| s.port));
+    let gate = Proc::gate(&arcgate, &work, &ports);
     let token = gate.token_file(&arcgate, &work);
-
-    // Bulk, one stream and four.
     let fwd_sink = Proc::forward(&arcgate, &gate.url(), sink.port(), &token);
-    let raw = bulk(sink.addr(), s.bulk_bytes, 1);
-    let via = bulk(fwd_sink.addr, s.bulk_bytes, 1);
-    rows.push(Row::higher(
-        "bulk, 1 stream (MB/s)",
-        via,
-        raw,
-        "raw loopback",
-    ));
-    let raw4 = bulk(sink.addr(), s.bulk_bytes, 4);
-    let via4 = bulk(fwd_sink.addr, s.bulk_bytes, 4);
-    rows.push(Row::higher(
-        "bulk, 4 streams (MB/s total)",
-        via4,
-        raw4,
-        "raw loopback x4",
-    ));
-
-    // New tunnels.
     let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
-    let (raw50, raw99) = tunnels(echo.addr(), s.tunnels);
-    let (via50, via99) = tunnels(fwd_echo.addr, s.tunnels);
-    rows.push(Row::lower(
-        "new tunnel p50 (ms)",
-        via50,
-        raw50,
-        "raw connect+echo",
-    ));
-    rows.push(Row::lower(
-        "new tunnel p99 (ms)",
-        via99,
-        raw99,
-        "raw connect+echo",
-    ));
+    // Direct-mode figures the relay rows compare with, measured by the bulk and tunnel cases.
+    let (mut direct_bulk, mut direct_p50) = (None, None);
 
-    // Idle sessions: gate memory per session.
-    let before = rss_kib(gate.pid());
-    let held = idle(fwd_echo.addr, s.idle_sessions);
-    std::thread::sleep(s.idle_hold); // holding the sessions is the measurement
-    let during = rss_kib(gate.pid());
-    let all_echo = held.iter().all(echo_once);
-    let per = (during.saturating_sub(before)) as f64 / s.idle_sessions as f64;
-    rows.push(Row {
-        case: format!("{} idle sessions: gate KiB/session", s.idle_sessions),
-        figure: per,
-        baseline: before as f64,
-        baseline_name: "gate RSS before (KiB)".into(),
-        ratio: None,
-        note: if all_echo {
-            "all echo".into()
-        } else {
-            "SOME FAILED".into()
-        },
-    });
-    drop(held);
+    if run("bulk") {
+        let raw = bulk(sink.addr(), s.bulk_bytes, 1);
+        let cpu_before = cpu_secs(gate.pid()) + cpu_secs(fwd_sink.pid());
+        let via = bulk(fwd_sink.addr, s.bulk_bytes, 1);
+        let cpu = cpu_secs(gate.pid()) + cpu_secs(fwd_sink.pid()) - cpu_before;
+        direct_bulk = Some(via);
+        let mut row = Row::higher("bulk, 1 stream (MB/s)", via, raw, "raw loopback");
+        row.note = format!(
+            "forward+serve CPU {:.2} s/GiB",
+            cpu / (s.bulk_bytes as f64 / (1u64 << 30) as f64)
+        );
+        rows.push(row);
+        let raw4 = bulk(sink.addr(), s.bulk_bytes, 4);
+        let via4 = bulk(fwd_sink.addr, s.bulk_bytes, 4);
+        rows.push(Row::higher(
+            "bulk, 4 streams (MB/s total)",
+            via4,
+            raw4,
+            "raw loopback x4",
+        ));
+    }
 
-    // SSH through connect versus direct.
-    let proxy = format!(
-        "'{}' connect '{}' -p %p --ca '{}' --token-file '{}'",
-        arcgate.display(),
-        gate.url(),
-        repo("certs-dev/ca.pem").display(),
-        token.display()
-    );
-    let direct = ssh_true(&sshd, None, s.ssh_runs);
-    let through = ssh_true(&sshd, Some(&proxy), s.ssh_runs);
-    rows.push(Row::lower(
-        "ssh host true p50 (ms)",
-        through,
-        direct,
-        "direct to sshd",
-    ));
-    let direct_bulk = ssh_bulk(&sshd, None, s.ssh_bytes);
-    let through_bulk = ssh_bulk(&sshd, Some(&proxy), s.ssh_bytes);
-    rows.push(Row::higher(
-        &format!("{} MiB through ssh (MB/s)", s.ssh_bytes >> 20),
-        through_bulk,
-        direct_bulk,
-        "direct to sshd",
-    ));
+    if run("tunnel") {
+        let (raw50, raw99) = tunnels(echo.addr(), s.tunnels);
+        let (via50, via99) = tunnels(fwd_echo.addr, s.tunnels);
+        direct_p50 = Some(via50);
+        rows.push(Row::lower(
+            "new tunnel p50 (ms)",
+            via50,
+            raw50,
+            "raw connect+echo",
+        ));
+        rows.push(Row::lower(
+            "new tunnel p99 (ms)",
+            via99,
+            raw99,
+            "raw connect+echo",
+        ));
+    }
 
-    // Relay mode against direct mode.
-    let relay = Proc::relay(&arcgate, &work);
-    let relayed = Proc::relayed_gate(&arcgate, &work, &relay, &[sink.port(), echo.port()]);
-    let sender = relay.sender_token(&work);
-    let relay_url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
-    let rfwd_sink = Proc::forward(&arcgate, &relay_url, sink.port(), &sender);
-    let rfwd_echo = Proc::forward(&arcgate, &relay_url, echo.port(), &sender);
-    let r_bulk = bulk(rfwd_sink.addr, s.bulk_bytes, 1);
-    rows.push(Row::higher(
-        "relay: bulk, 1 stream (MB/s)",
-        r_bulk,
-        via,
-        "direct mode",
-    ));
-    let (r50, _) = tunnels(rfwd_echo.addr, s.tunnels / 2);
-    rows.push(Row::lower(
-        "relay: new tunnel p50 (ms)",
-        r50,
-        via50,
-        "direct mode",
-    ));
-    drop((rfwd_sink, rfwd_echo, relayed, relay));
+    if run("idle") {
+        // Gate memory per session.
+        let before = rss_kib(gate.pid());
+        let held = idle(fwd_echo.addr, s.idle_sessions);
+        std::thread::sleep(s.idle_hold); // holding the sessions is the measurement
+        let during = rss_kib(gate.pid());
+        let all_echo = held.iter().all(echo_once);
+        let per = (during.saturating_sub(before)) as f64 / s.idle_sessions as f64;
+        rows.push(Row {
+            case: format!("{} idle sessions: gate KiB/session", s.idle_sessions),
+            figure: per,
+            baseline: before as f64,
+            baseline_name: "gate RSS before (KiB)".into(),
+            ratio: None,
+            note: if all_echo {
+                "all echo".into()
+            } else {
+                "SOME FAILED".into()
+            },
+        });
+    }
+
+    if let Some(sshd) = &sshd {
+        // SSH through connect versus direct.
+        let proxy = format!(
+            "'{}' connect '{}' -p %p --ca '{}' --token-file '{}'",
+            arcgate.display(),
+            gate.url(),
+            repo("certs-dev/ca.pem").display(),
+            token.display()
+        );
+        let direct = ssh_true(sshd, None, s.ssh_runs);
+        let through = ssh_true(sshd, Some(&proxy), s.ssh_runs);
+        rows.push(Row::lower(
+            "ssh host true p50 (ms)",
+            through,
+            direct,
+            "direct to sshd",
+        ));
+        let direct_bulk = ssh_bulk(sshd, None, s.ssh_bytes);
+        let through_bulk = ssh_bulk(sshd, Some(&proxy), s.ssh_bytes);
+        rows.push(Row::higher(
+            &format!("{} MiB through ssh (MB/s)", s.ssh_bytes >> 20),
+            through_bulk,
+            direct_bulk,
+            "direct to sshd",
+        ));
+    }
+
+    if run("relay") {
+        // Relay mode against direct mode (measured here when the direct cases did not run).
+        let via = direct_bulk.unwrap_or_else(|| bulk(fwd_sink.addr, s.bulk_bytes, 1));
+        let via50 = direct_p50.unwrap_or_else(|| tunnels(fwd_echo.addr, s.tunnels).0);
+        let relay = Proc::relay(&arcgate, &work);
+        let relayed = Proc::relayed_gate(&arcgate, &work, &relay, &[sink.port(), echo.port()]);
+        let sender = relay.sender_token(&work);
+        let relay_url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
+        let rfwd_sink = Proc::forward(&arcgate, &relay_url, sink.port(), &sender);
+        let rfwd_echo = Proc::forward(&arcgate, &relay_url, echo.port(), &sender);
+        let r_bulk = bulk(rfwd_sink.addr, s.bulk_bytes, 1);
+        rows.push(Row::higher(
+            "relay: bulk, 1 stream (MB/s)",
+            r_bulk,
+            via,
+            "direct mode",
+        ));
+        let (r50, _) = tunnels(rfwd_echo.addr, s.tunnels / 2);
+        rows.push(Row::lower(
+            "relay: new tunnel p50 (ms)",
+            r50,
+            via50,
+            "direct mode",
+        ));
+        drop((rfwd_sink, rfwd_echo, relayed, relay));
+    }
 
     print_table(&rows);
 }
@@ -387,6 +422,17 @@ fn tempdir() -> TempDir {
     TempDir(path)
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -451,7 +497,14 @@ struct Sshd {
     port: u16,
     key: PathBuf,
     user: String,
-    _proc: Child,
+    proc: Child,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
 }
 
 impl Sshd {
@@ -498,7 +551,7 @@ impl Sshd {
             port,
             key: d.join("client_key"),
             user: user.trim().into(),
-            _proc: p,
+            proc: p,
         }
     }
 }
