@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::readahead::ReadAhead;
+
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters};
 use crate::deadline::{TimedOut, within};
 use crate::proxy::Proxy;
@@ -365,8 +367,9 @@ pub fn read_token_file(path: &PathBuf) -> Result<String, ClientError> {
 
 /// A WebSocket connection to a gate, after `101`.
 pub struct Tunnel {
-    io: TlsStream<TcpStream>,
-    leftover: Bytes,
+    io: TlsStream<ReadAhead<TcpStream>>,
+    /// Copied out of hyper's read buffer, so that the session does not hold that buffer.
+    leftover: Vec<u8>,
     /// The gate name.
     pub name: String,
 }
@@ -478,10 +481,10 @@ async fn handshake(
         rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
             ClientError::Usage(format!("'{}' is not a valid TLS name: {e}", target.host))
         })?;
-    let tls = within(
+    let mut tls = within(
         "the TLS handshake",
         left(),
-        TlsConnector::from(tls_config).connect(server_name, tcp),
+        TlsConnector::from(tls_config).connect(server_name, ReadAhead::new(tcp)),
     )
     .await
     .map_err(timed_out)?
@@ -496,6 +499,9 @@ async fn handshake(
             "the connection ended during the TLS handshake: {e}"
         )),
     })?;
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::tls::SEND_BUFFER));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| network(e.to_string()))?;
@@ -574,11 +580,11 @@ async fn handshake(
         .map_err(timed_out)?
         .map_err(|e| network(format!("upgrade failed: {e}")))?;
     let parts = upgraded
-        .downcast::<TokioIo<TlsStream<TcpStream>>>()
+        .downcast::<TokioIo<TlsStream<ReadAhead<TcpStream>>>>()
         .map_err(|_| ClientError::Protocol("unexpected connection type after upgrade".into()))?;
     Ok(Tunnel {
         io: parts.io.into_inner(),
-        leftover: parts.read_buf,
+        leftover: parts.read_buf.to_vec(),
         name: target.name.clone(),
     })
 }
@@ -635,7 +641,7 @@ fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
 
 impl Tunnel {
     /// The TLS stream and any bytes that arrived with the `101`.
-    pub fn into_parts(self) -> (TlsStream<TcpStream>, Bytes) {
+    pub fn into_parts(self) -> (TlsStream<ReadAhead<TcpStream>>, Vec<u8>) {
         (self.io, self.leftover)
     }
 
@@ -657,7 +663,7 @@ impl Tunnel {
             missed_pongs: 3,
             idle_timeout: None,
             max_frame: 1 << 20,
-            buf_size: 64 * 1024,
+            buf_size: crate::readahead::AHEAD,
             // stdin ending is a half-close: keep reading until the gate closes.
             close_timeout: None,
         };

@@ -23,6 +23,7 @@
 //! | [`client`] | `arcgate connect`: URL, token, TLS, handshake, refusals |
 //! | [`forward`] | `arcgate forward`: a local listener, one tunnel per connection |
 //! | [`proxy`] | outbound HTTP CONNECT proxies and their bypass rules |
+//! | [`readahead`] | large socket reads under TLS while data streams, none while idle |
 //! | [`relay`] | `arcgate relay`: the embedded Hybrid Connections relay |
 //! | [`listener`] | relay mode's gate side: the listener control channel and accepts |
 //! | [`sshconfig`] | `arcgate ssh-config`: a Host block with safe quoting |
@@ -48,6 +49,7 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod readahead;
 pub mod relay;
 pub mod request;
 pub mod server;

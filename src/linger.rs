@@ -16,6 +16,11 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 
+use crate::readahead::ReadAhead;
+
+/// The gate's connection stream: TLS over a socket read ahead.
+pub type GateStream = TlsStream<ReadAhead<TcpStream>>;
+
 /// How long a closed connection's input is drained: enough for a client to finish sending
 /// a request we refused and read the answer; short enough that it holds little.
 const LINGER_FOR: Duration = Duration::from_secs(2);
@@ -24,7 +29,7 @@ const LINGER_BYTES: usize = 2 << 20;
 
 /// A connection's stream that drains on drop unless taken with [`Lingering::into_inner`].
 pub struct Lingering {
-    io: Option<TlsStream<TcpStream>>,
+    io: Option<GateStream>,
     /// Held until the draining ends, so lingering connections count against the limit on
     /// connections in their handshake.
     permit: Option<OwnedSemaphorePermit>,
@@ -32,7 +37,7 @@ pub struct Lingering {
 
 impl Lingering {
     /// Wraps a connection; `permit` is released when the connection is fully closed.
-    pub fn new(io: TlsStream<TcpStream>, permit: OwnedSemaphorePermit) -> Lingering {
+    pub fn new(io: GateStream, permit: OwnedSemaphorePermit) -> Lingering {
         Lingering {
             io: Some(io),
             permit: Some(permit),
@@ -40,12 +45,12 @@ impl Lingering {
     }
 
     /// Takes the stream for a WebSocket session: no lingering, and the permit is released.
-    pub fn into_inner(mut self) -> TlsStream<TcpStream> {
+    pub fn into_inner(mut self) -> GateStream {
         self.permit.take();
         self.io.take().expect("present until taken")
     }
 
-    fn io(&mut self) -> Pin<&mut TlsStream<TcpStream>> {
+    fn io(&mut self) -> Pin<&mut GateStream> {
         Pin::new(self.io.as_mut().expect("present until taken"))
     }
 }
@@ -60,7 +65,7 @@ impl Drop for Lingering {
         };
         runtime.spawn(async move {
             // The TLS layer is done (close_notify sent by hyper's shutdown); drain below it.
-            let tcp = io.get_mut().0;
+            let tcp = io.get_mut().0.get_mut();
             let _ = tcp.shutdown().await;
             let mut buf = [0u8; 8192];
             let mut drained = 0;

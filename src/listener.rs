@@ -194,8 +194,7 @@ async fn attach<F: Future<Output = ()> + Unpin>(
         .await
         .map_err(|e| e.to_string())?;
     let (io, leftover) = tunnel.into_parts();
-    let mut ws =
-        WebSocketStream::from_partially_read(io, leftover.to_vec(), WsRole::Client, None).await;
+    let mut ws = WebSocketStream::from_partially_read(io, leftover, WsRole::Client, None).await;
     eprintln!(
         "arcgate: attached to relay {} as listener for '{}'",
         relay.host, relay.name

@@ -39,6 +39,7 @@ use tracing::Instrument;
 
 use crate::config::shorten;
 use crate::linger::Lingering;
+use crate::readahead::ReadAhead;
 use crate::server::{refusal, switching_protocols};
 use crate::token::{self, Audience, KeySet, Right, TokenError};
 use crate::ws::{Event, FrameReader, FrameWriter, HEADROOM, Role};
@@ -556,6 +557,10 @@ impl Relay {
     }
 }
 
+/// The most the relay reads from one side at once: the frame size the gate and clients send
+/// (their `buf_size`), so a frame passes through in one piece.
+const PUMP_CHUNK: usize = crate::readahead::AHEAD;
+
 /// Joins two WebSocket clients frame for frame: data, pings, pongs and closes from one go
 /// to the other unchanged, each direction with backpressure; the join ends when both sides
 /// have closed or either connection fails.
@@ -567,11 +572,11 @@ where
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let ab = pump(
-        FrameReader::new(ar, Role::Server, max_frame, 64 * 1024),
+        FrameReader::new(ar, Role::Server, max_frame, PUMP_CHUNK),
         FrameWriter::new(bw, Role::Server),
     );
     let ba = pump(
-        FrameReader::new(br, Role::Server, max_frame, 64 * 1024),
+        FrameReader::new(br, Role::Server, max_frame, PUMP_CHUNK),
         FrameWriter::new(aw, Role::Server),
     );
     tokio::pin!(ab, ba);
@@ -588,11 +593,16 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; HEADROOM + 64 * 1024];
+    // Sized to the largest piece seen so far: an idle pair of sessions holds little, and a
+    // piece is never larger than what the reader buffers (about its read chunk).
+    let mut buf = vec![0u8; HEADROOM + crate::ws::INITIAL_CHUNK];
     loop {
         let result = match from.next().await {
             Ok(Event::Data(d)) => {
                 let n = d.len();
+                if buf.len() < HEADROOM + n {
+                    buf.resize(HEADROOM + n, 0);
+                }
                 buf[HEADROOM..HEADROOM + n].copy_from_slice(d);
                 to.send_binary(&mut buf, n).await
             }
@@ -645,9 +655,14 @@ pub async fn run(
             async move {
                 let _ = tcp.set_nodelay(true);
                 let timeout = relay.opts.handshake_timeout;
-                let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(tcp)).await else {
+                let Ok(Ok(mut tls)) =
+                    tokio::time::timeout(timeout, acceptor.accept(ReadAhead::new(tcp))).await
+                else {
                     return;
                 };
+                tls.get_mut()
+                    .1
+                    .set_buffer_limit(Some(crate::tls::SEND_BUFFER));
                 let service = {
                     let relay = relay.clone();
                     hyper::service::service_fn(move |req| relay.clone().answer(req, peer))
@@ -709,5 +724,50 @@ mod tests {
             ),
             "{d}"
         );
+    }
+
+    #[tokio::test]
+    async fn join_passes_frames_larger_than_its_read_chunk_whole_and_in_order() {
+        // Room for the whole frame, so that the relay reads it in pieces over 64 KiB.
+        let (a_client, a_relay) = tokio::io::duplex(1 << 20);
+        let (b_client, b_relay) = tokio::io::duplex(64 * 1024);
+        let joined = tokio::spawn(join(a_relay, b_relay, 1 << 20));
+        let data: Vec<u8> = (0..(PUMP_CHUNK + 100_000) as u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let sent = data.clone();
+        let (a_r, a_w) = tokio::io::split(a_client);
+        let sender = tokio::spawn(async move {
+            let mut w = FrameWriter::new(a_w, Role::Client);
+            let mut frame = vec![0u8; HEADROOM + sent.len()];
+            frame[HEADROOM..].copy_from_slice(&sent);
+            w.send_binary(&mut frame, sent.len()).await.unwrap();
+            w.send_close(crate::ws::close::NORMAL, "").await.unwrap();
+            (w, a_r)
+        });
+        let (b_r, mut b_w) = tokio::io::split(b_client);
+        let mut reader = FrameReader::new(b_r, Role::Client, 1 << 20, 64 * 1024);
+        let mut got = Vec::new();
+        let close = loop {
+            match reader.next().await.unwrap() {
+                Event::Data(d) => got.extend_from_slice(d),
+                Event::Close(c) => break c,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(close.code, crate::ws::close::NORMAL);
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "the bytes changed on the way");
+        // The other direction closes too, and the join ends.
+        let mut closer = FrameWriter::new(&mut b_w, Role::Client);
+        closer
+            .send_close(crate::ws::close::NORMAL, "")
+            .await
+            .unwrap();
+        let _keep_a_open = sender.await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), joined)
+            .await
+            .expect("the join ends once both sides closed")
+            .unwrap();
     }
 }

@@ -35,6 +35,7 @@ use crate::linger::Lingering;
 use crate::live::Snapshot;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::{self, Candidate, Denied};
+use crate::readahead::ReadAhead;
 use crate::request::{self, ConnectRequest, RequestError};
 use crate::sessions::{Limit, LiveSession, SessionTable, Slot};
 use crate::token::{self, Audience, Grant, TokenError};
@@ -499,8 +500,12 @@ impl Gate {
         // The TLS stream itself when hyper hands it back, to skip a layer of indirection.
         match upgraded.downcast::<TokioIo<Lingering>>() {
             Ok(parts) => {
+                // Copied, so that hyper's whole read buffer (which `read_buf` shares) is not
+                // held for the life of the session; it is almost always empty.
+                let leftover = parts.read_buf.to_vec();
+                drop(parts.read_buf);
                 let io = parts.io.into_inner().into_inner();
-                self.bridge_session(io, &parts.read_buf, &cfg, meta, service, slot)
+                self.bridge_session(io, &leftover, &cfg, meta, service, slot)
                     .await
             }
             Err(upgraded) => {
@@ -707,9 +712,9 @@ async fn serve_connection(
     let accepted = within(
         "the TLS handshake",
         gate.opts.handshake_timeout,
-        acceptor.accept(tcp),
+        acceptor.accept(ReadAhead::new(tcp)),
     );
-    let tls = match accepted.await {
+    let mut tls = match accepted.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -720,6 +725,9 @@ async fn serve_connection(
             return;
         }
     };
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::tls::SEND_BUFFER));
     let remaining = deadline.saturating_duration_since(Instant::now());
     let service = {
         let gate = gate.clone();

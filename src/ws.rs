@@ -21,6 +21,10 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 /// the configured chunk) only while reads fill it.
 pub const INITIAL_CHUNK: usize = 4096;
 
+/// Gather more ready input in one fill only while this much room is left: less is not worth
+/// another pass through the TLS layer.
+const MIN_GATHER: usize = 1024;
+
 /// Room reserved before a payload for the longest frame header (2 + 8 length + 4 mask).
 pub const HEADROOM: usize = 14;
 /// Longest control-frame payload (RFC 6455 §5.5).
@@ -184,11 +188,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
-        let n = self.io.read_buf(&mut self.buf).await?;
+        let mut n = self.io.read_buf(&mut self.buf).await?;
         if n == 0 {
             return Err(WsError::Eof);
         }
-        if n == room {
+        // Take what else is ready now: TLS hands over one record (at most 16 KiB) per read,
+        // and each piece becomes one write to the other side, so gathering them here makes
+        // fewer, larger writes (and fewer wake-ups of whoever reads them).
+        while n < room && self.buf.capacity() - self.buf.len() >= MIN_GATHER {
+            match futures_util::FutureExt::now_or_never(self.io.read_buf(&mut self.buf)) {
+                Some(Ok(0)) | None => break,
+                Some(Ok(more)) => n += more,
+                // Hand over what arrived; the next fill meets the error again.
+                Some(Err(_)) => break,
+            }
+        }
+        if n >= room {
             self.chunk = (self.chunk * 2).min(self.read_chunk);
         }
         Ok(())
