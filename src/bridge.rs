@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::ws::{CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsError, close};
@@ -24,6 +24,10 @@ use crate::ws::{CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsE
 /// when the peer does not read: long enough for any live peer, short enough to free the
 /// session's resources promptly.
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least the local side is read into: a buffer shrinks back to this while reads stay
+/// small, which is most of an interactive session's life.
+const SMALL_CHUNK: usize = 1024;
 
 /// How a bridge behaves; the values come from `serve`/`connect` flags (SPEC §9).
 #[derive(Debug, Clone)]
@@ -109,6 +113,33 @@ enum FromReader {
     LocalWriteFailed(std::io::Error),
 }
 
+/// One message from the reading half to the writing half (both run in the session's task).
+/// A later Ping replaces one not yet answered — RFC 6455 §5.5.3 lets an endpoint answer only
+/// the most recent — so a peer flooding pings costs nothing held; the reading half's last
+/// message (Closed, Failed…) is the last it posts. Lighter than a channel, whose first
+/// block of slots was 1.8 KiB of every idle session (massif).
+#[derive(Default)]
+struct Mailbox {
+    slot: std::sync::Mutex<Option<FromReader>>,
+    posted: Notify,
+}
+
+impl Mailbox {
+    fn post(&self, message: FromReader) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+        self.posted.notify_one();
+    }
+
+    async fn take(&self) -> FromReader {
+        loop {
+            if let Some(m) = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return m;
+            }
+            self.posted.notified().await;
+        }
+    }
+}
+
 /// Runs a session to its end. `stop` resolves when the session must end from outside.
 pub async fn run<S, LR, LW, F>(
     ws_io: S,
@@ -131,8 +162,7 @@ where
     // A peer that takes no bytes for as long as it may go without answering pings is gone.
     let stall = cfg.ping_interval.map(|p| p * (cfg.missed_pongs + 1));
     let mut writer = FrameWriter::new(ws_w, cfg.role).with_stall_limit(stall);
-    // Small and bounded: a peer flooding pings is slowed to the pace we send pongs.
-    let (tx, mut rx) = mpsc::channel::<FromReader>(4);
+    let mailbox = Mailbox::default();
     let heard = AtomicU64::new(0);
 
     let reading = async {
@@ -153,9 +183,7 @@ where
                 }
                 Ok(Event::Ping(p)) => {
                     heard.fetch_add(1, Ordering::Relaxed);
-                    if tx.send(FromReader::Ping(p)).await.is_err() {
-                        return;
-                    }
+                    mailbox.post(FromReader::Ping(p));
                 }
                 Ok(Event::Pong) => {
                     heard.fetch_add(1, Ordering::Relaxed);
@@ -168,7 +196,7 @@ where
                 Err(e) => break FromReader::Failed(e),
             }
         };
-        let _ = tx.send(last).await;
+        mailbox.post(last);
     };
 
     let writing = async {
@@ -204,8 +232,8 @@ where
                     let _ = writer.send_close(code, reason).await;
                     return (outcome(ClosedBy::Stopped(why), Some(code), received), writer);
                 }
-                msg = rx.recv(), if !reader_done => match msg {
-                    Some(FromReader::Ping(p)) => {
+                msg = mailbox.take(), if !reader_done => match msg {
+                    FromReader::Ping(p) => {
                         // No Pong after our Close (RFC 6455 §5.5.1).
                         if sent.is_some() {
                             continue;
@@ -215,7 +243,7 @@ where
                             return (outcome(lost, sent, received), writer);
                         }
                     }
-                    Some(FromReader::Closed(frame)) => {
+                    FromReader::Closed(frame) => {
                         reader_done = true;
                         received = Some(frame);
                         if sent.is_some() {
@@ -228,7 +256,7 @@ where
                             return (outcome(ClosedBy::Peer, Some(close::NORMAL), received), writer);
                         }
                     }
-                    Some(FromReader::Failed(e)) => {
+                    FromReader::Failed(e) => {
                         let code = e.close_code();
                         if let Some(code) = code {
                             let _ = writer.send_close(code, &e.to_string()).await;
@@ -242,12 +270,11 @@ where
                         };
                         return (outcome(why, sent, received), writer);
                     }
-                    Some(FromReader::LocalWriteFailed(e)) => {
+                    FromReader::LocalWriteFailed(e) => {
                         let _ = writer.send_close(close::INTERNAL, "local connection failed").await;
                         let why = ClosedBy::LocalError(e.to_string());
                         return (outcome(why, Some(close::INTERNAL), received), writer);
                     }
-                    None => reader_done = true,
                 },
                 r = local_r.read(&mut buf[HEADROOM..]), if sent.is_none() => match r {
                     Ok(0) => {
@@ -270,9 +297,14 @@ where
                             return (outcome(lost, sent, received), writer);
                         }
                         counters.to_peer.fetch_add(n as u64, Ordering::Relaxed);
-                        if full && buf.len() - HEADROOM < cfg.buf_size {
-                            let grown = ((buf.len() - HEADROOM) * 4).min(cfg.buf_size);
-                            buf.resize(HEADROOM + grown, 0);
+                        let size = buf.len() - HEADROOM;
+                        if full && size < cfg.buf_size {
+                            buf.resize(HEADROOM + (size * 4).min(cfg.buf_size), 0);
+                        } else if n < size / 16 && size > SMALL_CHUNK {
+                            // Small reads again (typing, not a transfer): give the room back,
+                            // so that an idle session waits on a small buffer.
+                            buf.truncate(HEADROOM + (size / 4).max(SMALL_CHUNK));
+                            buf.shrink_to_fit();
                         }
                     }
                     Err(e) => {

@@ -337,7 +337,8 @@ async fn handle_accept(gate: Arc<Gate>, connector: Arc<Connector>, accept: Accep
                 key: "relay".into(),
                 revoke_with_key: false,
             };
-            gate.bridge_session(io, &leftover, &cfg, meta, service, slot)
+            // Boxed for the reason given at `server::take_stream`.
+            gate.bridge_session(Box::new(io), &leftover, &cfg, meta, service, slot)
                 .await;
         }
     }

@@ -11,9 +11,10 @@
 //! It does not know about sessions, policy or the local socket: that is [`crate::bridge`].
 
 use std::io::{self, Cursor};
+use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -184,6 +185,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     async fn fill(&mut self) -> Result<(), WsError> {
+        if self.buf.is_empty() {
+            self.wait_for_input().await?;
+        }
         if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
             self.buf.reserve(self.chunk);
         }
@@ -205,8 +209,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         if n >= room {
             self.chunk = (self.chunk * 2).min(self.read_chunk);
+        } else if n < self.chunk / 8 {
+            self.chunk = (self.chunk / 2).max(INITIAL_CHUNK.min(self.read_chunk));
         }
         Ok(())
+    }
+
+    /// Waits until the connection has input, holding no read buffer meanwhile where the
+    /// stream allows it: a TLS stream's read into an empty buffer waits for the next record
+    /// (tokio-rustls decrypts it into its own buffer first), so an idle session holds nothing
+    /// here. A stream whose empty read returns at once (plain TCP) just goes on to the real
+    /// read, buffer and all.
+    async fn wait_for_input(&mut self) -> io::Result<()> {
+        let io = &mut self.io;
+        let mut empty_read =
+            std::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut [])));
+        if let Some(ready) = futures_util::FutureExt::now_or_never(&mut empty_read) {
+            return ready;
+        }
+        drop(empty_read);
+        // Nothing waiting: the session is between bursts, or idle. Let the buffer go.
+        self.buf = BytesMut::new();
+        let io = &mut self.io;
+        std::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut [])))
+            .await
     }
 
     /// The next event. Data frames are streamed: a large frame arrives as several
@@ -520,6 +546,48 @@ mod tests {
         }
         let masked_to_client = frames_from(vec![0x82, 0x81, 1, 2, 3, 4, b'a'], Role::Client).await;
         assert!(masked_to_client[0].ends_with("Some(1002)"));
+    }
+
+    /// A TLS connection over memory with the committed development certificates: the
+    /// server's stream and the client's.
+    async fn tls_pair() -> (
+        tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
+        tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
+    ) {
+        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
+        let store =
+            crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
+                .unwrap();
+        let server = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(store.into()));
+        let trust = crate::tls::ClientTrust {
+            ca_files: vec![dev.join("ca.pem")],
+            insecure: false,
+        };
+        let client = tokio_rustls::TlsConnector::from(crate::tls::client_config(&trust).unwrap());
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (s, c) = tokio::join!(server.accept(a), client.connect(name, b));
+        (s.unwrap(), c.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_on_tls_holds_no_buffer() {
+        let (ours, mut peer) = tls_pair().await;
+        let mut reader = FrameReader::new(ours, Role::Server, 1024, 64 * 1024);
+        peer.write_all(&client_frames(&[(b"hi", None)]).await)
+            .await
+            .unwrap();
+        peer.flush().await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), Event::Data(b"hi"));
+        assert!(reader.buf.capacity() > 0, "a buffer while reading");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), reader.next());
+        assert!(waiting.await.is_err(), "nothing more was sent");
+        assert_eq!(reader.buf.capacity(), 0, "an idle reader holds no buffer");
+        peer.write_all(&client_frames(&[(b"again", None)]).await)
+            .await
+            .unwrap();
+        peer.flush().await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), Event::Data(b"again"));
     }
 
     #[test]
