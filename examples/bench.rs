@@ -9,8 +9,11 @@
 //! `--only CASE[,CASE]` runs some cases: bulk, tunnel, idle, ssh, relay (for profiling one
 //! path; `--bytes MIB` sets the bulk size).
 //!
-//! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk and new-tunnel cases
-//! also run through it (not implemented yet: the variables are reported as ignored).
+//! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk (one stream),
+//! new-tunnel and idle-session cases also run through that tool over wss with the same dev
+//! certificate, and the table gives arcgate's figure, the peer's, and arcgate/peer.
+//! `cargo install websocat` installs websocat (its TLS server needs a PKCS#12 file, made with
+//! `openssl pkcs12`); wstunnel is not on crates.io (its releases carry binaries).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,11 +67,6 @@ fn main() {
     if let Some(mib) = value("--bytes") {
         s.bulk_bytes = mib.parse::<u64>().expect("--bytes takes MiB") << 20;
     }
-    for peer in ["WSTUNNEL_BIN", "WEBSOCAT_BIN"] {
-        if std::env::var_os(peer).is_some() {
-            eprintln!("bench: {peer} is set, but peer runs are not implemented yet; ignored");
-        }
-    }
     let arcgate = build_arcgate();
     let work = tempdir();
     let mut rows: Vec<Row> = Vec::new();
@@ -83,7 +81,7 @@ fn main() {
     let fwd_sink = Proc::forward(&arcgate, &gate.url(), sink.port(), &token);
     let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
     // Direct-mode figures the relay rows compare with, measured by the bulk and tunnel cases.
-    let (mut direct_bulk, mut direct_p50) = (None, None);
+    let (mut direct_bulk, mut direct_p50, mut direct_idle) = (None, None, None);
 
     if run("bulk") {
         let raw = bulk(sink.addr(), s.bulk_bytes, 1);
@@ -133,6 +131,7 @@ fn main() {
         let during = rss_kib(gate.pid());
         let all_echo = held.iter().all(echo_once);
         let per = (during.saturating_sub(before)) as f64 / s.idle_sessions as f64;
+        direct_idle = Some(per);
         rows.push(Row {
             case: format!("{} idle sessions: gate KiB/session", s.idle_sessions),
             figure: per,
@@ -199,6 +198,55 @@ fn main() {
             "direct mode",
         ));
         drop((rfwd_sink, rfwd_echo, relayed, relay));
+    }
+
+    for kind in [PeerKind::Wstunnel, PeerKind::Websocat] {
+        let Some(bin) = std::env::var_os(kind.variable()) else {
+            continue;
+        };
+        let peer = match Peer::start(kind, Path::new(&bin), &work, sink.port(), echo.port()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("bench: {} not run: {e}", kind.variable());
+                continue;
+            }
+        };
+        let name = kind.name();
+        let ours = direct_bulk.unwrap_or_else(|| bulk(fwd_sink.addr, s.bulk_bytes, 1));
+        let theirs = bulk(peer.sink, s.bulk_bytes, 1);
+        rows.push(Row::higher(
+            &format!("vs {name}: bulk, 1 stream (MB/s)"),
+            ours,
+            theirs,
+            name,
+        ));
+        let ours50 = direct_p50.unwrap_or_else(|| tunnels(fwd_echo.addr, s.tunnels).0);
+        let (theirs50, _) = tunnels(peer.echo, s.tunnels);
+        rows.push(Row::lower(
+            &format!("vs {name}: new tunnel p50 (ms)"),
+            ours50,
+            theirs50,
+            name,
+        ));
+        let before = rss_kib(peer.echo_server_pid());
+        let held = idle(peer.echo, s.idle_sessions);
+        std::thread::sleep(s.idle_hold);
+        let during = rss_kib(peer.echo_server_pid());
+        let all_echo = held.iter().all(echo_once);
+        drop(held);
+        let theirs_idle = (during.saturating_sub(before)) as f64 / s.idle_sessions as f64;
+        let mut row = Row::lower(
+            &format!("vs {name}: idle KiB/session (server)"),
+            direct_idle.unwrap_or(f64::NAN),
+            theirs_idle,
+            name,
+        );
+        row.note = if all_echo {
+            format!("{name}: all echo")
+        } else {
+            format!("{name}: SOME FAILED")
+        };
+        rows.push(row);
     }
 
     print_table(&rows);
@@ -387,6 +435,198 @@ fn print_table(rows: &[Row]) {
             r.case, r.figure, r.baseline, r.baseline_name, ratio, r.note
         );
     }
+}
+
+// ---- peers -------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum PeerKind {
+    Wstunnel,
+    Websocat,
+}
+
+impl PeerKind {
+    fn variable(self) -> &'static str {
+        match self {
+            PeerKind::Wstunnel => "WSTUNNEL_BIN",
+            PeerKind::Websocat => "WEBSOCAT_BIN",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PeerKind::Wstunnel => "wstunnel",
+            PeerKind::Websocat => "websocat",
+        }
+    }
+}
+
+/// Another WebSocket tunnel, set up like arcgate: a TLS server on loopback in front of the
+/// sink and the echo server, and local listeners (`sink`, `echo`) that tunnel to it.
+struct Peer {
+    sink: SocketAddr,
+    echo: SocketAddr,
+    /// Servers first, then clients; the server in front of the echo server is at `echo_server`.
+    procs: Vec<Child>,
+    echo_server: usize,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+impl Peer {
+    fn echo_server_pid(&self) -> u32 {
+        self.procs[self.echo_server].id()
+    }
+
+    fn start(
+        kind: PeerKind,
+        bin: &Path,
+        work: &TempDir,
+        sink_port: u16,
+        echo_port: u16,
+    ) -> Result<Peer, String> {
+        let spawn = |args: Vec<String>, env: Option<(&str, PathBuf)>| {
+            let mut c = Command::new(bin);
+            c.args(&args).stdout(Stdio::null()).stderr(Stdio::null());
+            if let Some((k, v)) = env {
+                c.env(k, v);
+            }
+            c.spawn()
+                .map_err(|e| format!("cannot run {}: {e}", bin.display()))
+        };
+        let mut peer = Peer {
+            sink: "127.0.0.1:0".parse().unwrap(),
+            echo: "127.0.0.1:0".parse().unwrap(),
+            procs: Vec::new(),
+            echo_server: 0,
+        };
+        let cert = repo("certs-dev/server.pem");
+        let key = repo("certs-dev/server-key.pem");
+        match kind {
+            PeerKind::Wstunnel => {
+                // One server for both targets; its client does not verify certificates unless
+                // told to, so it is told to (like arcgate, against the dev CA).
+                let port = free_port();
+                peer.procs.push(spawn(
+                    vec![
+                        "server".into(),
+                        format!("wss://127.0.0.1:{port}"),
+                        "--tls-certificate".into(),
+                        cert.display().to_string(),
+                        "--tls-private-key".into(),
+                        key.display().to_string(),
+                        "--restrict-to".into(),
+                        format!("127.0.0.1:{sink_port}"),
+                        "--restrict-to".into(),
+                        format!("127.0.0.1:{echo_port}"),
+                    ],
+                    None,
+                )?);
+                wait_listening(port)?;
+                let (ls, le) = (free_port(), free_port());
+                peer.procs.push(spawn(
+                    vec![
+                        "client".into(),
+                        "--tls-verify-certificate".into(),
+                        "-L".into(),
+                        format!("tcp://127.0.0.1:{ls}:127.0.0.1:{sink_port}"),
+                        "-L".into(),
+                        format!("tcp://127.0.0.1:{le}:127.0.0.1:{echo_port}"),
+                        format!("wss://localhost:{port}"),
+                    ],
+                    Some(("SSL_CERT_FILE", repo("certs-dev/ca.pem"))),
+                )?);
+                wait_listening(ls)?;
+                wait_listening(le)?;
+                (peer.sink, peer.echo) = (loopback(ls), loopback(le));
+            }
+            PeerKind::Websocat => {
+                // websocat's TLS server takes PKCS#12; one server per target.
+                let p12 = work.0.join("websocat.p12");
+                let made = Command::new("openssl")
+                    .args(["pkcs12", "-export", "-passout", "pass:", "-out"])
+                    .arg(&p12)
+                    .arg("-inkey")
+                    .arg(&key)
+                    .arg("-in")
+                    .arg(&cert)
+                    .status()
+                    .map_err(|e| format!("openssl (to make websocat's PKCS#12 file): {e}"))?;
+                if !made.success() {
+                    return Err("openssl pkcs12 -export failed".into());
+                }
+                let mut locals = Vec::new();
+                for target in [sink_port, echo_port] {
+                    let port = free_port();
+                    if target == echo_port {
+                        peer.echo_server = peer.procs.len();
+                    }
+                    peer.procs.push(spawn(
+                        vec![
+                            "-b".into(),
+                            "--pkcs12-der".into(),
+                            p12.display().to_string(),
+                            "--pkcs12-passwd".into(),
+                            String::new(),
+                            format!("wss-listen:127.0.0.1:{port}"),
+                            format!("tcp:127.0.0.1:{target}"),
+                        ],
+                        None,
+                    )?);
+                    wait_listening(port)?;
+                    let local = free_port();
+                    // The client verifies against the dev CA through OpenSSL's SSL_CERT_FILE.
+                    peer.procs.push(spawn(
+                        vec![
+                            "-b".into(),
+                            format!("tcp-l:127.0.0.1:{local}"),
+                            format!("wss://localhost:{port}/"),
+                        ],
+                        Some(("SSL_CERT_FILE", repo("certs-dev/ca.pem"))),
+                    )?);
+                    wait_listening(local)?;
+                    locals.push(local);
+                }
+                (peer.sink, peer.echo) = (loopback(locals[0]), loopback(locals[1]));
+            }
+        }
+        Ok(peer)
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A port nothing listens on now (the tool is then told to listen there).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, read from /proc/net/tcp so that no
+/// probe connection reaches the tool (which would open a tunnel).
+fn wait_listening(port: u16) -> Result<(), String> {
+    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        if table.contains(&needle) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("nothing listened on 127.0.0.1:{port} within 30 s"))
 }
 
 // ---- the pieces --------------------------------------------------------------------------
