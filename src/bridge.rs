@@ -27,7 +27,7 @@ const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The least the local side is read into: a buffer shrinks back to this while reads stay
 /// small, which is most of an interactive session's life.
-const SMALL_CHUNK: usize = 1024;
+const SMALL_CHUNK: usize = 256;
 
 /// How a bridge behaves; the values come from `serve`/`connect` flags (SPEC §9).
 #[derive(Debug, Clone)]
@@ -201,8 +201,10 @@ where
 
     let writing = async {
         // Starts small and grows while reads fill it: idle sessions stay cheap.
-        let mut buf = vec![0u8; HEADROOM + crate::ws::INITIAL_CHUNK.min(cfg.buf_size)];
-        let mut stop = std::pin::pin!(stop);
+        let mut buf = vec![0u8; HEADROOM + SMALL_CHUNK.min(cfg.buf_size)];
+        // Boxed: pinned in place it would be stored twice in the session's state (as the
+        // argument and pinned), 376 bytes each (-Zprint-type-sizes).
+        let mut stop = Box::pin(stop);
         let mut sent: Option<u16> = None;
         let mut received: Option<CloseFrame> = None;
         let mut reader_done = false;

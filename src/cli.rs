@@ -973,7 +973,11 @@ fn connect(args: ClientArgs) -> anyhow::Result<Status> {
             let token = setup.token.read()?;
             let tunnel = setup.connector.open(token.as_deref()).await?;
             tunnel
-                .run(tokio::io::stdin(), tokio::io::stdout(), setup.ping_interval)
+                .run(
+                    crate::stdio::stdin(),
+                    crate::stdio::stdout(),
+                    setup.ping_interval,
+                )
                 .await
         });
         // A blocking stdin read may still be pending; do not wait for it.

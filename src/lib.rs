@@ -26,6 +26,7 @@
 //! | [`readahead`] | large socket reads under TLS while data streams, none while idle |
 //! | [`relay`] | `arcgate relay`: the embedded Hybrid Connections relay |
 //! | [`listener`] | relay mode's gate side: the listener control channel and accepts |
+//! | [`stdio`] | `connect`'s standard input and output: pipes without a blocking thread |
 //! | [`sshconfig`] | `arcgate ssh-config`: a Host block with safe quoting |
 //! | [`tls`] | TLS configurations |
 //! | [`deadline`] | named timeouts for every phase |
@@ -55,6 +56,7 @@ pub mod request;
 pub mod server;
 pub mod sessions;
 pub mod sshconfig;
+pub mod stdio;
 pub mod store;
 pub mod tls;
 pub mod token;
