@@ -807,21 +807,31 @@ impl Sshd {
 }
 
 /// Reads lines until one contains `needle`; returns it. The rest is drained in a thread.
+/// A process that ends first fails the bench with what it printed.
 fn wait_line(stream: impl Read + Send + 'static, needle: &str) -> String {
     let (tx, rx) = mpsc::channel();
-    let needle = needle.to_string();
+    let wanted = needle.to_string();
     std::thread::spawn(move || {
         let mut sent = false;
+        let mut before = Vec::new();
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            if !sent && line.contains(&needle) {
-                let _ = tx.send(line);
+            if !sent && line.contains(&wanted) {
+                let _ = tx.send(Ok(line));
                 sent = true;
+            } else if !sent {
+                before.push(line);
             }
         }
+        if !sent {
+            let _ = tx.send(Err(before.join("\n")));
+        }
     });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("a process did not start")
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(line)) => line,
+        Ok(Err(printed)) => panic!("a process ended before printing {needle:?}:\n{printed}"),
+        Err(e) => panic!("a process did not print {needle:?}: {e}"),
+    }
 }
 
 struct Proc {

@@ -174,8 +174,9 @@ pub struct ServeArgs {
     /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
     #[arg(long, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
-    /// With --relay: no inbound listening socket at all.
-    #[arg(long, requires = "relay")]
+    /// With --relay: no inbound listening socket at all (and so no certificate: --cert and
+    /// --key do not apply).
+    #[arg(long, requires = "relay", conflicts_with_all = ["cert", "key", "listen"])]
     pub relay_only: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -496,8 +497,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
     }
     let snapshot = live::load_initial(&paths)?;
     let name = args.name.clone().unwrap_or_else(host_name);
-    let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
-    let tls = crate::tls::server_config(certs.clone());
+    // Relay-only: nothing accepts TLS here, so no certificate is loaded or watched.
+    let certs = match args.relay_only {
+        true => None,
+        false => Some(Arc::new(CertStore::load(&args.cert, &args.key)?)),
+    };
     if let Some(admin) = &args.admin {
         crate::admin::check_address(admin).map_err(UsageError)?;
     }
@@ -507,7 +511,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             args.audit_log.as_deref().unwrap_or(Path::new("")).display()
         )
     })?);
-    if args.cert.starts_with("certs-dev") || args.key.starts_with("certs-dev") {
+    if certs.is_some() && (args.cert.starts_with("certs-dev") || args.key.starts_with("certs-dev"))
+    {
         tracing::warn!(
             "USING THE DEVELOPMENT CERTIFICATES in certs-dev/: for development and tests only. \
              their private key is in the repository; pass --cert and --key for real use"
@@ -561,11 +566,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         let watcher = tokio::spawn(watch.run(tx, stopped(stop_rx.clone()), move |ok| {
             metrics.reload(ok)
         }));
-        let cert_watch = live::FileWatch::start(&certs.paths())
-            .context("cannot watch the certificate files")?;
+        let cert_watch = match &certs {
+            Some(certs) => Some((
+                live::FileWatch::start(&certs.paths())
+                    .context("cannot watch the certificate files")?,
+                certs.clone(),
+            )),
+            None => None,
+        };
         tokio::spawn(reload_on_change_or_hup(
             cert_watch,
-            certs.clone(),
             audit.clone(),
             stopped(stop_rx.clone()),
         ));
@@ -602,8 +612,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             tokio::spawn(crate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
         }
         let shutdown = shutdown_signal(stop_tx);
-        match listener {
-            Some(listener) => server::run(listener, tls, gate, shutdown).await,
+        match listener.zip(certs) {
+            Some((listener, certs)) => {
+                let tls = crate::tls::server_config(certs);
+                server::run(listener, tls, gate, shutdown).await
+            }
             None => server::run_without_listener(gate, shutdown).await,
         }
         if let Err(e) = watcher.await {
@@ -616,9 +629,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
 
 /// Reloads the certificate pair when its files change, and on SIGHUP also reopens the audit
 /// log (logrotate's postrotate sends SIGHUP). A broken pair is logged and the one in use kept.
+/// `certs` is `None` when there is no certificate (relay-only): SIGHUP still reopens the log.
 async fn reload_on_change_or_hup(
-    mut files: live::FileWatch,
-    certs: Arc<CertStore>,
+    certs: Option<(live::FileWatch, Arc<CertStore>)>,
     audit: Arc<Audit>,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -628,12 +641,20 @@ async fn reload_on_change_or_hup(
         tracing::error!("cannot listen for SIGHUP; certificates reload on file changes only");
         return;
     };
+    let (mut files, certs) = certs.unzip();
     loop {
+        let changed = async {
+            match &mut files {
+                Some(files) => files.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = &mut stop => return,
-            Some(()) = files.next() => {}
+            Some(()) = changed => {}
             Some(()) = hup.recv() => audit.reopen(),
         }
+        let Some(certs) = &certs else { continue };
         match certs.reload() {
             Ok(()) => tracing::info!("TLS certificate reloaded; new connections use it"),
             Err(e) => tracing::error!(

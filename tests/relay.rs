@@ -356,3 +356,27 @@ fn the_listener_authenticates_to_a_proxy_from_the_url() {
     let token = relay.sender_token_file(GATE_NAME);
     assert_ssh_echo(&sshd, &relay_proxy_command(&relay, &token), "authed");
 }
+
+#[test]
+fn relay_only_refuses_a_certificate_it_would_not_use() {
+    let dir = private_dir();
+    let out = Command::new(arcgate())
+        .args([
+            "serve",
+            "--relay-only",
+            "--relay",
+            "wss://localhost:1/$hc/x",
+        ])
+        .arg("--config")
+        .arg(dir.path().join("localconfig.json"))
+        .arg("--cert")
+        .arg(repo("certs-dev/server.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--relay-only") && err.contains("--cert"),
+        "{err}"
+    );
+}

@@ -1079,11 +1079,10 @@ impl Gate {
                 "--relay-ca",
             ])
             .arg(&ca)
-            .arg("--cert")
-            .arg(repo("certs-dev/server.pem"))
-            .arg("--key")
-            .arg(repo("certs-dev/server-key.pem"))
             .args(extra)
+            // No certificate: relay-only accepts no TLS, so it must not need one (its
+            // default path, certs-dev/, is relative and not in this directory).
+            .current_dir(dir.path())
             .env("RUST_LOG", "info")
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy");
