@@ -188,13 +188,16 @@ fn main() {
         let relay_url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
         let rfwd_sink = Proc::forward(&arcgate, &relay_url, sink.port(), &sender);
         let rfwd_echo = Proc::forward(&arcgate, &relay_url, echo.port(), &sender);
+        let pids = [relay.pid(), relayed.pid(), rfwd_sink.pid()];
+        let cpu_before: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
         let r_bulk = bulk(rfwd_sink.addr, s.bulk_bytes, 1);
-        rows.push(Row::higher(
-            "relay: bulk, 1 stream (MB/s)",
-            r_bulk,
-            via,
-            "direct mode",
-        ));
+        let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu_before;
+        let mut row = Row::higher("relay: bulk, 1 stream (MB/s)", r_bulk, via, "direct mode");
+        row.note = format!(
+            "forward+relay+serve CPU {:.2} s/GiB",
+            cpu / (s.bulk_bytes as f64 / (1u64 << 30) as f64)
+        );
+        rows.push(row);
         let (r50, _) = tunnels(rfwd_echo.addr, s.tunnels / 2);
         rows.push(Row::lower(
             "relay: new tunnel p50 (ms)",

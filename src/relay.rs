@@ -42,7 +42,7 @@ use crate::linger::Lingering;
 use crate::readahead::ReadAhead;
 use crate::server::{refusal, switching_protocols};
 use crate::token::{self, Audience, KeySet, Right, TokenError};
-use crate::ws::{Event, FrameReader, FrameWriter, HEADROOM, Role};
+use crate::ws::{Event, FrameReader, FrameWriter, Role};
 
 /// An accept address is good for this long (the protocol's 30 s).
 pub const ACCEPT_TTL: Duration = Duration::from_secs(30);
@@ -593,19 +593,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // Sized to the largest piece seen so far: an idle pair of sessions holds little, and a
-    // piece is never larger than what the reader buffers (about its read chunk).
-    let mut buf = vec![0u8; HEADROOM + crate::ws::INITIAL_CHUNK];
     loop {
         let result = match from.next().await {
-            Ok(Event::Data(d)) => {
-                let n = d.len();
-                if buf.len() < HEADROOM + n {
-                    buf.resize(HEADROOM + n, 0);
-                }
-                buf[HEADROOM..HEADROOM + n].copy_from_slice(d);
-                to.send_binary(&mut buf, n).await
-            }
+            Ok(Event::Data(d)) => to.send_binary_from(d).await,
             Ok(Event::Ping(p)) => to.send_ping(&p).await,
             Ok(Event::Pong) => Ok(()),
             Ok(Event::Close(c)) => {
@@ -682,6 +672,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::HEADROOM;
 
     #[test]
     fn accept_messages_parse_with_and_without_remote_endpoint_and_ignore_unknown_fields() {

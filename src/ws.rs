@@ -375,9 +375,25 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     async fn write_frame(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let write = async {
-            self.io.write_all(bytes).await?;
-            self.io.flush().await
+        self.write_parts(bytes, &[]).await
+    }
+
+    /// Writes `head` then `payload` (vectored: a TLS stream seals both into the same records
+    /// without our copying them together first) and flushes, within the stall limit.
+    async fn write_parts(&mut self, head: &[u8], payload: &[u8]) -> io::Result<()> {
+        let io = &mut self.io;
+        let write = async move {
+            let mut parts = [io::IoSlice::new(head), io::IoSlice::new(payload)];
+            let mut left = &mut parts[..];
+            io::IoSlice::advance_slices(&mut left, 0);
+            while !left.is_empty() {
+                let n = io.write_vectored(left).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                io::IoSlice::advance_slices(&mut left, n);
+            }
+            io.flush().await
         };
         match self.stall {
             None => write.await,
@@ -397,6 +413,27 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub async fn send_binary(&mut self, frame: &mut [u8], len: usize) -> io::Result<()> {
         let start = self.frame_in_place(frame, len, OpCode::Data(Data::Binary));
         self.write_frame(&frame[start..HEADROOM + len]).await
+    }
+
+    /// Sends `payload` as one binary frame without copying it (the relay's case: it forwards
+    /// a piece it did not read into a buffer of its own). A client must mask, which needs a
+    /// copy; that rare case makes one.
+    pub async fn send_binary_from(&mut self, payload: &[u8]) -> io::Result<()> {
+        if self.role == Role::Client {
+            let mut frame = vec![0u8; HEADROOM + payload.len()];
+            frame[HEADROOM..].copy_from_slice(payload);
+            return self.send_binary(&mut frame, payload.len()).await;
+        }
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Binary),
+            ..FrameHeader::default()
+        };
+        let mut head = [0u8; HEADROOM];
+        let len = header.len(payload.len() as u64);
+        header
+            .format(payload.len() as u64, &mut Cursor::new(&mut head[..len]))
+            .expect("a frame header fits in HEADROOM");
+        self.write_parts(&head[..len], payload).await
     }
 
     /// Returns where the frame starts in `frame`.
