@@ -85,15 +85,14 @@ fn main() {
 
     if run("bulk") {
         let raw = bulk(sink.addr(), s.bulk_bytes, 1);
-        let cpu_before = cpu_secs(gate.pid()) + cpu_secs(fwd_sink.pid());
+        let (fwd_before, gate_before) = (cpu_secs(fwd_sink.pid()), cpu_secs(gate.pid()));
         let via = bulk(fwd_sink.addr, s.bulk_bytes, 1);
-        let cpu = cpu_secs(gate.pid()) + cpu_secs(fwd_sink.pid()) - cpu_before;
+        let gib = s.bulk_bytes as f64 / (1u64 << 30) as f64;
+        let fwd = (cpu_secs(fwd_sink.pid()) - fwd_before) / gib;
+        let serve = (cpu_secs(gate.pid()) - gate_before) / gib;
         direct_bulk = Some(via);
         let mut row = Row::higher("bulk, 1 stream (MB/s)", via, raw, "raw loopback");
-        row.note = format!(
-            "forward+serve CPU {:.2} s/GiB",
-            cpu / (s.bulk_bytes as f64 / (1u64 << 30) as f64)
-        );
+        row.note = format!("CPU s/GiB: forward {fwd:.2} + serve {serve:.2}");
         rows.push(row);
         let raw4 = bulk(sink.addr(), s.bulk_bytes, 4);
         let via4 = bulk(fwd_sink.addr, s.bulk_bytes, 4);
@@ -188,14 +187,19 @@ fn main() {
         let relay_url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
         let rfwd_sink = Proc::forward(&arcgate, &relay_url, sink.port(), &sender);
         let rfwd_echo = Proc::forward(&arcgate, &relay_url, echo.port(), &sender);
-        let pids = [relay.pid(), relayed.pid(), rfwd_sink.pid()];
-        let cpu_before: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
+        let pids = [rfwd_sink.pid(), relay.pid(), relayed.pid()];
+        let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
         let r_bulk = bulk(rfwd_sink.addr, s.bulk_bytes, 1);
-        let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu_before;
+        let gib = s.bulk_bytes as f64 / (1u64 << 30) as f64;
+        let cpu: Vec<f64> = pids
+            .iter()
+            .zip(&cpu_before)
+            .map(|(p, before)| (cpu_secs(*p) - before) / gib)
+            .collect();
         let mut row = Row::higher("relay: bulk, 1 stream (MB/s)", r_bulk, via, "direct mode");
         row.note = format!(
-            "forward+relay+serve CPU {:.2} s/GiB",
-            cpu / (s.bulk_bytes as f64 / (1u64 << 30) as f64)
+            "CPU s/GiB: forward {:.2} + relay {:.2} + serve {:.2}",
+            cpu[0], cpu[1], cpu[2]
         );
         rows.push(row);
         let (r50, _) = tunnels(rfwd_echo.addr, s.tunnels / 2);
