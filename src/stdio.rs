@@ -9,7 +9,7 @@
 //! It does not know about tunnels; [`crate::client`] bridges whatever it is given.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -42,32 +42,26 @@ const PIPE_SIZE: usize = 1 << 20;
 
 /// This process's standard input. Must be called inside the runtime.
 pub fn stdin() -> Stdin {
-    let pipe = io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(pipe::Receiver::from_owned_fd);
-    if let Ok(p) = &pipe {
-        let _ = rustix::pipe::fcntl_setpipe_size(p, PIPE_SIZE);
-    }
-    match pipe {
-        Ok(p) => Stdin::Pipe(p),
-        Err(_) => Stdin::Other(tokio::io::stdin()),
+    match as_pipe(io::stdin().as_fd(), pipe::Receiver::from_owned_fd) {
+        Some(p) => Stdin::Pipe(p),
+        None => Stdin::Other(tokio::io::stdin()),
     }
 }
 
 /// This process's standard output. Must be called inside the runtime.
 pub fn stdout() -> Stdout {
-    let pipe = io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(pipe::Sender::from_owned_fd);
-    if let Ok(p) = &pipe {
-        let _ = rustix::pipe::fcntl_setpipe_size(p, PIPE_SIZE);
+    match as_pipe(io::stdout().as_fd(), pipe::Sender::from_owned_fd) {
+        Some(p) => Stdout::Pipe(p),
+        None => Stdout::Other(tokio::io::stdout()),
     }
-    match pipe {
-        Ok(p) => Stdout::Pipe(p),
-        Err(_) => Stdout::Other(tokio::io::stdout()),
-    }
+}
+
+/// `fd` as a non-blocking pipe end grown to [`PIPE_SIZE`], when it is a pipe (`open` refuses
+/// anything else).
+fn as_pipe<T: AsFd>(fd: BorrowedFd<'_>, open: fn(OwnedFd) -> io::Result<T>) -> Option<T> {
+    let pipe = fd.try_clone_to_owned().and_then(open).ok()?;
+    let _ = rustix::pipe::fcntl_setpipe_size(&pipe, PIPE_SIZE);
+    Some(pipe)
 }
 
 impl AsyncRead for Stdin {
