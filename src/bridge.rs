@@ -363,3 +363,67 @@ where
     let _ = tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, writer.shutdown()).await;
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_ping_flood_is_not_queued_and_data_still_flows() {
+        let (peer, gate_side) = tokio::io::duplex(1 << 20);
+        let (local, mut service) = tokio::io::duplex(1 << 16);
+        let (local_r, local_w) = tokio::io::split(local);
+        let cfg = BridgeConfig {
+            role: Role::Server,
+            peer_close_ends_session: false,
+            ping_interval: None,
+            missed_pongs: 3,
+            max_frame: 1 << 20,
+            buf_size: 64 * 1024,
+            idle_timeout: None,
+            close_timeout: Some(Duration::from_secs(5)),
+        };
+        let counters = Counters::default();
+        let (peer_r, peer_w) = tokio::io::split(peer);
+        let pings = 1000;
+        let client = async move {
+            let mut w = FrameWriter::new(peer_w, Role::Client);
+            for _ in 0..pings {
+                w.send_ping(b"p").await.unwrap();
+            }
+            let mut frame = vec![0u8; HEADROOM + 5];
+            frame[HEADROOM..].copy_from_slice(b"hello");
+            w.send_binary(&mut frame, 5).await.unwrap();
+            w.send_close(close::NORMAL, "").await.unwrap();
+            let mut r = FrameReader::new(peer_r, Role::Client, 1 << 20, 4096);
+            let mut pongs = 0;
+            loop {
+                match r.next().await.unwrap() {
+                    Event::Pong => pongs += 1,
+                    Event::Close(c) => return (pongs, c.code),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        };
+        let service_side = async move {
+            let mut got = Vec::new();
+            service.read_to_end(&mut got).await.unwrap();
+            drop(service); // the service ends: the gate closes
+            got
+        };
+        let stop = std::future::pending();
+        let (outcome, (pongs, code), got) = tokio::join!(
+            run(gate_side, &[], local_r, local_w, &cfg, stop, &counters),
+            client,
+            service_side
+        );
+        assert_eq!(got, b"hello", "the data arrives whole behind the flood");
+        assert_eq!(code, close::NORMAL);
+        assert_eq!(outcome.closed_by, ClosedBy::Peer);
+        assert!(
+            pongs < pings / 2,
+            "{pongs} pongs for {pings} pings: unanswered pings must be replaced, not queued"
+        );
+    }
+}
