@@ -469,11 +469,12 @@ impl Gate {
             Ok(a) => a,
         };
         let response = switching_protocols(&admitted.request.ws_key);
-        let request = Request::from_parts(head, body);
+        // Taken before the task, so that the task holds the pending upgrade, not the request.
+        let upgrade = hyper::upgrade::on(Request::from_parts(head, body));
         let gate = self.clone();
         tokio::spawn(
             async move {
-                match hyper::upgrade::on(request).await {
+                match upgrade.await {
                     Ok(upgraded) => gate.session(upgraded, admitted).await,
                     Err(e) => tracing::warn!(error = %e, "upgrade failed after 101"),
                 }
@@ -497,16 +498,15 @@ impl Gate {
             key: grant.key_name,
             revoke_with_key: true,
         };
-        let cfg = self.opts.bridge.clone();
+        let cfg = &self.opts.bridge;
         match take_stream(upgraded) {
             Ok((io, leftover)) => {
-                self.bridge_session(io, &leftover, &cfg, meta, service, slot)
+                self.bridge_session(io, &leftover, cfg, meta, service, slot)
                     .await
             }
             Err(upgraded) => {
                 let io = Box::new(TokioIo::new(upgraded));
-                self.bridge_session(io, &[], &cfg, meta, service, slot)
-                    .await
+                self.bridge_session(io, &[], cfg, meta, service, slot).await
             }
         }
     }
