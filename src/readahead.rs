@@ -3,10 +3,10 @@
 //! rustls reads its input 4 KiB at a time (`READ_SIZE` in its deframer), so a stream of
 //! 16 KiB TLS records costs four or more `read` system calls per record, each also waking the
 //! sender. [`ReadAhead`] sits between the socket and the TLS layer: while the socket has more
-//! waiting than the reader asks for, it reads up to [`AHEAD`] bytes at once and serves the
-//! small reads from memory; as soon as one read takes everything the socket had, or the socket
-//! has nothing waiting, it frees the buffer, so an idle session holds none. Writes pass
-//! straight through.
+//! waiting than the reader asks for, it reads ahead — [`FIRST_AHEAD`] at first, up to
+//! [`AHEAD`] while the reader keeps up — and serves the small reads from memory; as soon as
+//! one read takes everything the socket had, or the socket has nothing waiting, it frees the
+//! buffer, so an idle session holds none. Writes pass straight through.
 //!
 //! It does not know about TLS or WebSockets; it only changes how reads reach the socket.
 
@@ -20,6 +20,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// `buf_size`), so that one read takes a whole frame's records.
 pub const AHEAD: usize = 256 * 1024;
 
+/// The first read-ahead of a connection. It doubles each time a read fills it, up to
+/// [`AHEAD`], so a stream reaches full size within a few reads, while a connection whose
+/// reader stops early — a client pipelining bytes behind a request the gate is still
+/// deciding, say — holds at most this much here, not 256 KiB for each of the thousands of
+/// connections that may be in their handshake at once.
+pub const FIRST_AHEAD: usize = 16 * 1024;
+
 /// A stream whose small reads are served from one large read while data keeps coming.
 #[derive(Debug)]
 pub struct ReadAhead<S> {
@@ -28,6 +35,8 @@ pub struct ReadAhead<S> {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    /// How much the next read-ahead reads: from [`FIRST_AHEAD`] up to [`AHEAD`].
+    size: usize,
 }
 
 impl<S> ReadAhead<S> {
@@ -38,6 +47,7 @@ impl<S> ReadAhead<S> {
             buf: Vec::new(),
             pos: 0,
             end: 0,
+            size: FIRST_AHEAD,
         }
     }
 
@@ -79,9 +89,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             ready!(Pin::new(&mut this.io).poll_read(cx, out))?;
             let got = out.filled().len() - before;
             if got > 0 && got == asked && asked < AHEAD {
-                this.buf = vec![0; AHEAD];
+                this.buf = vec![0; this.size];
             }
             return Poll::Ready(Ok(()));
+        }
+        if this.buf.len() < this.size {
+            // Drained, and the last read-ahead was filled: read more at once from now on.
+            this.buf = vec![0; this.size];
         }
         let mut fill = ReadBuf::new(&mut this.buf);
         if Pin::new(&mut this.io)
@@ -93,6 +107,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             return Poll::Pending;
         }
         let got = fill.filled().len();
+        if got == this.buf.len() {
+            this.size = (this.size * 2).min(AHEAD);
+        }
         (this.pos, this.end) = (0, got);
         this.serve(out);
         if got <= asked {
@@ -169,6 +186,27 @@ mod tests {
             r.buf.is_empty(),
             "nothing is held once the stream has ended"
         );
+    }
+
+    #[tokio::test]
+    async fn read_ahead_starts_small_and_grows_only_while_the_reader_keeps_up() {
+        let (mut tx, rx) = tokio::io::duplex(2 << 20);
+        tx.write_all(&vec![1u8; 1 << 20]).await.unwrap();
+        let mut r = ReadAhead::new(rx);
+        let mut piece = [0u8; 4096];
+        // A reader that stops after two reads has had at most FIRST_AHEAD read ahead for it.
+        r.read_exact(&mut piece).await.unwrap();
+        r.read_exact(&mut piece).await.unwrap();
+        assert_eq!(r.buf.len(), FIRST_AHEAD, "a first read-ahead is small");
+        // A reader that keeps up gets the full size.
+        let mut total = 2 * piece.len();
+        while total < 1 << 20 {
+            total += r.read(&mut piece).await.unwrap();
+            if r.buf.len() == AHEAD {
+                return;
+            }
+        }
+        panic!("never grew to {AHEAD}: at {}", r.buf.len());
     }
 
     #[tokio::test]
