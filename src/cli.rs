@@ -174,8 +174,8 @@ pub struct ServeArgs {
     /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
     #[arg(long, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
-    /// With --relay: no inbound listening socket at all (and so no certificate: --cert and
-    /// --key do not apply).
+    /// With --relay: no inbound listening socket at all, and so no certificate (--cert, --key
+    /// and --listen are refused with it).
     #[arg(long, requires = "relay", conflicts_with_all = ["cert", "key", "listen"])]
     pub relay_only: bool,
     #[command(flatten)]
@@ -534,9 +534,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             missed_pongs: args.missed_pongs,
             idle_timeout: args.idle_timeout.filter(|d| !d.is_zero()),
             max_frame: args.max_frame_bytes,
-            // Buffers start at 4 KiB and grow to this only while reads fill them. 256 KiB
-            // rather than 64: each system call and wake-up moves four times as much, which cut
-            // forward+serve CPU per GiB by 12% in the bench; a busy session holds about 1 MiB.
+            // Buffers start small and grow to this only while reads fill them. 256 KiB rather
+            // than 64: each system call and wake-up moves four times as much, which cut
+            // forward+serve CPU per GiB by 12% in the bench; a busy session holds at most
+            // about 1.3 MiB (README, Limits).
             buf_size: crate::readahead::AHEAD,
             // RFC 6455 leaves the wait for the peer's Close to the endpoint; 5 s is generous
             // for any live peer and short enough not to hold dead ones.

@@ -19,11 +19,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::readahead::ReadAhead;
-
 use crate::bridge::{self, BridgeConfig, ClosedBy, Counters};
 use crate::deadline::{TimedOut, within};
 use crate::proxy::Proxy;
+use crate::readahead::ReadAhead;
 use crate::tls::ClientTrust;
 use crate::ws::close;
 
