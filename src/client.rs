@@ -480,10 +480,10 @@ async fn handshake(
         rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
             ClientError::Usage(format!("'{}' is not a valid TLS name: {e}", target.host))
         })?;
-    let mut tls = within(
+    let tls = within(
         "the TLS handshake",
         left(),
-        TlsConnector::from(tls_config).connect(server_name, ReadAhead::new(tcp)),
+        crate::tls::connect(TlsConnector::from(tls_config), server_name, tcp),
     )
     .await
     .map_err(timed_out)?
@@ -498,9 +498,6 @@ async fn handshake(
             "the connection ended during the TLS handshake: {e}"
         )),
     })?;
-    tls.get_mut()
-        .1
-        .set_buffer_limit(Some(crate::tls::SEND_BUFFER));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| network(e.to_string()))?;

@@ -51,11 +51,6 @@ impl<S> ReadAhead<S> {
         }
     }
 
-    /// The stream underneath. Bytes already read ahead are not in it.
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
-
     /// The stream underneath, for shutting it down or draining it. Bytes already read ahead
     /// are not in it.
     pub fn get_mut(&mut self) -> &mut S {

@@ -39,7 +39,6 @@ use tracing::Instrument;
 
 use crate::config::shorten;
 use crate::linger::Lingering;
-use crate::readahead::ReadAhead;
 use crate::server::{refusal, switching_protocols};
 use crate::token::{self, Audience, KeySet, Right, TokenError};
 use crate::ws::{Event, FrameReader, FrameWriter, Role};
@@ -645,14 +644,10 @@ pub async fn run(
             async move {
                 let _ = tcp.set_nodelay(true);
                 let timeout = relay.opts.handshake_timeout;
-                let Ok(Ok(mut tls)) =
-                    tokio::time::timeout(timeout, acceptor.accept(ReadAhead::new(tcp))).await
-                else {
+                let accepted = crate::tls::accept(&acceptor, tcp);
+                let Ok(Ok(tls)) = tokio::time::timeout(timeout, accepted).await else {
                     return;
                 };
-                tls.get_mut()
-                    .1
-                    .set_buffer_limit(Some(crate::tls::SEND_BUFFER));
                 let service = {
                     let relay = relay.clone();
                     hyper::service::service_fn(move |req| relay.clone().answer(req, peer))

@@ -36,7 +36,6 @@ use crate::linger::{GateStream, Lingering};
 use crate::live::Snapshot;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::{self, Candidate, Denied};
-use crate::readahead::ReadAhead;
 use crate::request::{self, ConnectRequest, RequestError};
 use crate::sessions::{Limit, LiveSession, SessionTable, Slot};
 use crate::token::{self, Audience, Grant, TokenError};
@@ -721,9 +720,9 @@ async fn serve_connection(
     let accepted = within(
         "the TLS handshake",
         gate.opts.handshake_timeout,
-        acceptor.accept(ReadAhead::new(tcp)),
+        crate::tls::accept(&acceptor, tcp),
     );
-    let mut tls = match accepted.await {
+    let tls = match accepted.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -734,9 +733,6 @@ async fn serve_connection(
             return;
         }
     };
-    tls.get_mut()
-        .1
-        .set_buffer_limit(Some(crate::tls::SEND_BUFFER));
     let remaining = deadline.saturating_duration_since(Instant::now());
     let service = {
         let gate = gate.clone();

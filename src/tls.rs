@@ -1,5 +1,6 @@
 //! TLS configuration for the gate (certificate and key from PEM files) and for the clients
-//! (system roots plus `--ca`, or — only when asked, with a warning — no verification).
+//! (system roots plus `--ca`, or — only when asked, with a warning — no verification), and
+//! the TLS handshake as the data path wants its streams ([`accept`], [`connect`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+use crate::readahead::ReadAhead;
 
 /// The most unsent plaintext a connection takes into its TLS buffer (rustls' default is
 /// 64 KiB). rustls accepts plaintext only up to this limit, so under the default each 64 KiB
@@ -16,6 +21,28 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 /// frame plus room for its header fits a frame whole, and bounds what a session that is not
 /// being read can queue here.
 pub const SEND_BUFFER: usize = crate::readahead::AHEAD + 4096;
+
+/// Accepts a TLS connection for the data path: read ahead below it, a send buffer that takes
+/// whole frames. The gate and the relay both accept this way.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> std::io::Result<server::TlsStream<ReadAhead<TcpStream>>> {
+    let mut tls = acceptor.accept(ReadAhead::new(tcp)).await?;
+    tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
+    Ok(tls)
+}
+
+/// Connects TLS for the data path, like [`accept`] on the client side.
+pub async fn connect(
+    connector: TlsConnector,
+    name: ServerName<'static>,
+    tcp: TcpStream,
+) -> std::io::Result<client::TlsStream<ReadAhead<TcpStream>>> {
+    let mut tls = connector.connect(name, ReadAhead::new(tcp)).await?;
+    tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
+    Ok(tls)
+}
 
 /// A TLS setup failure, naming the file and what to do.
 #[derive(Debug, thiserror::Error)]

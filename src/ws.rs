@@ -20,7 +20,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 /// The first read size of a session: enough for any handshake-sized exchange; it grows (to
 /// the configured chunk) only while reads fill it.
-pub const INITIAL_CHUNK: usize = 4096;
+const INITIAL_CHUNK: usize = 4096;
 
 /// Gather more ready input in one fill only while this much room is left: less is not worth
 /// another pass through the TLS layer.
@@ -221,18 +221,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// here. A stream whose empty read returns at once (plain TCP) just goes on to the real
     /// read, buffer and all.
     async fn wait_for_input(&mut self) -> io::Result<()> {
-        let io = &mut self.io;
-        let mut empty_read =
-            std::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut [])));
-        if let Some(ready) = futures_util::FutureExt::now_or_never(&mut empty_read) {
+        if let Some(ready) = futures_util::FutureExt::now_or_never(empty_read(&mut self.io)) {
             return ready;
         }
-        drop(empty_read);
         // Nothing waiting: the session is between bursts, or idle. Let the buffer go.
         self.buf = BytesMut::new();
-        let io = &mut self.io;
-        std::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut [])))
-            .await
+        empty_read(&mut self.io).await
     }
 
     /// The next event. Data frames are streamed: a large frame arrives as several
@@ -326,6 +320,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             _ => Ok(()),
         }
     }
+}
+
+/// A read into an empty buffer: how [`FrameReader::wait_for_input`] waits.
+fn empty_read<R: AsyncRead + Unpin>(io: &mut R) -> impl Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut [])))
 }
 
 fn parse_close(payload: &[u8]) -> Result<CloseFrame, WsError> {
