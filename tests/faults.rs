@@ -17,12 +17,7 @@ fn sshd_killed_mid_session_closes_cleanly_and_the_gate_stays_up() {
     let mut client = spawn_piped(&mut connect_cmd(&gate.url(), sshd.port, &token));
     let _stdin = client.stdin.take();
     let mut banner = [0u8; 8];
-    client
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut banner)
-        .unwrap();
+    read_stdout(&mut client, &mut banner);
     assert_eq!(&banner, b"SSH-2.0-");
     let killed_at = Instant::now();
     sshd.kill_all();
@@ -32,13 +27,7 @@ fn sshd_killed_mid_session_closes_cleanly_and_the_gate_stays_up() {
         "{:?}",
         killed_at.elapsed()
     );
-    let mut err = String::new();
-    client
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut client);
     // A WebSocket Close either way: 1000 (the service closed) or 1011 (its connection failed).
     match status.code() {
         Some(0) => assert!(err.is_empty(), "{err}"),
@@ -80,13 +69,7 @@ fn the_gate_dying_during_a_handshake_is_a_clear_client_error_and_a_restart_serve
     drop(conn);
     drop(doomed);
     let (status, mut client) = wait_with_deadline(client, Duration::from_secs(10));
-    let mut err = String::new();
-    client
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut client);
     assert_eq!(status.code(), Some(9), "{err}");
     assert!(
         err.contains("the connection ended during the TLS handshake"),
@@ -225,12 +208,7 @@ fn a_second_stop_signal_exits_at_once() {
     let mut stdin = client.stdin.take().unwrap();
     stdin.write_all(b"x").unwrap();
     let mut one = [0u8; 1];
-    client
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut one)
-        .unwrap();
+    read_stdout(&mut client, &mut one);
     let from = gate.running.log.len();
     gate.running.signal("TERM");
     gate.running

@@ -386,12 +386,7 @@ fn an_idle_session_is_closed_after_the_idle_timeout() {
     let mut stdin = client.stdin.take().unwrap();
     stdin.write_all(b"a").unwrap();
     let mut one = [0u8; 1];
-    client
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut one)
-        .unwrap();
+    read_stdout(&mut client, &mut one);
     let idle_from = Instant::now();
     let (status, mut client) = wait_with_deadline(client, Duration::from_secs(10));
     let waited = idle_from.elapsed();
@@ -399,13 +394,7 @@ fn an_idle_session_is_closed_after_the_idle_timeout() {
         waited >= Duration::from_millis(900),
         "closed after {waited:?}"
     );
-    let mut err = String::new();
-    client
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut client);
     assert_eq!(status.code(), Some(10), "{err}");
     assert!(err.contains("1001 idle timeout"), "{err}");
     gate.running.log.expect(&["session ended", "idle timeout"]);

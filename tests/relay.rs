@@ -1,7 +1,7 @@
 //! Relay mode end to end: `ssh` → `arcgate connect` → `arcgate relay` ← `arcgate serve
 //! --relay --relay-only` (no inbound port) → `sshd`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
@@ -98,12 +98,7 @@ fn a_policy_change_revokes_a_relayed_session_with_1008() {
     let mut stdin = client.stdin.take().unwrap();
     stdin.write_all(b"abc").unwrap();
     let mut back = [0u8; 3];
-    client
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut back)
-        .unwrap();
+    read_stdout(&mut client, &mut back);
     assert_eq!(&back, b"abc");
     gate.config_ok(&[
         "set",
@@ -112,13 +107,7 @@ fn a_policy_change_revokes_a_relayed_session_with_1008() {
         &port.to_string(),
     ]);
     let (status, mut client) = wait_with_deadline(client, Duration::from_secs(5));
-    let mut err = String::new();
-    client
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut client);
     assert_eq!(status.code(), Some(10), "{err}");
     assert!(
         err.contains("closed the session: 1008 connection not allowed"),

@@ -89,17 +89,6 @@ fn connected_client(gate: &Gate, sshd: &Sshd) -> (std::process::Child, std::proc
     (child, stdin)
 }
 
-fn stderr_of(child: &mut std::process::Child) -> String {
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
-}
-
 #[test]
 fn client_exits_promptly_when_the_gate_dies() {
     let sshd = Sshd::start();

@@ -146,8 +146,7 @@ fn config_change_applies_to_the_next_connection_and_revokes_live_sessions() {
         ended_after < Duration::from_secs(2),
         "session ended only after {ended_after:?}"
     );
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut long.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr_of(&mut long);
     assert!(
         err.contains("closed the session: 1008 connection not allowed"),
         "{err}"

@@ -533,6 +533,23 @@ pub fn wait_with_deadline(mut child: Child, limit: Duration) -> (std::process::E
     (status.unwrap(), child)
 }
 
+/// Everything a finished child printed on stderr.
+pub fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// Reads exactly `buf.len()` bytes from a running child's stdout.
+pub fn read_stdout(child: &mut Child, buf: &mut [u8]) {
+    child.stdout.as_mut().unwrap().read_exact(buf).unwrap();
+}
+
 /// Runs a command, returning (status success, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("command runs");
