@@ -924,39 +924,55 @@ fn write_secret(path: &Path, content: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// Passes the development certificate and key.
+fn with_dev_cert(cmd: &mut Command) -> &mut Command {
+    cmd.arg("--cert")
+        .arg(repo("certs-dev/server.pem"))
+        .arg("--key")
+        .arg(repo("certs-dev/server-key.pem"))
+}
+
+/// Starts `cmd` with warnings-only logging and waits for the line containing `ready`.
+fn spawn_ready(cmd: &mut Command, ready: &str) -> (Child, String) {
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = wait_line(child.stderr.take().unwrap(), ready);
+    (child, line)
+}
+
 impl Proc {
-    fn gate(bin: &Path, work: &TempDir, name: &str, ports: &[u16]) -> Proc {
-        let (dir, cfg) = gate_dir(bin, work, name, ports);
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--name",
-                "benchhost",
-                "--config",
-            ])
-            .arg(&cfg)
-            .args([
-                "--max-sessions-per-ip",
-                "100000",
-                "--max-sessions",
-                "100000",
-                "--cert",
-            ])
-            .arg(repo("certs-dev/server.pem"))
-            .arg("--key")
-            .arg(repo("certs-dev/server-key.pem"))
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let line = wait_line(child.stderr.take().unwrap(), "arcgate: listening on ");
+    /// Starts `cmd`; its address is what follows `ready` on its ready line.
+    fn start(cmd: &mut Command, ready: &str, dir: PathBuf) -> Proc {
+        let (child, line) = spawn_ready(cmd, ready);
         Proc {
-            addr: addr_after(&line, "arcgate: listening on "),
+            addr: addr_after(&line, ready),
             child,
             dir,
         }
+    }
+
+    fn gate(bin: &Path, work: &TempDir, name: &str, ports: &[u16]) -> Proc {
+        let (dir, cfg) = gate_dir(bin, work, name, ports);
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "benchhost",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args([
+            "--max-sessions-per-ip",
+            "100000",
+            "--max-sessions",
+            "100000",
+        ]);
+        Proc::start(with_dev_cert(&mut cmd), "arcgate: listening on ", dir)
     }
 
     fn pid(&self) -> u32 {
@@ -980,28 +996,19 @@ impl Proc {
     }
 
     fn forward(bin: &Path, url: &str, port: u16, token: &Path) -> Proc {
-        let mut child = Command::new(bin)
-            .args([
-                "forward",
-                "127.0.0.1:0",
-                url,
-                "-p",
-                &port.to_string(),
-                "--ca",
-            ])
-            .arg(repo("certs-dev/ca.pem"))
-            .arg("--token-file")
-            .arg(token)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let line = wait_line(child.stderr.take().unwrap(), "arcgate: forwarding ");
-        Proc {
-            addr: addr_after(&line, "arcgate: forwarding "),
-            child,
-            dir: PathBuf::new(),
-        }
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "forward",
+            "127.0.0.1:0",
+            url,
+            "-p",
+            &port.to_string(),
+            "--ca",
+        ])
+        .arg(repo("certs-dev/ca.pem"))
+        .arg("--token-file")
+        .arg(token);
+        Proc::start(&mut cmd, "arcgate: forwarding ", PathBuf::new())
     }
 
     fn relay(bin: &Path, work: &TempDir) -> Proc {
@@ -1013,23 +1020,10 @@ impl Proc {
             r#"[{"name":"send","key":"bench-send-key-0123456789","rights":["send"]},
                 {"name":"listen","key":"bench-listen-key-0123456789","rights":["listen"]}]"#,
         );
-        let mut child = Command::new(bin)
-            .args(["relay", "--listen", "127.0.0.1:0", "--keys"])
-            .arg(&keys)
-            .arg("--cert")
-            .arg(repo("certs-dev/server.pem"))
-            .arg("--key")
-            .arg(repo("certs-dev/server-key.pem"))
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let line = wait_line(child.stderr.take().unwrap(), "arcgate: relay listening on ");
-        Proc {
-            addr: addr_after(&line, "arcgate: relay listening on "),
-            child,
-            dir,
-        }
+        let mut cmd = Command::new(bin);
+        cmd.args(["relay", "--listen", "127.0.0.1:0", "--keys"])
+            .arg(&keys);
+        Proc::start(with_dev_cert(&mut cmd), "arcgate: relay listening on ", dir)
     }
 
     fn relayed_gate(bin: &Path, work: &TempDir, relay: &Proc, ports: &[u16]) -> Proc {
@@ -1040,17 +1034,13 @@ impl Proc {
             r#"[{"name":"listen","key":"bench-listen-key-0123456789"}]"#,
         );
         let url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
-        let mut child = Command::new(bin)
-            .args(["serve", "--relay-only", "--name", "benchhost", "--config"])
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--relay-only", "--name", "benchhost", "--config"])
             .arg(&cfg)
             .args(["--relay", &url, "--relay-key", "listen", "--relay-ca"])
             .arg(repo("certs-dev/ca.pem"))
-            .args(["--max-sessions-per-ip", "100000"])
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_line(child.stderr.take().unwrap(), "arcgate: attached to relay");
+            .args(["--max-sessions-per-ip", "100000"]);
+        let (child, _) = spawn_ready(&mut cmd, "arcgate: attached to relay");
         Proc {
             addr: relay.addr,
             child,
