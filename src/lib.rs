@@ -23,12 +23,13 @@
 //! | [`client`] | `arcgate connect`: URL, token, TLS, handshake, refusals |
 //! | [`forward`] | `arcgate forward`: a local listener, one tunnel per connection |
 //! | [`proxy`] | outbound HTTP CONNECT proxies and their bypass rules |
-//! | [`readahead`] | large socket reads under TLS while data streams, none while idle |
+//! | [`readahead`] | clients' large socket reads under TLS while data streams, none while idle |
 //! | [`relay`] | `arcgate relay`: the embedded Hybrid Connections relay |
 //! | [`listener`] | relay mode's gate side: the listener control channel and accepts |
 //! | [`stdio`] | `connect`'s standard input and output: pipes without a blocking thread |
 //! | [`sshconfig`] | `arcgate ssh-config`: a Host block with safe quoting |
 //! | [`tls`] | TLS configurations |
+//! | [`tlsserver`] | the gate's TLS streams: rustls' unbuffered connection, buffers freed while idle |
 //! | [`deadline`] | named timeouts for every phase |
 //! | [`net`] | accepting connections without spinning on errors |
 //! | [`linger`] | lingering close, so that refusals reach clients that were still sending |
@@ -59,5 +60,6 @@ pub mod sshconfig;
 pub mod stdio;
 pub mod store;
 pub mod tls;
+pub mod tlsserver;
 pub mod token;
 pub mod ws;

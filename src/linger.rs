@@ -11,15 +11,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::tlsserver::ServerTls;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::server::TlsStream;
 
-use crate::readahead::ReadAhead;
-
-/// The gate's connection stream: TLS over a socket read ahead.
-pub type GateStream = TlsStream<ReadAhead<TcpStream>>;
+/// The gate's (and the relay's) connection stream: TLS over a socket.
+pub type GateStream = ServerTls<TcpStream>;
 
 /// How long a closed connection's input is drained: enough for a client to finish sending
 /// a request we refused and read the answer; short enough that it holds little.
@@ -65,7 +63,7 @@ impl Drop for Lingering {
         };
         runtime.spawn(async move {
             // The TLS layer is done (close_notify sent by hyper's shutdown); drain below it.
-            let tcp = io.get_mut().0.get_mut();
+            let tcp = io.get_mut();
             let _ = tcp.shutdown().await;
             let mut buf = [0u8; 8192];
             let mut drained = 0;

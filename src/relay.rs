@@ -32,7 +32,6 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{RwLock, mpsc, oneshot};
-use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 use tracing::Instrument;
@@ -626,7 +625,6 @@ pub async fn run(
     relay: Arc<Relay>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let mut shutdown = std::pin::pin!(shutdown);
     let connections = Arc::new(tokio::sync::Semaphore::new(relay.opts.max_connections));
     loop {
@@ -639,12 +637,12 @@ pub async fn run(
             accepted = crate::net::accept(&listener, "relay") => accepted,
         };
         let relay = relay.clone();
-        let acceptor = acceptor.clone();
+        let tls = tls.clone();
         tokio::spawn(
             async move {
                 let _ = tcp.set_nodelay(true);
                 let timeout = relay.opts.handshake_timeout;
-                let accepted = crate::tls::accept(&acceptor, tcp);
+                let accepted = crate::tls::accept(&tls, tcp);
                 let Ok(Ok(tls)) = tokio::time::timeout(timeout, accepted).await else {
                     return;
                 };

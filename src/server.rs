@@ -25,7 +25,6 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, field};
 
 use crate::audit::{self, Audit};
@@ -657,7 +656,6 @@ pub async fn run(
     gate: Arc<Gate>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let mut shutdown = std::pin::pin!(shutdown);
     // Connections still in their handshake: bounded so a flood of half-open connections
     // cannot hold unbounded memory; sessions have their own limit.
@@ -679,10 +677,10 @@ pub async fn run(
             key = field::Empty
         );
         let gate = gate.clone();
-        let acceptor = acceptor.clone();
+        let tls = tls.clone();
         tokio::spawn(
             async move {
-                serve_connection(tcp, peer, acceptor, gate, permit).await;
+                serve_connection(tcp, peer, tls, gate, permit).await;
             }
             .instrument(span),
         );
@@ -711,7 +709,7 @@ async fn stop_sessions(gate: &Gate) {
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     gate: Arc<Gate>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -720,7 +718,7 @@ async fn serve_connection(
     let accepted = within(
         "the TLS handshake",
         gate.opts.handshake_timeout,
-        crate::tls::accept(&acceptor, tcp),
+        crate::tls::accept(&tls, tcp),
     );
     let tls = match accepted.await {
         Ok(Ok(tls)) => tls,

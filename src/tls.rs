@@ -10,27 +10,27 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+use tokio_rustls::{TlsConnector, client};
 
 use crate::readahead::ReadAhead;
+use crate::tlsserver::ServerTls;
 
 /// The most unsent plaintext a connection takes into its TLS buffer (rustls' default is
 /// 64 KiB). rustls accepts plaintext only up to this limit, so under the default each 64 KiB
 /// data frame (header included, just over 64 KiB) left as one large write and one of 14 bytes
 /// (seen with strace in the bulk bench): twice the system calls and wake-ups. One largest
 /// frame plus room for its header fits a frame whole, and bounds what a session that is not
-/// being read can queue here.
+/// being read can queue here. The gate's own TLS stream ([`ServerTls`]) keeps the same bound
+/// on its encrypted output.
 pub const SEND_BUFFER: usize = crate::readahead::AHEAD + 4096;
 
-/// Accepts a TLS connection for the data path: read ahead below it, a send buffer that takes
-/// whole frames. The gate and the relay both accept this way.
+/// Accepts a TLS connection for the data path ([`ServerTls`]: buffers of its own, freed while
+/// idle). The gate and the relay both accept this way.
 pub async fn accept(
-    acceptor: &TlsAcceptor,
+    config: &Arc<ServerConfig>,
     tcp: TcpStream,
-) -> std::io::Result<server::TlsStream<ReadAhead<TcpStream>>> {
-    let mut tls = acceptor.accept(ReadAhead::new(tcp)).await?;
-    tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
-    Ok(tls)
+) -> std::io::Result<ServerTls<TcpStream>> {
+    ServerTls::accept(config.clone(), tcp).await
 }
 
 /// Connects TLS for the data path, like [`accept`] on the client side.

@@ -584,31 +584,9 @@ mod tests {
         assert!(masked_to_client[0].ends_with("Some(1002)"));
     }
 
-    /// A TLS connection over memory with the committed development certificates: the
-    /// server's stream and the client's.
-    async fn tls_pair() -> (
-        tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
-        tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
-    ) {
-        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
-        let store =
-            crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
-                .unwrap();
-        let server = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(store.into()));
-        let trust = crate::tls::ClientTrust {
-            ca_files: vec![dev.join("ca.pem")],
-            insecure: false,
-        };
-        let client = tokio_rustls::TlsConnector::from(crate::tls::client_config(&trust).unwrap());
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let (s, c) = tokio::join!(server.accept(a), client.connect(name, b));
-        (s.unwrap(), c.unwrap())
-    }
-
     #[tokio::test]
     async fn a_reader_waiting_on_tls_holds_no_buffer() {
-        let (ours, mut peer) = tls_pair().await;
+        let (ours, mut peer) = crate::tlsserver::tests::tls_pair().await;
         let mut reader = FrameReader::new(ours, Role::Server, 1024, 64 * 1024);
         peer.write_all(&client_frames(&[(b"hi", None)]).await)
             .await

@@ -1,0 +1,831 @@
+//! The gate's and the relay's TLS streams: rustls' unbuffered server connection over buffers
+//! this module owns, so that an idle session holds none.
+//!
+//! tokio-rustls drives rustls' buffered connection, whose 4 KiB input buffer is never freed:
+//! the largest single piece of an idle session's memory (`valgrind --tool=massif`). Here the
+//! stream keeps three buffers of its own, each empty (no allocation) while the session is
+//! idle:
+//!
+//! - input read from the socket, decrypted in place by rustls: from [`FIRST_AHEAD`] up to
+//!   [`AHEAD`] while reads keep filling it (one large read takes many records), freed when a
+//!   read finds nothing waiting and no partial record is held;
+//! - encrypted output not yet taken by the socket: at most about [`SEND_BUFFER`]; a write
+//!   waits while that much is queued;
+//! - decrypted bytes not yet read: records that arrived while the stream was writing (rustls
+//!   hands over queued records before it lets us encrypt), or the rest of a record larger
+//!   than the read asking for it.
+//!
+//! Reading through it also costs one copy fewer per byte than tokio-rustls over
+//! [`crate::readahead::ReadAhead`] (no copy from our read-ahead into rustls' own buffer).
+//!
+//! The stream never holds more than these bounds for a client: records are at most 16 KiB
+//! (rustls refuses larger ones before we would grow past [`AHEAD`]), and nothing is read from
+//! the socket while decrypted bytes are waiting to be read.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::readahead::{AHEAD, FIRST_AHEAD};
+use crate::tls::SEND_BUFFER;
+
+/// The largest TLS record's plaintext: writes are cut into records of at most this much.
+const MAX_RECORD: usize = 16 * 1024;
+
+/// Room allowed per record for its header, content type, explicit nonce and tag (TLS 1.3
+/// needs 22 bytes, TLS 1.2 with AES-GCM 29); a short estimate only costs a second attempt.
+const RECORD_OVERHEAD: usize = 40;
+
+/// Writes of less plaintext than this give the output buffer back once it is sent:
+/// interactive and idle sessions hold none; a session streaming data keeps its buffer.
+const SMALL_WRITE: usize = 4096;
+
+/// A server-side TLS stream over `IO` (a TCP socket, or an in-memory pipe in tests).
+pub struct ServerTls<IO> {
+    io: IO,
+    conn: UnbufferedServerConnection,
+    input: Input,
+    output: Output,
+    /// Decrypted bytes not yet read: `plain[plain_pos..]`.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// The peer sent close_notify: reads return end of stream.
+    peer_closed: bool,
+    /// We queued our close_notify.
+    close_sent: bool,
+}
+
+impl<IO> std::fmt::Debug for ServerTls<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("input", &self.input.buf.len())
+            .field("output", &self.output.buf.len())
+            .field("plain", &self.plain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Socket input: `buf[start..end]` is not yet processed by rustls.
+#[derive(Default)]
+struct Input {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The size of the next buffer: from [`FIRST_AHEAD`], doubling while reads fill it.
+    size: usize,
+}
+
+/// Encrypted output: `buf[sent..filled]` is not yet taken by the socket.
+#[derive(Default)]
+struct Output {
+    buf: Vec<u8>,
+    sent: usize,
+    filled: usize,
+}
+
+impl Output {
+    fn pending(&self) -> usize {
+        self.filled - self.sent
+    }
+
+    /// Space for at least `need` bytes after what is queued.
+    fn room(&mut self, need: usize) -> &mut [u8] {
+        if self.sent == self.filled {
+            (self.sent, self.filled) = (0, 0);
+        }
+        if self.buf.len() - self.filled < need {
+            self.buf.copy_within(self.sent..self.filled, 0);
+            (self.sent, self.filled) = (0, self.filled - self.sent);
+            if self.buf.len() - self.filled < need {
+                self.buf.resize(self.filled + need, 0);
+            }
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Lets `put` write into the buffer, with `hint` bytes of room and then, if it says
+    /// (through `required`) that it needs more, with that much.
+    fn put<E>(
+        &mut self,
+        hint: usize,
+        mut put: impl FnMut(&mut [u8]) -> Result<usize, E>,
+        required: impl Fn(&E) -> Option<usize>,
+    ) -> Result<usize, E> {
+        let n = match put(self.room(hint)) {
+            Ok(n) => n,
+            Err(e) => match required(&e) {
+                Some(size) => put(self.room(size))?,
+                None => return Err(e),
+            },
+        };
+        self.filled += n;
+        Ok(n)
+    }
+
+    /// Gives the buffer back if everything in it has been sent.
+    fn release_if_sent(&mut self) {
+        if self.sent == self.filled {
+            *self = Output::default();
+        }
+    }
+}
+
+/// What a call into rustls is for.
+enum Mode<'a, 'b> {
+    /// Run the connection until application data is waiting (left queued) or input is
+    /// needed: the handshake, and reads into an empty buffer.
+    Wait,
+    /// Decrypt waiting records into the buffer.
+    Read(&'a mut ReadBuf<'b>),
+    /// Encrypt this plaintext.
+    Write(&'a [u8]),
+    /// Queue close_notify.
+    Close,
+}
+
+/// Where a call into rustls stopped.
+enum Found {
+    /// Application data is waiting, or was delivered.
+    Data,
+    /// Nothing more can happen without more input from the socket.
+    NeedInput,
+    /// The plaintext was encrypted (or close_notify queued).
+    Queued,
+    /// The peer sent close_notify.
+    PeerClosed,
+    /// Both sides have sent close_notify.
+    Closed,
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
+    /// Performs the server side of a TLS handshake on `io`. Returns once the handshake is
+    /// complete (the client's Finished checked), like tokio-rustls' acceptor.
+    pub async fn accept(config: Arc<ServerConfig>, io: IO) -> io::Result<Self> {
+        let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
+        let mut tls = ServerTls {
+            io,
+            conn,
+            input: Input {
+                size: FIRST_AHEAD,
+                ..Input::default()
+            },
+            output: Output::default(),
+            plain: Vec::new(),
+            plain_pos: 0,
+            peer_closed: false,
+            close_sent: false,
+        };
+        std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
+        // The certificate chain went out from here; sessions start with nothing held.
+        tls.output.release_if_sent();
+        if tls.input.start == tls.input.end {
+            tls.input.buf = Vec::new();
+        }
+        Ok(tls)
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.poll_send(cx))?;
+            if !self.conn.is_handshaking() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.step_or_alert(Mode::Wait, cx)? {
+                // Our flight goes out before we wait for the client's answer to it.
+                Found::NeedInput if self.output.pending() > 0 => {}
+                Found::NeedInput if self.conn.is_handshaking() => {
+                    if ready!(self.poll_fill(cx))? == 0 {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the client closed the connection during the TLS handshake",
+                        )));
+                    }
+                }
+                Found::NeedInput | Found::Data if !self.conn.is_handshaking() => {}
+                Found::PeerClosed | Found::Closed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed TLS during the handshake",
+                    )));
+                }
+                _ => {
+                    return Poll::Ready(Err(io::Error::other(
+                        "application data before the TLS handshake finished",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl<IO> ServerTls<IO> {
+    /// The stream underneath, for shutting it down or draining it after TLS is done.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.io
+    }
+
+    /// Bytes this stream holds in its buffers (allocated, used or not): what an idle
+    /// session costs here.
+    pub fn buffered_capacity(&self) -> usize {
+        self.input.buf.len() + self.output.buf.len() + self.plain.capacity()
+    }
+
+    /// Runs rustls until `mode` is served or it needs something only the caller can give.
+    fn step(&mut self, mut mode: Mode<'_, '_>) -> io::Result<Found> {
+        let mut delivered = false;
+        loop {
+            let input = &mut self.input;
+            let UnbufferedStatus { mut discard, state } = self
+                .conn
+                .process_tls_records(&mut input.buf[input.start..input.end]);
+            let found = match state.map_err(tls_error) {
+                Err(e) => {
+                    input.start += discard;
+                    return Err(e);
+                }
+                Ok(ConnectionState::ReadTraffic(mut records)) => match &mut mode {
+                    // Left queued in rustls: the next read takes them.
+                    Mode::Wait => Some(Found::Data),
+                    Mode::Read(buf) => {
+                        while buf.remaining() > 0 {
+                            let Some(record) = records.next_record() else {
+                                break;
+                            };
+                            let record = record.map_err(tls_error)?;
+                            discard += record.discard;
+                            let n = buf.remaining().min(record.payload.len());
+                            buf.put_slice(&record.payload[..n]);
+                            self.plain.extend_from_slice(&record.payload[n..]);
+                            delivered |= !record.payload.is_empty();
+                        }
+                        (buf.remaining() == 0).then_some(Found::Data)
+                    }
+                    Mode::Write(_) | Mode::Close => {
+                        // rustls encrypts nothing while records wait: keep them for reads.
+                        while let Some(record) = records.next_record() {
+                            let record = record.map_err(tls_error)?;
+                            discard += record.discard;
+                            self.plain.extend_from_slice(record.payload);
+                        }
+                        None
+                    }
+                },
+                Ok(ConnectionState::EncodeTlsData(mut message)) => {
+                    self.output
+                        .put(
+                            0,
+                            |out| message.encode(out),
+                            |e| match e {
+                                EncodeError::InsufficientSize(s) => Some(s.required_size),
+                                _ => None,
+                            },
+                        )
+                        .map_err(io::Error::other)?;
+                    None
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    // Queued in order in `output`; the socket takes it before anything later.
+                    transmit.done();
+                    None
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => match &mode {
+                    Mode::Write(data) => {
+                        let hint = data.len() + (data.len() / MAX_RECORD + 1) * RECORD_OVERHEAD;
+                        self.output
+                            .put(hint, |out| traffic.encrypt(data, out), encrypt_room)
+                            .map_err(io::Error::other)?;
+                        Some(Found::Queued)
+                    }
+                    Mode::Close => {
+                        self.output
+                            .put(
+                                RECORD_OVERHEAD,
+                                |out| traffic.queue_close_notify(out),
+                                encrypt_room,
+                            )
+                            .map_err(io::Error::other)?;
+                        Some(Found::Queued)
+                    }
+                    Mode::Read(_) if delivered || self.plain.len() > self.plain_pos => {
+                        Some(Found::Data)
+                    }
+                    Mode::Read(_) | Mode::Wait => Some(Found::NeedInput),
+                },
+                Ok(ConnectionState::BlockedHandshake) => Some(Found::NeedInput),
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    match mode {
+                        Mode::Write(_) | Mode::Close => None,
+                        Mode::Wait | Mode::Read(_) => Some(Found::PeerClosed),
+                    }
+                }
+                Ok(ConnectionState::Closed) => Some(Found::Closed),
+                Ok(_) => {
+                    // Early data is not enabled; nothing else is known to this version.
+                    return Err(io::Error::other("unexpected TLS connection state"));
+                }
+            };
+            input.start += discard;
+            if input.start == input.end {
+                (input.start, input.end) = (0, 0);
+            }
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// [`step`](Self::step), and on a TLS error, the alert rustls prepared is queued and
+    /// offered to the socket before the error is returned.
+    fn step_or_alert(&mut self, mode: Mode<'_, '_>, cx: &mut Context<'_>) -> io::Result<Found>
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        self.step(mode).inspect_err(|_| {
+            // The input that failed is not looked at again (that would fail it twice).
+            self.input = Input::default();
+            while let Ok(ConnectionState::EncodeTlsData(mut alert)) =
+                self.conn.process_tls_records(&mut []).state
+            {
+                let put = self.output.put(
+                    64,
+                    |out| alert.encode(out),
+                    |e| match e {
+                        EncodeError::InsufficientSize(s) => Some(s.required_size),
+                        _ => None,
+                    },
+                );
+                if put.is_err() {
+                    break;
+                }
+            }
+            // Best effort: the connection is being given up either way.
+            let _ = self.poll_send(cx);
+        })
+    }
+
+    /// Reads from the socket into the input buffer; `Ok(0)` is end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>>
+    where
+        IO: AsyncRead + Unpin,
+    {
+        let input = &mut self.input;
+        // What is left is at most one unfinished record: move it to the front.
+        if input.start > 0 {
+            input.buf.copy_within(input.start..input.end, 0);
+            (input.start, input.end) = (0, input.end - input.start);
+        }
+        if input.buf.len() < input.size {
+            input.buf.resize(input.size, 0);
+        } else if input.end == input.buf.len() {
+            // Full with one record not yet whole: grow (rustls refuses records that would
+            // not fit in AHEAD long before they get there).
+            if input.buf.len() >= AHEAD {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a TLS message larger than the input buffer",
+                )));
+            }
+            input.buf.resize((input.buf.len() * 2).min(AHEAD), 0);
+        }
+        let room = input.buf.len() - input.end;
+        let mut read = ReadBuf::new(&mut input.buf[input.end..]);
+        if Pin::new(&mut self.io)
+            .poll_read(cx, &mut read)?
+            .is_pending()
+        {
+            if input.end == 0 {
+                // Idle: hold no buffers while waiting.
+                input.buf = Vec::new();
+                self.output.release_if_sent();
+            }
+            return Poll::Pending;
+        }
+        let n = read.filled().len();
+        if n == room {
+            input.size = (input.size * 2).min(AHEAD);
+        } else if n < room / 8 {
+            input.size = (input.size / 2).max(FIRST_AHEAD);
+        }
+        input.end += n;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes queued output to the socket until it is all taken.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        let out = &mut self.output;
+        while out.sent < out.filled {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &out.buf[out.sent..out.filled]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            out.sent += n;
+        }
+        (out.sent, out.filled) = (0, 0);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Copies decrypted bytes held back earlier into `buf`.
+    fn serve_plain(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = buf.remaining().min(self.plain.len() - self.plain_pos);
+        buf.put_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        if self.plain_pos == self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_pos = 0;
+        }
+    }
+}
+
+fn encrypt_room(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // Output rustls made while reading (an answer to a key update) goes when it can.
+        if this.output.pending() > 0
+            && let Poll::Ready(Err(e)) = this.poll_send(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
+        if this.plain_pos < this.plain.len() {
+            this.serve_plain(buf);
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.peer_closed {
+                return Poll::Ready(Ok(()));
+            }
+            // A read into an empty buffer waits for data without taking it.
+            let mode = if buf.remaining() == 0 {
+                Mode::Wait
+            } else {
+                Mode::Read(buf)
+            };
+            match this.step_or_alert(mode, cx)? {
+                Found::Data | Found::PeerClosed | Found::Closed | Found::Queued => {
+                    return Poll::Ready(Ok(()));
+                }
+                Found::NeedInput => {
+                    if this.output.pending() > 0
+                        && let Poll::Ready(Err(e)) = this.poll_send(cx)
+                    {
+                        return Poll::Ready(Err(e));
+                    }
+                    if ready!(this.poll_fill(cx))? == 0 {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the peer closed the connection without a TLS close_notify",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.output.pending() >= SEND_BUFFER {
+            ready!(this.poll_send(cx))?;
+        }
+        let take = data.len().min(SEND_BUFFER - this.output.pending());
+        match this.step_or_alert(Mode::Write(&data[..take]), cx)? {
+            Found::Queued => {}
+            Found::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            _ => return Poll::Ready(Err(io::Error::other("TLS handshake not finished"))),
+        }
+        // Sent now if the socket takes it; otherwise by the next write, flush or read.
+        match this.poll_send(cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) if take < SMALL_WRITE => this.output.release_if_sent(),
+            _ => {}
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    /// Gathers small pieces (a frame header and a short payload) into one record; a piece
+    /// of a record's size or more goes on its own, without a copy.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut pieces = bufs.iter().filter(|b| !b.is_empty()).peekable();
+        let Some(first) = pieces.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        if pieces
+            .peek()
+            .is_none_or(|next| first.len() + next.len() > MAX_RECORD)
+        {
+            return self.poll_write(cx, first);
+        }
+        let mut len = first.len();
+        let mut taken = Vec::from([&first[..]]);
+        for piece in pieces {
+            if len + piece.len() > MAX_RECORD {
+                break;
+            }
+            len += piece.len();
+            taken.push(&piece[..]);
+        }
+        self.poll_write(cx, &taken.concat())
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.close_sent {
+            this.close_sent = true;
+            // A connection already failed has nothing to close cleanly.
+            let _ = this.step(Mode::Close);
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio_rustls::client::TlsStream;
+
+    /// A TLS connection over memory with the committed development certificates: our
+    /// server's stream and a tokio-rustls client's.
+    pub(crate) async fn tls_pair() -> (ServerTls<DuplexStream>, TlsStream<DuplexStream>) {
+        tls_pair_with(None).await
+    }
+
+    /// [`tls_pair`] with the client limited to one protocol version.
+    async fn tls_pair_with(
+        version: Option<&'static rustls::SupportedProtocolVersion>,
+    ) -> (ServerTls<DuplexStream>, TlsStream<DuplexStream>) {
+        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
+        let store =
+            crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
+                .unwrap();
+        let config = crate::tls::server_config(store.into());
+        let trust = crate::tls::ClientTrust {
+            ca_files: vec![dev.join("ca.pem")],
+            insecure: false,
+        };
+        let mut client = crate::tls::client_config(&trust).unwrap();
+        if let Some(version) = version {
+            let mut only =
+                rustls::ClientConfig::builder_with_provider(client.crypto_provider().clone())
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_root_certificates({
+                        let mut roots = rustls::RootCertStore::empty();
+                        roots.add_parsable_certificates(
+                            crate::tls::load_certs(&dev.join("ca.pem")).unwrap(),
+                        );
+                        roots
+                    })
+                    .with_no_client_auth();
+            only.alpn_protocols = client.alpn_protocols.clone();
+            client = Arc::new(only);
+        }
+        let client = tokio_rustls::TlsConnector::from(client);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (s, c) = tokio::join!(ServerTls::accept(config, a), client.connect(name, b));
+        (s.unwrap(), c.unwrap())
+    }
+
+    fn pattern(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect()
+    }
+
+    /// Nothing more arrives within a moment: the read is still waiting.
+    async fn waits<F: std::future::Future>(f: F) -> bool {
+        tokio::time::timeout(Duration::from_millis(30), f)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn bytes_cross_both_ways_whole_and_in_order_and_close_notify_ends_each_side() {
+        let (ours, peer) = tls_pair().await;
+        let up = pattern(3 << 20, 1);
+        let down = pattern(3 << 20, 2);
+        let (mut our_r, mut our_w) = tokio::io::split(ours);
+        let (mut peer_r, mut peer_w) = tokio::io::split(peer);
+        let (up2, down2) = (up.clone(), down.clone());
+        let client = tokio::spawn(async move {
+            let send = async {
+                peer_w.write_all(&up2).await.unwrap();
+                peer_w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let recv = peer_r.read_to_end(&mut got);
+            let ((), n) = tokio::join!(send, recv);
+            n.unwrap();
+            assert!(got == down2, "the client got the server's bytes whole");
+        });
+        let send = async {
+            // Vectored writes as the frame writer makes them: a header, then the payload.
+            let mut at = 0;
+            while at < down.len() {
+                let end = (at + 70_000).min(down.len());
+                let parts = [
+                    io::IoSlice::new(&[0xAA][..0]),
+                    io::IoSlice::new(&down[at..end]),
+                ];
+                at += our_w.write_vectored(&parts).await.unwrap();
+            }
+            our_w.flush().await.unwrap();
+        };
+        let recv = async {
+            // Odd-sized reads: records are split across reads and held back in between.
+            let mut got = Vec::new();
+            let mut piece = vec![0u8; 1000];
+            loop {
+                let n = our_r.read(&mut piece).await.unwrap();
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&piece[..n]);
+            }
+        };
+        let ((), got) = tokio::join!(send, recv);
+        assert!(got == up, "the server got the client's bytes whole");
+        our_w.shutdown().await.unwrap();
+        client.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn tls_1_2_clients_are_served_too() {
+        let (mut ours, mut peer) = tls_pair_with(Some(&rustls::version::TLS12)).await;
+        assert_eq!(
+            ours.conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        let data = pattern(300_000, 5);
+        let (mut up, mut down) = (vec![0u8; data.len()], vec![0u8; data.len()]);
+        let (sent, received) = tokio::join!(
+            async {
+                peer.write_all(&data).await?;
+                peer.flush().await?;
+                peer.read_exact(&mut down).await
+            },
+            async {
+                ours.read_exact(&mut up).await?;
+                ours.write_all(&up).await?;
+                ours.flush().await
+            }
+        );
+        sent.unwrap();
+        received.unwrap();
+        assert!(up == data && down == data, "both ways whole");
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_holds_no_buffers() {
+        let (mut ours, mut peer) = tls_pair().await;
+        assert_eq!(ours.buffered_capacity(), 0, "after the handshake");
+        for round in 0..3u8 {
+            peer.write_all(&[round; 100]).await.unwrap();
+            peer.flush().await.unwrap();
+            let mut got = [0u8; 100];
+            ours.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [round; 100]);
+            ours.write_all(&got).await.unwrap();
+            ours.flush().await.unwrap();
+            peer.read_exact(&mut got).await.unwrap();
+            assert!(waits(ours.read(&mut got)).await, "nothing more was sent");
+            assert_eq!(ours.buffered_capacity(), 0, "round {round}: idle");
+        }
+    }
+
+    #[tokio::test]
+    async fn records_that_arrive_while_writing_are_kept_for_reads() {
+        let (mut ours, mut peer) = tls_pair().await;
+        peer.write_all(b"first").await.unwrap();
+        peer.flush().await.unwrap();
+        // A read into an empty buffer returns once data is waiting, and takes none of it.
+        assert_eq!(ours.read(&mut []).await.unwrap(), 0);
+        // Writing now makes rustls hand the waiting record over: it must not be lost.
+        ours.write_all(b"reply").await.unwrap();
+        ours.flush().await.unwrap();
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"reply");
+        peer.write_all(b"second").await.unwrap();
+        peer.flush().await.unwrap();
+        let mut got = [0u8; 11];
+        ours.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"firstsecond");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stops_early_holds_little() {
+        let (mut ours, mut peer) = tls_pair().await;
+        let sender = tokio::spawn(async move {
+            let _ = peer.write_all(&pattern(4 << 20, 3)).await;
+            peer
+        });
+        let mut piece = [0u8; 4096];
+        ours.read_exact(&mut piece).await.unwrap();
+        assert!(waits(std::future::pending::<()>()).await);
+        assert!(
+            ours.buffered_capacity() <= 2 * FIRST_AHEAD + MAX_RECORD,
+            "holds {} bytes for a reader that stopped",
+            ours.buffered_capacity()
+        );
+        sender.abort();
+    }
+
+    #[tokio::test]
+    async fn a_writer_whose_peer_does_not_read_holds_a_bounded_amount() {
+        let (mut ours, _peer) = tls_pair().await;
+        let data = pattern(8 << 20, 4);
+        assert!(waits(ours.write_all(&data)).await, "the peer reads nothing");
+        assert!(
+            ours.output.buf.len() <= SEND_BUFFER + 64 * RECORD_OVERHEAD,
+            "holds {} bytes of output",
+            ours.output.buf.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_is_an_error_not_a_panic() {
+        // Instead of a ClientHello.
+        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
+        let store =
+            crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
+                .unwrap();
+        let config = crate::tls::server_config(store.into());
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let e = ServerTls::accept(config, a).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // The client was told why, with an alert record.
+        let mut alert = [0u8; 1];
+        b.read_exact(&mut alert).await.unwrap();
+        assert_eq!(alert[0], 0x15, "an alert record");
+
+        // A forged application-data record after the handshake.
+        let (mut ours, mut peer) = tls_pair().await;
+        let raw = peer.get_mut().0;
+        let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        record.extend_from_slice(&[0x5A; 0x40]);
+        raw.write_all(&record).await.unwrap();
+        let e = ours.read(&mut [0u8; 100]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_without_close_notify_is_an_unexpected_eof() {
+        let (mut ours, peer) = tls_pair().await;
+        drop(peer);
+        let e = ours.read(&mut [0u8; 100]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+}
