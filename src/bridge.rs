@@ -140,7 +140,9 @@ impl Mailbox {
     }
 }
 
-/// Runs a session to its end. `stop` resolves when the session must end from outside.
+/// Runs a session to its end. `stop` resolves when the session must end from outside; it is
+/// `Unpin` (the gate boxes its signal once) so that the session's state holds a pointer to
+/// it, not the whole future in each of the nested futures it passes through.
 pub async fn run<S, LR, LW, F>(
     ws_io: S,
     leftover: &[u8],
@@ -154,7 +156,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     LR: AsyncRead + Unpin,
     LW: AsyncWrite + Unpin,
-    F: Future<Output = Stop>,
+    F: Future<Output = Stop> + Unpin,
 {
     let (ws_r, ws_w) = tokio::io::split(ws_io);
     let mut reader =
@@ -202,9 +204,7 @@ where
     let writing = async {
         // Starts small and grows while reads fill it: idle sessions stay cheap.
         let mut buf = vec![0u8; HEADROOM + SMALL_CHUNK.min(cfg.buf_size)];
-        // Boxed: pinned in place it would be stored twice in the session's state (as the
-        // argument and pinned), 376 bytes each (-Zprint-type-sizes).
-        let mut stop = Box::pin(stop);
+        let mut stop = stop;
         let mut sent: Option<u16> = None;
         let mut received: Option<CloseFrame> = None;
         let mut reader_done = false;
