@@ -22,6 +22,7 @@
 //! (rustls refuses larger ones before we would grow past [`AHEAD`]), and nothing is read from
 //! the socket while decrypted bytes are waiting to be read.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -64,19 +65,19 @@ pub struct ServerTls<IO> {
 impl<IO> std::fmt::Debug for ServerTls<IO> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTls")
-            .field("input", &self.input.buf.len())
+            .field("input", &self.input.buf.capacity())
             .field("output", &self.output.buf.len())
             .field("plain", &self.plain.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Socket input: `buf[start..end]` is not yet processed by rustls.
+/// Socket input: `buf[start..]` is not yet processed by rustls. Read into the vector's spare
+/// capacity, so a new buffer costs an allocation and no zeroing.
 #[derive(Default)]
 struct Input {
     buf: Vec<u8>,
     start: usize,
-    end: usize,
     /// The size of the next buffer: from [`FIRST_AHEAD`], doubling while reads fill it.
     size: usize,
 }
@@ -188,8 +189,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
         // The certificate chain went out from here; sessions start with nothing held.
         tls.output.release_if_sent();
-        if tls.input.start == tls.input.end {
-            tls.input.buf = Vec::new();
+        if tls.input.start == tls.input.buf.len() {
+            tls.input = Input {
+                size: tls.input.size,
+                ..Input::default()
+            };
         }
         Ok(tls)
     }
@@ -237,7 +241,7 @@ impl<IO> ServerTls<IO> {
     /// Bytes this stream holds in its buffers (allocated, used or not): what an idle
     /// session costs here.
     pub fn buffered_capacity(&self) -> usize {
-        self.input.buf.len() + self.output.buf.len() + self.plain.capacity()
+        self.input.buf.capacity() + self.output.buf.len() + self.plain.capacity()
     }
 
     /// Runs rustls until `mode` is served or it needs something only the caller can give.
@@ -245,9 +249,8 @@ impl<IO> ServerTls<IO> {
         let mut delivered = false;
         loop {
             let input = &mut self.input;
-            let UnbufferedStatus { mut discard, state } = self
-                .conn
-                .process_tls_records(&mut input.buf[input.start..input.end]);
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut input.buf[input.start..]);
             let found = match state.map_err(tls_error) {
                 Err(e) => {
                     input.start += discard;
@@ -336,8 +339,9 @@ impl<IO> ServerTls<IO> {
                 }
             };
             input.start += discard;
-            if input.start == input.end {
-                (input.start, input.end) = (0, 0);
+            if input.start == input.buf.len() {
+                input.start = 0;
+                input.buf.clear();
             }
             if let Some(found) = found {
                 return Ok(found);
@@ -381,13 +385,11 @@ impl<IO> ServerTls<IO> {
     {
         let input = &mut self.input;
         // What is left is at most one unfinished record: move it to the front.
-        if input.start > 0 {
-            input.buf.copy_within(input.start..input.end, 0);
-            (input.start, input.end) = (0, input.end - input.start);
-        }
-        if input.buf.len() < input.size {
-            input.buf.resize(input.size, 0);
-        } else if input.end == input.buf.len() {
+        input.buf.drain(..input.start);
+        input.start = 0;
+        let capacity = if input.buf.capacity() < input.size {
+            input.size
+        } else if input.buf.len() == input.buf.capacity() {
             // Full with one record not yet whole: grow (rustls refuses records that would
             // not fit in AHEAD long before they get there).
             if input.buf.len() >= AHEAD {
@@ -396,28 +398,29 @@ impl<IO> ServerTls<IO> {
                     "a TLS message larger than the input buffer",
                 )));
             }
-            input.buf.resize((input.buf.len() * 2).min(AHEAD), 0);
-        }
-        let room = input.buf.len() - input.end;
-        let mut read = ReadBuf::new(&mut input.buf[input.end..]);
-        if Pin::new(&mut self.io)
-            .poll_read(cx, &mut read)?
-            .is_pending()
-        {
-            if input.end == 0 {
+            (input.buf.len() * 2).min(AHEAD)
+        } else {
+            input.buf.capacity()
+        };
+        input.buf.reserve_exact(capacity - input.buf.len());
+        let room = input.buf.capacity() - input.buf.len();
+        let read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(
+            &mut self.io,
+            &mut input.buf
+        ));
+        let Poll::Ready(n) = read.poll(cx)? else {
+            if input.buf.is_empty() {
                 // Idle: hold no buffers while waiting.
                 input.buf = Vec::new();
                 self.output.release_if_sent();
             }
             return Poll::Pending;
-        }
-        let n = read.filled().len();
+        };
         if n == room {
             input.size = (input.size * 2).min(AHEAD);
         } else if n < room / 8 {
             input.size = (input.size / 2).max(FIRST_AHEAD);
         }
-        input.end += n;
         Poll::Ready(Ok(n))
     }
 
