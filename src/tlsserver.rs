@@ -204,7 +204,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
             if !self.conn.is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
-            match self.step_or_alert(Mode::Wait, cx)? {
+            match self.step_or_alert(Mode::Wait)? {
                 // Our flight goes out before we wait for the client's answer to it.
                 Found::NeedInput if self.output.pending() > 0 => {}
                 Found::NeedInput if self.conn.is_handshaking() => {
@@ -351,7 +351,7 @@ impl<IO> ServerTls<IO> {
 
     /// [`step`](Self::step), and on a TLS error, the alert rustls prepared is queued and
     /// offered to the socket before the error is returned.
-    fn step_or_alert(&mut self, mode: Mode<'_, '_>, cx: &mut Context<'_>) -> io::Result<Found>
+    fn step_or_alert(&mut self, mode: Mode<'_, '_>) -> io::Result<Found>
     where
         IO: AsyncWrite + Unpin,
     {
@@ -374,7 +374,7 @@ impl<IO> ServerTls<IO> {
                 }
             }
             // Best effort: the connection is being given up either way.
-            let _ = self.poll_send(cx);
+            let _ = self.send_in_passing();
         })
     }
 
@@ -441,6 +441,23 @@ impl<IO> ServerTls<IO> {
         Poll::Ready(Ok(()))
     }
 
+    /// Offers output that rustls made while reading (an answer to a key update, say) to the
+    /// socket without waiting for it: the reader must not take the writer's place as the one
+    /// woken when the socket has room (a socket keeps one waker per direction), and whatever
+    /// is left goes with the next write, flush or read.
+    fn send_in_passing(&mut self) -> io::Result<()>
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        if self.output.pending() > 0
+            && let Poll::Ready(Err(e)) =
+                self.poll_send(&mut Context::from_waker(std::task::Waker::noop()))
+        {
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Copies decrypted bytes held back earlier into `buf`.
     fn serve_plain(&mut self, buf: &mut ReadBuf<'_>) {
         let n = buf.remaining().min(self.plain.len() - self.plain_pos);
@@ -467,12 +484,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        // Output rustls made while reading (an answer to a key update) goes when it can.
-        if this.output.pending() > 0
-            && let Poll::Ready(Err(e)) = this.poll_send(cx)
-        {
-            return Poll::Ready(Err(e));
-        }
+        this.send_in_passing()?;
         if this.plain_pos < this.plain.len() {
             this.serve_plain(buf);
             return Poll::Ready(Ok(()));
@@ -487,16 +499,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
             } else {
                 Mode::Read(buf)
             };
-            match this.step_or_alert(mode, cx)? {
+            match this.step_or_alert(mode)? {
                 Found::Data | Found::PeerClosed | Found::Closed | Found::Queued => {
                     return Poll::Ready(Ok(()));
                 }
                 Found::NeedInput => {
-                    if this.output.pending() > 0
-                        && let Poll::Ready(Err(e)) = this.poll_send(cx)
-                    {
-                        return Poll::Ready(Err(e));
-                    }
+                    this.send_in_passing()?;
                     if ready!(this.poll_fill(cx))? == 0 {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -523,7 +531,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
             ready!(this.poll_send(cx))?;
         }
         let take = data.len().min(SEND_BUFFER - this.output.pending());
-        match this.step_or_alert(Mode::Write(&data[..take]), cx)? {
+        match this.step_or_alert(Mode::Write(&data[..take]))? {
             Found::Queued => {}
             Found::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             _ => return Poll::Ready(Err(io::Error::other("TLS handshake not finished"))),
@@ -597,14 +605,58 @@ pub(crate) mod tests {
 
     /// A TLS connection over memory with the committed development certificates: our
     /// server's stream and a tokio-rustls client's.
-    pub(crate) async fn tls_pair() -> (ServerTls<DuplexStream>, TlsStream<DuplexStream>) {
-        tls_pair_with(None).await
+    pub(crate) async fn tls_pair() -> (ServerTls<Trickle>, TlsStream<DuplexStream>) {
+        tls_pair_with(None, None).await
     }
 
-    /// [`tls_pair`] with the client limited to one protocol version.
+    /// A pipe whose reads return at most `limit` bytes: records reach the server in pieces.
+    pub(crate) struct Trickle {
+        pipe: DuplexStream,
+        limit: Option<usize>,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let Some(limit) = this.limit.filter(|&l| l < buf.remaining()) else {
+                return Pin::new(&mut this.pipe).poll_read(cx, buf);
+            };
+            let mut part = ReadBuf::new(buf.initialize_unfilled_to(limit));
+            ready!(Pin::new(&mut this.pipe).poll_read(cx, &mut part))?;
+            let n = part.filled().len();
+            buf.advance(n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().pipe).poll_write(cx, data)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().pipe).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().pipe).poll_shutdown(cx)
+        }
+    }
+
+    /// [`tls_pair`] with the client limited to one protocol version, and the server's reads
+    /// to `trickle` bytes at most.
     async fn tls_pair_with(
         version: Option<&'static rustls::SupportedProtocolVersion>,
-    ) -> (ServerTls<DuplexStream>, TlsStream<DuplexStream>) {
+        trickle: Option<usize>,
+    ) -> (ServerTls<Trickle>, TlsStream<DuplexStream>) {
         let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
         let store =
             crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
@@ -633,6 +685,10 @@ pub(crate) mod tests {
         }
         let client = tokio_rustls::TlsConnector::from(client);
         let (a, b) = tokio::io::duplex(64 * 1024);
+        let a = Trickle {
+            pipe: a,
+            limit: trickle,
+        };
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let (s, c) = tokio::join!(ServerTls::accept(config, a), client.connect(name, b));
         (s.unwrap(), c.unwrap())
@@ -653,9 +709,18 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn bytes_cross_both_ways_whole_and_in_order_and_close_notify_ends_each_side() {
-        let (ours, peer) = tls_pair().await;
-        let up = pattern(3 << 20, 1);
-        let down = pattern(3 << 20, 2);
+        both_ways(tls_pair().await, 3 << 20).await;
+    }
+
+    #[tokio::test]
+    async fn records_arriving_in_odd_small_pieces_are_put_together() {
+        // 61 bytes at a time: every record arrives split, across many reads.
+        both_ways(tls_pair_with(None, Some(61)).await, 200_000).await;
+    }
+
+    async fn both_ways((ours, peer): (ServerTls<Trickle>, TlsStream<DuplexStream>), len: usize) {
+        let up = pattern(len, 1);
+        let down = pattern(len, 2);
         let (mut our_r, mut our_w) = tokio::io::split(ours);
         let (mut peer_r, mut peer_w) = tokio::io::split(peer);
         let (up2, down2) = (up.clone(), down.clone());
@@ -703,7 +768,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn tls_1_2_clients_are_served_too() {
-        let (mut ours, mut peer) = tls_pair_with(Some(&rustls::version::TLS12)).await;
+        let (mut ours, mut peer) = tls_pair_with(Some(&rustls::version::TLS12), None).await;
         assert_eq!(
             ours.conn.protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_2)
