@@ -204,7 +204,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
             if !self.conn.is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
-            match self.step_or_alert(Mode::Wait)? {
+            let found = match self.step_or_alert(Mode::Wait) {
+                Ok(found) => found,
+                Err(e) => {
+                    // Best effort: the connection is being given up either way.
+                    let _ = self.poll_send(cx);
+                    return Poll::Ready(Err(e));
+                }
+            };
+            match found {
                 // Our flight goes out before we wait for the client's answer to it.
                 Found::NeedInput if self.output.pending() > 0 => {}
                 Found::NeedInput if self.conn.is_handshaking() => {
@@ -349,8 +357,9 @@ impl<IO> ServerTls<IO> {
         }
     }
 
-    /// [`step`](Self::step), and on a TLS error, the alert rustls prepared is queued and
-    /// offered to the socket before the error is returned.
+    /// [`step`](Self::step), and on a TLS error, the alert rustls prepared is queued (the
+    /// handshake and writes send it before they return the error; after a failed read it goes
+    /// with the next write, flush or shutdown).
     fn step_or_alert(&mut self, mode: Mode<'_, '_>) -> io::Result<Found>
     where
         IO: AsyncWrite + Unpin,
@@ -373,8 +382,6 @@ impl<IO> ServerTls<IO> {
                     break;
                 }
             }
-            // Best effort: the connection is being given up either way.
-            let _ = self.send_in_passing();
         })
     }
 
@@ -441,23 +448,6 @@ impl<IO> ServerTls<IO> {
         Poll::Ready(Ok(()))
     }
 
-    /// Offers output that rustls made while reading (an answer to a key update, say) to the
-    /// socket without waiting for it: the reader must not take the writer's place as the one
-    /// woken when the socket has room (a socket keeps one waker per direction), and whatever
-    /// is left goes with the next write, flush or read.
-    fn send_in_passing(&mut self) -> io::Result<()>
-    where
-        IO: AsyncWrite + Unpin,
-    {
-        if self.output.pending() > 0
-            && let Poll::Ready(Err(e)) =
-                self.poll_send(&mut Context::from_waker(std::task::Waker::noop()))
-        {
-            return Err(e);
-        }
-        Ok(())
-    }
-
     /// Copies decrypted bytes held back earlier into `buf`.
     fn serve_plain(&mut self, buf: &mut ReadBuf<'_>) {
         let n = buf.remaining().min(self.plain.len() - self.plain_pos);
@@ -484,7 +474,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.send_in_passing()?;
         if this.plain_pos < this.plain.len() {
             this.serve_plain(buf);
             return Poll::Ready(Ok(()));
@@ -504,7 +493,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
                     return Poll::Ready(Ok(()));
                 }
                 Found::NeedInput => {
-                    this.send_in_passing()?;
                     if ready!(this.poll_fill(cx))? == 0 {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -531,7 +519,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
             ready!(this.poll_send(cx))?;
         }
         let take = data.len().min(SEND_BUFFER - this.output.pending());
-        match this.step_or_alert(Mode::Write(&data[..take]))? {
+        let found = match this.step_or_alert(Mode::Write(&data[..take])) {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = this.poll_send(cx);
+                return Poll::Ready(Err(e));
+            }
+        };
+        match found {
             Found::Queued => {}
             Found::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             _ => return Poll::Ready(Err(io::Error::other("TLS handshake not finished"))),
@@ -808,6 +803,37 @@ pub(crate) mod tests {
             assert!(waits(ours.read(&mut got)).await, "nothing more was sent");
             assert_eq!(ours.buffered_capacity(), 0, "round {round}: idle");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_does_not_take_the_wake_up_of_a_writer_waiting_for_room() {
+        let (ours, mut peer) = tls_pair().await;
+        let (mut our_r, mut our_w) = tokio::io::split(ours);
+        let data = pattern(4 << 20, 6);
+        let sent = data.clone();
+        // The writer fills the pipe and waits for room, in its own task.
+        let writer = tokio::spawn(async move {
+            our_w.write_all(&sent).await.unwrap();
+            our_w.flush().await.unwrap();
+            our_w
+        });
+        let reader = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            our_r.read_exact(&mut byte).await.unwrap();
+            our_r
+        });
+        // Once the writer waits, one byte makes the reader run while output is queued.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peer.write_all(b"!").await.unwrap();
+        peer.flush().await.unwrap();
+        let mut got = vec![0u8; data.len()];
+        let read = tokio::time::timeout(Duration::from_secs(20), peer.read_exact(&mut got));
+        read.await
+            .expect("the writer was woken when the pipe had room")
+            .unwrap();
+        assert!(got == data);
+        let (our_r, our_w) = (reader.await.unwrap(), writer.await.unwrap());
+        drop(our_r.unsplit(our_w));
     }
 
     #[tokio::test]
