@@ -11,10 +11,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::tlsserver::ServerTls;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+
+use crate::tlsserver::ServerTls;
 
 /// The gate's (and the relay's) connection stream: TLS over a socket.
 pub type GateStream = ServerTls<TcpStream>;

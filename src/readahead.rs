@@ -8,7 +8,9 @@
 //! one read takes everything the socket had, or the socket has nothing waiting, it frees the
 //! buffer, so an idle session holds none. Writes pass straight through.
 //!
-//! It does not know about TLS or WebSockets; it only changes how reads reach the socket.
+//! It does not know about TLS or WebSockets; it only changes how reads reach the socket. The
+//! clients (`connect`, `forward`) use it under tokio-rustls; the gate's own TLS stream
+//! ([`crate::tlsserver`]) reads ahead by itself.
 
 use std::io;
 use std::pin::Pin;

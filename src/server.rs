@@ -526,8 +526,8 @@ impl Gate {
         let counters = &live.counters;
         let _ = service.set_nodelay(true);
         let (service_r, service_w) = service.into_split();
-        // Boxed: by value, its 376 bytes were stored in the session's task twice more, and the
-        // task went from one allocator size class (3 KiB) to the next (-Zprint-type-sizes).
+        // Boxed: by value, its 376 bytes were stored twice more in the session's task, which
+        // put the task in the allocator's 4 KiB size class instead of 3 KiB (-Zprint-type-sizes).
         let stop =
             Box::pin(self.stop_signal(meta.port, meta.revoke_with_key.then(|| meta.key.clone())));
         let outcome = bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;

@@ -293,14 +293,7 @@ impl<IO> ServerTls<IO> {
                 },
                 Ok(ConnectionState::EncodeTlsData(mut message)) => {
                     self.output
-                        .put(
-                            0,
-                            |out| message.encode(out),
-                            |e| match e {
-                                EncodeError::InsufficientSize(s) => Some(s.required_size),
-                                _ => None,
-                            },
-                        )
+                        .put(0, |out| message.encode(out), encode_room)
                         .map_err(io::Error::other)?;
                     None
                 }
@@ -360,25 +353,18 @@ impl<IO> ServerTls<IO> {
     /// [`step`](Self::step), and on a TLS error, the alert rustls prepared is queued (the
     /// handshake and writes send it before they return the error; after a failed read it goes
     /// with the next write, flush or shutdown).
-    fn step_or_alert(&mut self, mode: Mode<'_, '_>) -> io::Result<Found>
-    where
-        IO: AsyncWrite + Unpin,
-    {
+    fn step_or_alert(&mut self, mode: Mode<'_, '_>) -> io::Result<Found> {
         self.step(mode).inspect_err(|_| {
             // The input that failed is not looked at again (that would fail it twice).
-            self.input = Input::default();
+            (self.input.buf, self.input.start) = (Vec::new(), 0);
             while let Ok(ConnectionState::EncodeTlsData(mut alert)) =
                 self.conn.process_tls_records(&mut []).state
             {
-                let put = self.output.put(
-                    64,
-                    |out| alert.encode(out),
-                    |e| match e {
-                        EncodeError::InsufficientSize(s) => Some(s.required_size),
-                        _ => None,
-                    },
-                );
-                if put.is_err() {
+                if self
+                    .output
+                    .put(64, |out| alert.encode(out), encode_room)
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -460,6 +446,15 @@ impl<IO> ServerTls<IO> {
     }
 }
 
+/// The room an encoding that did not fit asks for.
+fn encode_room(e: &EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
+/// The room an encryption that did not fit asks for.
 fn encrypt_room(e: &EncryptError) -> Option<usize> {
     match e {
         EncryptError::InsufficientSize(s) => Some(s.required_size),
