@@ -60,6 +60,9 @@ pub struct ServerTls<IO> {
     peer_closed: bool,
     /// We queued our close_notify.
     close_sent: bool,
+    /// rustls reported an error: the connection is given up and rustls is not called again
+    /// (its state refers to input it has not released).
+    failed: bool,
 }
 
 impl<IO> std::fmt::Debug for ServerTls<IO> {
@@ -185,6 +188,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
             plain_pos: 0,
             peer_closed: false,
             close_sent: false,
+            failed: false,
         };
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
         // The certificate chain went out from here; sessions start with nothing held.
@@ -254,6 +258,12 @@ impl<IO> ServerTls<IO> {
 
     /// Runs rustls until `mode` is served or it needs something only the caller can give.
     fn step(&mut self, mut mode: Mode<'_, '_>) -> io::Result<Found> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TLS connection failed earlier",
+            ));
+        }
         let mut delivered = false;
         loop {
             let input = &mut self.input;
@@ -355,18 +365,20 @@ impl<IO> ServerTls<IO> {
     /// with the next write, flush or shutdown).
     fn step_or_alert(&mut self, mode: Mode<'_, '_>) -> io::Result<Found> {
         self.step(mode).inspect_err(|_| {
-            // The input that failed is not looked at again (that would fail it twice).
-            (self.input.buf, self.input.start) = (Vec::new(), 0);
-            while let Ok(ConnectionState::EncodeTlsData(mut alert)) =
-                self.conn.process_tls_records(&mut []).state
+            if self.failed {
+                return;
+            }
+            self.failed = true;
+            // rustls hands out a queued alert before it looks at input again (looking again
+            // would fail again), and wants the same input it was given: it may still refer
+            // to parts of it (fuzz target tls_server found a panic when given none).
+            let input = &mut self.input;
+            if let Ok(ConnectionState::EncodeTlsData(mut alert)) = self
+                .conn
+                .process_tls_records(&mut input.buf[input.start..])
+                .state
             {
-                if self
-                    .output
-                    .put(64, |out| alert.encode(out), encode_room)
-                    .is_err()
-                {
-                    break;
-                }
+                let _ = self.output.put(64, |out| alert.encode(out), encode_room);
             }
         })
     }
@@ -599,6 +611,16 @@ pub(crate) mod tests {
         tls_pair_with(None, None).await
     }
 
+    fn dev_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev")
+    }
+
+    /// The committed development certificate and key.
+    fn dev_cert_store() -> crate::tls::CertStore {
+        let dev = dev_dir();
+        crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem")).unwrap()
+    }
+
     /// A pipe whose reads return at most `limit` bytes: records reach the server in pieces.
     pub(crate) struct Trickle {
         pipe: DuplexStream,
@@ -647,11 +669,8 @@ pub(crate) mod tests {
         version: Option<&'static rustls::SupportedProtocolVersion>,
         trickle: Option<usize>,
     ) -> (ServerTls<Trickle>, TlsStream<DuplexStream>) {
-        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
-        let store =
-            crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
-                .unwrap();
-        let config = crate::tls::server_config(store.into());
+        let dev = dev_dir();
+        let config = crate::tls::server_config(dev_cert_store().into());
         let trust = crate::tls::ClientTrust {
             ca_files: vec![dev.join("ca.pem")],
             insecure: false,
@@ -884,11 +903,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn garbage_is_an_error_not_a_panic() {
         // Instead of a ClientHello.
-        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
-        let store =
-            crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
-                .unwrap();
-        let config = crate::tls::server_config(store.into());
+        let config = crate::tls::server_config(dev_cert_store().into());
         let (a, mut b) = tokio::io::duplex(64 * 1024);
         b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -908,6 +923,34 @@ pub(crate) mod tests {
         raw.write_all(&record).await.unwrap();
         let e = ours.read(&mut [0u8; 100]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+
+    /// Found by fuzz target tls_server: handshake records whose message spans records, then
+    /// an error; rustls still referred to the failed input when it was asked for its alert.
+    #[tokio::test]
+    async fn a_failed_handshake_with_a_message_split_across_records_does_not_panic() {
+        let hex = concat!(
+            "1603010122003e130213031301c02cc030009fcca9cca8ccaac02bc02f009ec024c028006bc023c0270067c0",
+            "0ac0140030c009c0130033009d009c003d003c0035002f2294bf9600ff010000ba0000000e000c0000096c6f",
+            "63616c686f7374000b000403000102000a00160014001d0017001e0019001801000101010201030104002300",
+            "000010000b000908687474702f312e310016000000170000000d002a002804030503060308070808080908ab",
+            "43c6280408050806040105010601030303010302040205020602002b0009080304030303020301002d000201",
+            "01003300260024001d002083fadc0a0000000000000000000000000000000000000000000000000000000000",
+            "00000000000000000000000000000000f09883eff5ca6f6c611d51208e9dd9b4c27889d4f586476db6ed986b",
+        );
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let a = Trickle {
+            pipe: a,
+            limit: Some(306),
+        };
+        b.write_all(&bytes).await.unwrap();
+        b.shutdown().await.unwrap();
+        let config = crate::tls::server_config(dev_cert_store().into());
+        assert!(ServerTls::accept(config, a).await.is_err());
     }
 
     #[tokio::test]
