@@ -637,12 +637,12 @@ pub async fn run(
             accepted = crate::net::accept(&listener, "relay") => accepted,
         };
         let relay = relay.clone();
-        let tls = tls.clone();
+        let config = tls.clone();
         tokio::spawn(
             async move {
                 let _ = tcp.set_nodelay(true);
                 let timeout = relay.opts.handshake_timeout;
-                let accepted = crate::tls::accept(&tls, tcp);
+                let accepted = crate::tls::accept(&config, tcp);
                 let Ok(Ok(tls)) = tokio::time::timeout(timeout, accepted).await else {
                     return;
                 };

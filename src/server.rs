@@ -680,10 +680,10 @@ pub async fn run(
             key = field::Empty
         );
         let gate = gate.clone();
-        let tls = tls.clone();
+        let config = tls.clone();
         tokio::spawn(
             async move {
-                serve_connection(tcp, peer, tls, gate, permit).await;
+                serve_connection(tcp, peer, config, gate, permit).await;
             }
             .instrument(span),
         );
@@ -712,7 +712,7 @@ async fn stop_sessions(gate: &Gate) {
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
+    config: Arc<rustls::ServerConfig>,
     gate: Arc<Gate>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -721,7 +721,7 @@ async fn serve_connection(
     let accepted = within(
         "the TLS handshake",
         gate.opts.handshake_timeout,
-        crate::tls::accept(&tls, tcp),
+        crate::tls::accept(&config, tcp),
     );
     let tls = match accepted.await {
         Ok(Ok(tls)) => tls,

@@ -252,7 +252,8 @@ impl<IO> ServerTls<IO> {
 
     /// Bytes this stream holds in its buffers (allocated, used or not): what an idle
     /// session costs here.
-    pub fn buffered_capacity(&self) -> usize {
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
         self.input.buf.capacity() + self.output.buf.len() + self.plain.capacity()
     }
 
@@ -554,26 +555,27 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let mut pieces = bufs.iter().filter(|b| !b.is_empty()).peekable();
+        let mut pieces = bufs.iter().filter(|b| !b.is_empty());
         let Some(first) = pieces.next() else {
             return Poll::Ready(Ok(0));
         };
-        if pieces
-            .peek()
-            .is_none_or(|next| first.len() + next.len() > MAX_RECORD)
-        {
+        // Whole pieces after the first that still fit in one record with it.
+        let (more, total) = pieces
+            .clone()
+            .scan(first.len(), |len, piece| {
+                *len += piece.len();
+                (*len <= MAX_RECORD).then_some(*len)
+            })
+            .fold((0, first.len()), |(n, _), len| (n + 1, len));
+        if more == 0 {
             return self.poll_write(cx, first);
         }
-        let mut len = first.len();
-        let mut taken = Vec::from([&first[..]]);
-        for piece in pieces {
-            if len + piece.len() > MAX_RECORD {
-                break;
-            }
-            len += piece.len();
-            taken.push(&piece[..]);
+        let mut gathered = Vec::with_capacity(total);
+        gathered.extend_from_slice(first);
+        for piece in pieces.take(more) {
+            gathered.extend_from_slice(piece);
         }
-        self.poll_write(cx, &taken.concat())
+        self.poll_write(cx, &gathered)
     }
 
     fn is_write_vectored(&self) -> bool {
