@@ -134,8 +134,7 @@ fn connect_goes_through_an_http_connect_proxy_unless_bypassed() {
         .env("HTTPS_PROXY", format!("http://127.0.0.1:{}", strict.port))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(9));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exit_stderr(&out, 9);
     assert!(
         err.contains("refused CONNECT") && err.contains("403"),
         "{err}"

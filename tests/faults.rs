@@ -113,8 +113,7 @@ fn a_full_or_unwritable_config_directory_fails_clearly_and_keeps_the_old_file() 
         ))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = exit_stderr(&out, 1);
     assert!(
         err.contains("cannot write") && err.contains("File too large"),
         "{err}"
@@ -143,8 +142,7 @@ fn a_full_or_unwritable_config_directory_fails_clearly_and_keeps_the_old_file() 
         .arg(&cfg)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = exit_stderr(&out, 1);
     assert!(err.contains("Permission denied"), "{err}");
     assert_eq!(std::fs::read(&cfg).unwrap(), before);
 }

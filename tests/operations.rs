@@ -220,8 +220,7 @@ fn admin_must_be_loopback() {
         .arg(repo("certs-dev/server-key.pem"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exit_stderr(&out, 2);
     assert!(err.contains("must listen on a loopback address"), "{err}");
 }
 

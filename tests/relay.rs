@@ -362,8 +362,7 @@ fn relay_only_refuses_a_certificate_it_would_not_use() {
         .arg(repo("certs-dev/server.pem"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exit_stderr(&out, 2);
     assert!(
         err.contains("--relay-only") && err.contains("--cert"),
         "{err}"

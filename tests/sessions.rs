@@ -305,8 +305,7 @@ fn relay_info_gives_the_url_and_token() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exit_stderr(&out, 3);
     assert!(
         err.contains("403 connection not allowed (port 1 is not in"),
         "{err}"
@@ -363,8 +362,7 @@ fn an_untrusted_certificate_is_a_tls_error_with_a_hint() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(8));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exit_stderr(&out, 8);
     assert!(
         err.contains("TLS with localhost failed") && err.contains("--ca FILE"),
         "{err}"
@@ -387,8 +385,7 @@ fn a_gate_that_never_answers_times_out_naming_the_phase() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(9));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exit_stderr(&out, 9);
     assert!(
         err.contains("the TLS handshake did not finish within 1s"),
         "{err}"

@@ -533,6 +533,14 @@ pub fn wait_with_deadline(mut child: Child, limit: Duration) -> (std::process::E
     (status.unwrap(), child)
 }
 
+/// Asserts that a finished command exited with `code`; returns what it printed on stderr
+/// (shown if the code is not the one expected).
+pub fn exit_stderr(out: &Output, code: i32) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    err
+}
+
 /// Everything a finished child printed on stderr.
 pub fn stderr_of(child: &mut Child) -> String {
     let mut err = String::new();
