@@ -224,6 +224,85 @@ fn admin_must_be_loopback() {
     assert!(err.contains("must listen on a loopback address"), "{err}");
 }
 
+/// `GET /sessions` with a given `Host` header; the status code.
+fn admin_status_with_host(addr: std::net::SocketAddr, host: &str) -> u16 {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /sessions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sockets a process holds, from /proc.
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// DNS rebinding: a web page whose name now resolves to 127.0.0.1 sends its own name as
+/// `Host`; the admin endpoint answers only loopback names. And a local user opening
+/// connections by the hundred makes the gate hold at most its cap of them.
+#[test]
+fn the_admin_endpoint_answers_only_loopback_names_and_holds_few_connections() {
+    let gate = Gate::start(&[22], &["--admin", "127.0.0.1:0"]);
+    let admin = gate.admin_addr();
+    let port = admin.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+    ] {
+        assert_eq!(admin_status_with_host(admin, &host), 200, "{host}");
+    }
+    for host in [
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        String::new(),
+    ] {
+        assert_eq!(admin_status_with_host(admin, &host), 421, "{host:?}");
+    }
+    let (code, _) = http_get(admin, "/healthz");
+    assert_eq!(code, 200, "arcgate's own requests name a loopback address");
+
+    let pid = gate.running.child.id();
+    let before = open_sockets(pid);
+    let idle: Vec<_> = (0..100)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    // Wait until the gate has taken what it will take (its cap), then count.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut held = 0;
+    while std::time::Instant::now() < deadline {
+        held = open_sockets(pid).saturating_sub(before);
+        if held >= 16 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(held <= 16, "the gate holds {held} admin connections");
+    drop(idle);
+    // Once they go, scrapes are served again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while http_get(admin, "/healthz").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admin endpoint stays stuck"
+        );
+    }
+}
+
 fn write_pem_pair(dir: &std::path::Path, ca_pem: &mut String) -> (String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
