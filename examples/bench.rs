@@ -703,8 +703,12 @@ impl Drop for TempDir {
     }
 }
 
+/// Beside the bench binary in the build tree, not in /tmp: the gate refuses configuration
+/// under a directory that others may write in (its StrictModes check walks up to `/`).
 fn tempdir() -> TempDir {
-    let path = std::env::temp_dir().join(format!("arcgate-bench-{}", std::process::id()));
+    let exe = std::env::current_exe().unwrap();
+    let beside = exe.parent().expect("the bench binary is in a directory");
+    let path = beside.join(format!("arcgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&path).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();

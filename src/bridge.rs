@@ -62,6 +62,9 @@ pub enum Stop {
     Revoked(String),
     /// The process is shutting down: close 1001.
     Shutdown,
+    /// A client is exiting on a signal (ssh sends its `ProxyCommand` SIGHUP when it is done):
+    /// close 1000, then TLS close_notify, so the gate records an orderly end by the client.
+    Exiting,
 }
 
 /// Live byte counts, readable while the session runs.
@@ -230,6 +233,7 @@ where
                     let (code, reason) = match &why {
                         Stop::Revoked(_) => (close::POLICY, "connection not allowed"),
                         Stop::Shutdown => (close::GOING_AWAY, "gate shutting down"),
+                        Stop::Exiting => (close::NORMAL, "client exiting"),
                     };
                     let _ = writer.send_close(code, reason).await;
                     return (outcome(ClosedBy::Stopped(why), Some(code), received), writer);
@@ -281,8 +285,13 @@ where
                 r = local_r.read(&mut buf[HEADROOM..]), if sent.is_none() => match r {
                     Ok(0) => {
                         if let Err(e) = writer.send_close(close::NORMAL, "").await {
-                            let lost = ClosedBy::ConnectionLost(e.to_string());
-                            return (outcome(lost, sent, received), writer);
+                            // A peer that closed first may be gone by the time our answer
+                            // is written: its orderly Close already said how it ended.
+                            let why = match received {
+                                Some(_) => ClosedBy::Peer,
+                                None => ClosedBy::ConnectionLost(e.to_string()),
+                            };
+                            return (outcome(why, sent, received), writer);
                         }
                         sent = Some(close::NORMAL);
                         if received.is_some() {

@@ -146,6 +146,12 @@ pub struct ServeArgs {
     /// Concurrent sessions from one IP address.
     #[arg(long, default_value_t = 256)]
     pub max_sessions_per_ip: usize,
+    /// Connections still in their TLS or HTTP handshake from one source (an IPv4 address or
+    /// an IPv6 /64); more are closed at once. Real clients finish a handshake in
+    /// milliseconds, so 64 at a time is far above what one host needs, and far below the
+    /// total (--max-sessions), which one flooding source could otherwise hold.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub max_handshakes_per_ip: usize,
     /// On SIGTERM/SIGINT, how long sessions may continue before they are closed with 1001.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -174,6 +180,10 @@ pub struct ServeArgs {
     /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
     #[arg(long, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
+    /// With --relay: how long connecting to the relay may take (TCP, proxy, TLS and the
+    /// WebSocket handshake together), for the control channel and for each rendezvous.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub relay_connect_timeout: Duration,
     /// With --relay: no inbound listening socket at all, and so no certificate (--cert, --key
     /// and --listen are refused with it).
     #[arg(long, requires = "relay", conflicts_with_all = ["cert", "key", "listen"])]
@@ -406,6 +416,13 @@ pub struct SshConfigArgs {
     pub user: Option<String>,
 }
 
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number of at least 1")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     token::parse_duration(s)
 }
@@ -495,7 +512,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
              mint a token with: arcgate token --key-name default --ttl 1h"
         );
     }
-    let snapshot = live::load_initial(&paths)?;
     let name = args.name.clone().unwrap_or_else(host_name);
     // Relay-only: nothing accepts TLS here, so no certificate is loaded or watched.
     let certs = match args.relay_only {
@@ -526,6 +542,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         dial_timeout: args.dial_timeout,
         max_sessions: args.max_sessions,
         max_sessions_per_ip: args.max_sessions_per_ip,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
         shutdown_grace: args.shutdown_grace,
         bridge: BridgeConfig {
             role: crate::ws::Role::Server,
@@ -545,6 +562,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         },
     };
     runtime()?.block_on(async move {
+        // The watch is armed before the files are first read: a change written at any moment
+        // after this line is either in that read or wakes the watcher (a `config set` made
+        // while the gate started was lost when the watch came after the read).
+        let watch = live::Watch::start(paths.clone())
+            .context("cannot watch the configuration directory")?;
+        let snapshot = live::load_initial(&paths)?;
         let listener = if args.relay_only {
             None
         } else {
@@ -561,8 +584,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        // Watching starts before we say we listen: no change after that line can be missed.
-        let watch = live::Watch::start(paths).context("cannot watch the configuration directory")?;
         let metrics = gate.metrics().clone();
         let watcher = tokio::spawn(watch.run(tx, stopped(stop_rx.clone()), move |ok| {
             metrics.reload(ok)
@@ -599,7 +620,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
                     ca_files: args.relay_ca.clone(),
                     insecure: false,
                 },
-                connect_timeout: Duration::from_secs(15),
+                connect_timeout: args.relay_connect_timeout,
                 ping_interval: args.ping_interval,
             };
             tokio::spawn(crate::listener::run(gate.clone(), opts, stopped(stop_rx.clone())));
@@ -992,6 +1013,9 @@ fn connect(args: ClientArgs) -> anyhow::Result<Status> {
             .build()
             .map_err(|e| ClientError::Usage(format!("cannot start the runtime: {e}")))?;
         let result = rt.block_on(async {
+            // Before the tunnel opens, so that a signal at any moment ends the session in
+            // order rather than killing the process mid-stream.
+            let exiting = client_exit_signal()?;
             let token = setup.token.read()?;
             let tunnel = setup.connector.open(token.as_deref()).await?;
             tunnel
@@ -999,6 +1023,7 @@ fn connect(args: ClientArgs) -> anyhow::Result<Status> {
                     crate::stdio::stdin(),
                     crate::stdio::stdout(),
                     setup.ping_interval,
+                    exiting,
                 )
                 .await
         });
@@ -1007,6 +1032,30 @@ fn connect(args: ClientArgs) -> anyhow::Result<Status> {
         result
     })();
     result.map(|()| 0).map_err(|e| client_failure(e, &args))
+}
+
+/// Resolves at SIGHUP, SIGTERM or SIGINT. ssh sends its `ProxyCommand` SIGHUP when the
+/// session is over; closing the WebSocket and TLS in order then is what lets the gate record
+/// an orderly end by the client instead of a lost connection.
+fn client_exit_signal() -> Result<impl std::future::Future<Output = ()>, ClientError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let install = |kind: SignalKind| {
+        signal(kind)
+            .map_err(|e| ClientError::Usage(format!("cannot install a signal handler: {e}")))
+    };
+    let (mut hup, mut term, mut int) = (
+        install(SignalKind::hangup())?,
+        install(SignalKind::terminate())?,
+        install(SignalKind::interrupt())?,
+    );
+    Ok(async move {
+        let name = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::debug!(signal = name, "closing the session");
+    })
 }
 
 fn forward(args: ForwardArgs) -> anyhow::Result<Status> {

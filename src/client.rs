@@ -527,11 +527,19 @@ async fn handshake(
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| ClientError::Usage(format!("cannot build the request: {e}")))?;
-    let response = sender.send_request(request).await.map_err(|e| {
-        network(format!(
-            "the gate closed the connection during the handshake: {e}"
-        ))
-    })?;
+    // Under the deadline too: an endpoint that completes TLS and never answers the upgrade
+    // must not hold `connect`, a `forward` tunnel or a relayed session for ever.
+    let response = within(ws_phase, left(), sender.send_request(request))
+        .await
+        .map_err(|t| {
+            conn_task.abort();
+            timed_out(t)
+        })?
+        .map_err(|e| {
+            network(format!(
+                "the gate closed the connection during the handshake: {e}"
+            ))
+        })?;
     let status = response.status();
     if status != StatusCode::SWITCHING_PROTOCOLS {
         let reason = response
@@ -641,16 +649,20 @@ impl Tunnel {
         (self.io, self.leftover)
     }
 
-    /// Runs the session between the tunnel and a local reader/writer until it ends.
-    pub async fn run<R, W>(
+    /// Runs the session between the tunnel and a local reader/writer until it ends, or until
+    /// `exiting` resolves: then it closes the session in order (Close 1000, TLS close_notify)
+    /// and returns `Ok`.
+    pub async fn run<R, W, X>(
         self,
         local_r: R,
         local_w: W,
         ping_interval: Option<Duration>,
+        exiting: X,
     ) -> Result<(), ClientError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
+        X: std::future::Future<Output = ()>,
     {
         let cfg = BridgeConfig {
             role: crate::ws::Role::Client,
@@ -670,12 +682,16 @@ impl Tunnel {
             local_r,
             local_w,
             &cfg,
-            std::future::pending(),
+            Box::pin(async move {
+                exiting.await;
+                bridge::Stop::Exiting
+            }),
             &counters,
         )
         .await;
         let name = &self.name;
         match (&outcome.closed_by, &outcome.received) {
+            (ClosedBy::Stopped(bridge::Stop::Exiting), _) => Ok(()),
             (ClosedBy::Peer | ClosedBy::Local, Some(frame))
                 if frame.code == close::NORMAL || frame.code == 1005 =>
             {

@@ -189,12 +189,12 @@ impl Key {
                  e.g. Microsoft.Azure.Monitor/AzureMonitorLinuxAgent"
             }
             Key::ProxyUrl => {
-                "allowed: an http:// or https:// URL with a host, e.g. http://proxy.example:8080, \
-                 or empty for none"
+                "allowed: an http:// URL with a host, e.g. http://proxy.example:8080 \
+                 (user:password@ for Basic authentication), or empty for none"
             }
             Key::ProxyBypass => {
                 "allowed: a comma-separated list of host names, .suffix patterns, \
-                 IP addresses or CIDRs such as 10.0.0.0/8"
+                 IP addresses, CIDRs such as 10.0.0.0/8, or * for every destination"
             }
         }
     }
@@ -646,44 +646,177 @@ fn dedup_extensions(names: Vec<ExtensionName>) -> Vec<ExtensionName> {
     out
 }
 
-/// A `proxy.bypass` entry: a host name, a `.suffix`, an IP address or a CIDR.
+/// A `proxy.bypass` entry — and a `NO_PROXY` entry: the clients and relay mode read both with
+/// this one grammar. `*` (everything), a host name or `.suffix` (`*.suffix` too; each matches
+/// the name and every name under it, as curl does), an IP address, or a CIDR.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BypassEntry(String);
+pub struct BypassEntry {
+    /// As given (trimmed), for `config list`.
+    text: String,
+    rule: Bypass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bypass {
+    All,
+    /// Lower-case, without a leading `.` or `*.`.
+    Domain(String),
+    Cidr(std::net::IpAddr, u8),
+}
 
 impl BypassEntry {
     /// Parses one entry.
     pub fn parse(s: &str) -> Result<BypassEntry, &'static str> {
-        let s = s.trim();
-        if let Some((addr, bits)) = s.split_once('/') {
+        let text = s.trim().to_string();
+        let e = text.to_ascii_lowercase();
+        let rule = if e == "*" {
+            Bypass::All
+        } else if let Some((addr, bits)) = e.split_once('/') {
             let addr: std::net::IpAddr = addr.parse().map_err(|_| "a CIDR is ADDRESS/BITS")?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            return match bits.parse::<u8>() {
-                Ok(b) if b <= max && !bits.starts_with('+') => Ok(BypassEntry(s.to_string())),
-                _ => Err("a CIDR prefix length is 0-32 (IPv4) or 0-128 (IPv6)"),
-            };
-        }
-        if s.parse::<std::net::IpAddr>().is_ok() {
-            return Ok(BypassEntry(s.to_string()));
-        }
-        let host = s.strip_prefix('.').unwrap_or(s);
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok) {
-            Ok(BypassEntry(s.to_string()))
+            match bits.parse::<u8>() {
+                Ok(b) if b <= max && !bits.starts_with('+') => Bypass::Cidr(addr, b),
+                _ => return Err("a CIDR prefix length is 0-32 (IPv4) or 0-128 (IPv6)"),
+            }
+        } else if let Ok(ip) = e
+            .strip_prefix('[')
+            .and_then(|v| v.strip_suffix(']'))
+            .unwrap_or(&e)
+            .parse::<std::net::IpAddr>()
+        {
+            Bypass::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 })
         } else {
-            Err("not a host name, .suffix, IP address or CIDR")
+            let host = e
+                .strip_prefix("*.")
+                .or_else(|| e.strip_prefix('.'))
+                .unwrap_or(&e);
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+                return Err("not *, a host name, .suffix, IP address or CIDR");
+            }
+            Bypass::Domain(host.to_string())
+        };
+        Ok(BypassEntry { text, rule })
+    }
+
+    /// Whether a connection to `host` (a name or an IP address, IPv6 possibly bracketed)
+    /// skips the proxy under this entry.
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        match &self.rule {
+            Bypass::All => true,
+            Bypass::Domain(d) => {
+                host == *d
+                    || host
+                        .strip_suffix(d.as_str())
+                        .is_some_and(|rest| rest.ends_with('.'))
+            }
+            Bypass::Cidr(net, bits) => host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| in_cidr(ip, *net, *bits)),
         }
+    }
+}
+
+fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr;
+    match (ip.to_canonical(), net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let bits = u32::from(bits.min(32));
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let bits = u32::from(bits.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
     }
 }
 
 impl fmt::Display for BypassEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
+    }
+}
+
+/// A proxy URL, parsed: `[http://][user:password@]host[:port]`, port 1080 when none is given
+/// (as curl does). The one parser for `proxy.url` and `HTTPS_PROXY`, so that `config set`
+/// accepts exactly what relay mode and the clients can use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `user:password`, percent-decoded, for Basic authentication.
+    pub credentials: Option<String>,
+}
+
+impl ProxyUrl {
+    /// Parses a proxy URL; the error says what is wrong in words.
+    pub fn parse(s: &str) -> Result<ProxyUrl, &'static str> {
+        let s = s.trim();
+        let with_scheme = if s.contains("://") {
+            s.to_string()
+        } else {
+            format!("http://{s}")
+        };
+        let url = url::Url::parse(&with_scheme).map_err(|_| "not a URL")?;
+        match url.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(
+                    "https:// proxies (TLS to the proxy itself) are not supported; \
+                     give the proxy's plain http:// address: what passes through it is TLS \
+                     end to end anyway",
+                );
+            }
+            _ => return Err("the scheme must be http:// (CONNECT over plain HTTP)"),
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("the URL has no host")?
+            .trim_matches(['[', ']'])
+            .to_string();
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err("a proxy URL has no path, query or fragment");
+        }
+        let credentials = (!url.username().is_empty()).then(|| {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            format!(
+                "{}:{}",
+                decode(url.username()),
+                decode(url.password().unwrap_or(""))
+            )
+        });
+        Ok(ProxyUrl {
+            host,
+            port: url.port().unwrap_or(1080),
+            credentials,
+        })
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({}:{}", self.host, self.port)?;
+        if self.credentials.is_some() {
+            f.write_str(", with credentials")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -692,16 +825,7 @@ fn parse_proxy_url(s: &str) -> Result<Option<String>, &'static str> {
     if s.is_empty() {
         return Ok(None);
     }
-    let url = url::Url::parse(s).map_err(|_| "not a URL")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("the scheme must be http or https");
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host");
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err("a proxy URL has no path, query or fragment");
-    }
+    ProxyUrl::parse(s)?;
     Ok(Some(s.to_string()))
 }
 
@@ -710,19 +834,38 @@ fn bracketed<T: fmt::Display>(items: &[T]) -> String {
     format!("[{}]", inner.join(", "))
 }
 
+/// Whether `c` would make client text mislead a reader of a log, the audit file or `arcgate
+/// status`: control characters (a newline forges a log line) and the Unicode direction
+/// controls that reorder what is shown (U+202A–U+202E embeddings and overrides, U+2066–U+2069
+/// isolates, and the LRM, RLM and ALM marks: the "Trojan Source" characters), and the Unicode
+/// line and paragraph separators, which some viewers break lines at.
+pub fn misleading(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
 /// Shortens what a user gave for an error message, so that a megabyte of input does not
-/// become a megabyte of error.
+/// become a megabyte of error; misleading characters become `?`.
 pub fn shorten(s: &str) -> String {
     const MAX: usize = 80;
     if s.chars().count() <= MAX {
         s.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
+            .map(|c| if misleading(c) { '?' } else { c })
             .collect()
     } else {
         let head: String = s
             .chars()
             .take(MAX)
-            .map(|c| if c.is_control() { '?' } else { c })
+            .map(|c| if misleading(c) { '?' } else { c })
             .collect();
         format!("{head}… ({} bytes)", s.len())
     }
@@ -932,6 +1075,23 @@ fn raw_of(key: Key, c: &Config) -> Raw {
 mod tests {
     use super::*;
 
+    #[test]
+    fn text_shown_to_people_loses_controls_and_direction_overrides() {
+        let hostile = "ok\u{202E}txt.exe\u{2066}\u{2069}\u{200F}\n\u{1b}[31m";
+        assert_eq!(shorten(hostile), "ok?txt.exe?????[31m");
+        assert_eq!(
+            shorten("café — naïve"),
+            "café — naïve",
+            "other text is kept"
+        );
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{2067}', '\u{2068}',
+        ] {
+            assert!(misleading(c), "{:04X}", c as u32);
+        }
+        assert!(misleading('\u{2028}') && !misleading('é') && !misleading(' '));
+    }
+
     fn set(c: &Config, key: &str, value: &str) -> Result<Config, ConfigError> {
         let key = Key::from_name(key)?;
         c.change(key, &Change::Set(Raw::from_cli(key, value)))
@@ -1096,7 +1256,35 @@ mod tests {
         let err = set(&Config::default(), "proxy.url", "ftp://x")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("http or https"), "{err}");
+        assert!(err.contains("must be http://"), "{err}");
+        // The clients and relay mode cannot use a TLS proxy: refused here, with the reason,
+        // not accepted and then failing at every reconnect.
+        let err = set(
+            &Config::default(),
+            "proxy.url",
+            "https://proxy.example:3128",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("https:// proxies") && err.contains("not supported"),
+            "{err}"
+        );
+        // One bypass grammar: what NO_PROXY accepts, proxy.bypass accepts.
+        let c = set(
+            &Config::default(),
+            "proxy.bypass",
+            "*,*.svc,.corp,[::1],10.0.0.0/8",
+        )
+        .unwrap();
+        let entry = |host| c.proxy_bypass.iter().any(|e| e.matches(host));
+        assert!(entry("anything.example") && entry("x.svc") && entry("::1"));
+        for bad in ["a b", "*x", "10.0.0.0/33", "http://x"] {
+            assert!(
+                set(&Config::default(), "proxy.bypass", bad).is_err(),
+                "{bad}"
+            );
+        }
         let long = "9".repeat(1 << 20);
         let err = set(&Config::default(), "incomingconnections.ports", &long)
             .unwrap_err()

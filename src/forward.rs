@@ -85,7 +85,11 @@ async fn tunnel(tcp: TcpStream, forwarder: Arc<Forwarder>) {
     };
     tracing::info!("tunnel open");
     let (local_r, local_w) = tcp.into_split();
-    match tunnel.run(local_r, local_w, forwarder.ping_interval).await {
+    let never = std::future::pending();
+    match tunnel
+        .run(local_r, local_w, forwarder.ping_interval, never)
+        .await
+    {
         Ok(()) => tracing::info!("tunnel closed"),
         Err(e) => tracing::warn!(error = %e, "tunnel ended abnormally"),
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 
+use crate::sessions::ConnectionPermit;
 use crate::tlsserver::ServerTls;
 
 /// The gate's (and the relay's) connection stream: TLS over a socket.
@@ -31,15 +31,15 @@ pub struct Lingering {
     io: Option<GateStream>,
     /// Held until the draining ends, so lingering connections count against the limit on
     /// connections in their handshake.
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<ConnectionPermit>,
 }
 
 impl Lingering {
     /// Wraps a connection; `permit` is released when the connection is fully closed.
-    pub fn new(io: GateStream, permit: OwnedSemaphorePermit) -> Lingering {
+    pub fn new(io: GateStream, permit: impl Into<ConnectionPermit>) -> Lingering {
         Lingering {
             io: Some(io),
-            permit: Some(permit),
+            permit: Some(permit.into()),
         }
     }
 

@@ -107,13 +107,8 @@ impl ListenerOptions {
             None => None,
             Some(url) => {
                 let config = snapshot.config.as_ref().expect("checked above");
-                let bypass: Vec<String> = config
-                    .proxy_bypass
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
                 Some(
-                    Proxy::new(&url, bypass.iter().map(String::as_str))
+                    Proxy::new(&url, config.proxy_bypass.clone())
                         .map_err(|e| ClientError::Usage(e.to_string()))?,
                 )
             }
@@ -268,7 +263,7 @@ async fn handle_accept(gate: Arc<Gate>, connector: Arc<Connector>, accept: Accep
     let id: String = accept
         .id
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !crate::config::misleading(*c))
         .take(64)
         .collect();
     let id = if id.is_empty() {
@@ -335,7 +330,7 @@ async fn handle_accept(gate: Arc<Gate>, connector: Arc<Connector>, accept: Accep
                 name: gate.name().to_string(),
                 port,
                 key: "relay".into(),
-                revoke_with_key: false,
+                grant: None,
             };
             // Boxed for the reason given at `server::take_stream`.
             gate.bridge_session(Box::new(io), &leftover, &cfg, meta, service, slot)

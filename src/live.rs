@@ -220,8 +220,13 @@ impl Watch {
             }
             generation += 1;
             let next = reload(&paths, generation);
-            let before = tx.borrow().summary();
             let after = next.summary();
+            // Compared whole, not by the summary: a key given a new secret changes no line
+            // of it, and must not be logged as "unchanged".
+            let changed = {
+                let before = tx.borrow();
+                before.config != next.config || before.keys != next.keys
+            };
             let valid = next.config.is_ok() && next.keys.is_ok();
             on_reload(valid);
             if !valid {
@@ -230,7 +235,7 @@ impl Watch {
                     problem = %after,
                     "configuration reload FAILED: refusing new connections until the files are valid"
                 );
-            } else if before != after {
+            } else if changed {
                 tracing::info!(policy = %after, "configuration reloaded");
             } else {
                 tracing::info!(policy = %after, "configuration unchanged");

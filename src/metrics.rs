@@ -48,6 +48,7 @@ pub struct Metrics {
     handshake: Histogram,
     reloads: Family<ResultLabel, Counter>,
     token_failures: Family<ReasonLabel, Counter>,
+    handshakes_refused: Counter,
 }
 
 struct LiveCollector(Arc<dyn LiveView>);
@@ -127,6 +128,13 @@ impl Metrics {
             "Refused tokens by reason",
             token_failures.clone(),
         );
+        let handshakes_refused = Counter::default();
+        registry.register(
+            "arcgate_handshakes_refused",
+            "Connections closed unanswered because their source already had \
+             --max-handshakes-per-ip connections in their handshake",
+            handshakes_refused.clone(),
+        );
         registry.register_collector(Box::new(LiveCollector(live)));
         Metrics {
             registry,
@@ -134,6 +142,7 @@ impl Metrics {
             handshake,
             reloads,
             token_failures,
+            handshakes_refused,
         }
     }
 
@@ -148,6 +157,11 @@ impl Metrics {
         self.token_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts a connection closed for its source's handshake cap.
+    pub fn handshake_refused(&self) {
+        self.handshakes_refused.inc();
     }
 
     /// Counts a configuration reload.

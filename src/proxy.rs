@@ -1,16 +1,16 @@
 //! Outbound connections through an HTTP proxy (HTTP `CONNECT`), and which destinations skip it.
 //!
 //! Used by the clients (`HTTPS_PROXY`/`NO_PROXY`, as curl reads them) and, later, by relay
-//! mode's listener (`proxy.url`/`proxy.bypass`). Owns the CONNECT exchange and the bypass
-//! rules; knows nothing about TLS or WebSockets, which run over the stream it returns.
-
-use std::net::IpAddr;
+//! mode's listener (`proxy.url`/`proxy.bypass`). Owns the CONNECT exchange; the URL and the
+//! bypass rules are parsed by [`crate::config`]'s one grammar ([`ProxyUrl`], [`BypassEntry`]),
+//! so what `config set` accepts is exactly what works here. Knows nothing about TLS or
+//! WebSockets, which run over the stream it returns.
 
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::shorten;
+use crate::config::{BypassEntry, ProxyUrl, shorten};
 
 /// Largest proxy answer head we read: real ones are a few hundred bytes.
 const MAX_ANSWER: usize = 16 * 1024;
@@ -22,7 +22,7 @@ pub struct Proxy {
     port: u16,
     /// `user:password`, sent as Basic credentials.
     credentials: Option<String>,
-    bypass: Vec<Bypass>,
+    bypass: Vec<BypassEntry>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -32,72 +32,6 @@ impl std::fmt::Debug for Proxy {
             f.write_str(", with credentials")?;
         }
         write!(f, ", bypass {:?})", self.bypass)
-    }
-}
-
-/// One bypass rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Bypass {
-    /// `*`: everything.
-    All,
-    /// A host name, matching itself and its subdomains.
-    Host(String),
-    /// `.example.com`: subdomains (and the domain itself, as curl does).
-    Suffix(String),
-    /// An address range.
-    Cidr(IpAddr, u8),
-}
-
-impl Bypass {
-    fn parse(entry: &str) -> Option<Bypass> {
-        let e = entry.trim().to_ascii_lowercase();
-        if e.is_empty() {
-            return None;
-        }
-        if e == "*" {
-            return Some(Bypass::All);
-        }
-        if let Some((addr, bits)) = e.split_once('/') {
-            let addr: IpAddr = addr.parse().ok()?;
-            let bits: u8 = bits.parse().ok()?;
-            return Some(Bypass::Cidr(addr, bits));
-        }
-        if let Ok(ip) = e.trim_matches(['[', ']']).parse::<IpAddr>() {
-            return Some(Bypass::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 }));
-        }
-        let e = e.strip_prefix('*').unwrap_or(&e);
-        match e.strip_prefix('.') {
-            Some(suffix) => Some(Bypass::Suffix(suffix.to_string())),
-            None => Some(Bypass::Host(e.to_string())),
-        }
-    }
-
-    fn matches(&self, host: &str) -> bool {
-        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
-        match self {
-            Bypass::All => true,
-            Bypass::Host(h) | Bypass::Suffix(h) => under(h),
-            Bypass::Cidr(net, bits) => host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| in_cidr(ip, *net, *bits)),
-        }
-    }
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let bits = u32::from(bits.min(32));
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let bits = u32::from(bits.min(128));
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 
@@ -141,50 +75,20 @@ pub enum ProxyError {
 }
 
 impl Proxy {
-    /// Parses `http://[user:pass@]host[:port]` (port 1080 when none is given, as curl does)
-    /// with the bypass entries.
-    pub fn new<'a>(
+    /// Parses `[http://][user:pass@]host[:port]` ([`ProxyUrl`]) with the bypass entries.
+    pub fn new(
         url: &str,
-        bypass: impl IntoIterator<Item = &'a str>,
+        bypass: impl IntoIterator<Item = BypassEntry>,
     ) -> Result<Proxy, ProxyError> {
-        let bad = |why| ProxyError::BadUrl {
+        let parsed = ProxyUrl::parse(url).map_err(|why| ProxyError::BadUrl {
             url: redact(url),
             why,
-        };
-        let with_scheme = if url.contains("://") {
-            url.to_string()
-        } else {
-            format!("http://{url}")
-        };
-        let parsed = url::Url::parse(&with_scheme).map_err(|_| bad("not a URL"))?;
-        if parsed.scheme() != "http" {
-            return Err(bad(
-                "only http:// proxies are supported (CONNECT over plain HTTP)",
-            ));
-        }
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("no host"))?
-            .trim_matches(['[', ']'])
-            .to_string();
-        let credentials = (!parsed.username().is_empty()).then(|| {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            format!(
-                "{}:{}",
-                decode(parsed.username()),
-                decode(parsed.password().unwrap_or(""))
-            )
-        });
+        })?;
         Ok(Proxy {
-            host,
-            port: parsed.port().unwrap_or(1080),
-            credentials,
-            bypass: bypass.into_iter().filter_map(Bypass::parse).collect(),
+            host: parsed.host,
+            port: parsed.port,
+            credentials: parsed.credentials,
+            bypass: bypass.into_iter().collect(),
         })
     }
 
@@ -200,7 +104,19 @@ impl Proxy {
             return Ok(None);
         };
         let no_proxy = var(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
-        Proxy::new(&url, no_proxy.split(',')).map(Some)
+        // An entry the grammar refuses is skipped with a warning rather than failing every
+        // connection: NO_PROXY is shared with every other program on the machine.
+        let bypass = no_proxy
+            .split(',')
+            .filter(|e| !e.trim().is_empty())
+            .filter_map(|e| match BypassEntry::parse(e) {
+                Ok(entry) => Some(entry),
+                Err(why) => {
+                    tracing::warn!(entry = %shorten(e), why, "NO_PROXY entry ignored");
+                    None
+                }
+            });
+        Proxy::new(&url, bypass.collect::<Vec<_>>()).map(Some)
     }
 
     /// Whether connections to `host` go through the proxy.
@@ -294,9 +210,14 @@ mod tests {
 
     #[test]
     fn bypass_rules() {
+        let entries = |list: &[&str]| -> Vec<BypassEntry> {
+            list.iter()
+                .map(|e| BypassEntry::parse(e).unwrap())
+                .collect()
+        };
         let p = Proxy::new(
             "http://proxy:3128",
-            ["localhost", ".corp.example", "10.0.0.0/8", "::1", "*.svc"],
+            entries(&["localhost", ".corp.example", "10.0.0.0/8", "::1", "*.svc"]),
         )
         .unwrap();
         for (host, via_proxy) in [
@@ -309,12 +230,14 @@ mod tests {
             ("11.1.2.3", true),
             ("[::1]", false),
             ("x.svc", false),
+            ("xsvc", true),
             ("gate.example", true),
+            ("10.0.0.1.example", true),
         ] {
             assert_eq!(p.applies_to(host), via_proxy, "{host}");
         }
         assert!(
-            !Proxy::new("proxy:3128", ["*"])
+            !Proxy::new("proxy:3128", entries(&["*"]))
                 .unwrap()
                 .applies_to("anything")
         );
@@ -322,16 +245,17 @@ mod tests {
 
     #[test]
     fn proxy_urls() {
-        let p = Proxy::new("http://us%40er:p%3Ass@proxy.example:8080", []).unwrap();
+        let p = Proxy::new("http://us%40er:p%3Ass@proxy.example:8080", vec![]).unwrap();
         assert_eq!(p.address(), "proxy.example:8080");
         assert_eq!(p.credentials.as_deref(), Some("us@er:p:ss"));
         assert!(
             !format!("{p:?}").contains("p:ss"),
             "credentials never printed"
         );
-        assert!(Proxy::new("https://proxy", []).is_err());
-        assert!(Proxy::new("http://", []).is_err());
-        let err = Proxy::new("socks5://u:secret@h", [])
+        assert!(Proxy::new("https://proxy", vec![]).is_err());
+        assert!(Proxy::new("http://", vec![]).is_err());
+        assert_eq!(Proxy::new("proxy", vec![]).unwrap().address(), "proxy:1080");
+        let err = Proxy::new("socks5://u:secret@h", vec![])
             .unwrap_err()
             .to_string();
         assert!(!err.contains("secret"), "{err}");

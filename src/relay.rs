@@ -399,7 +399,7 @@ impl Relay {
         let id = hc
             .id
             .clone()
-            .filter(|i| !i.is_empty() && i.len() <= 64 && !i.chars().any(char::is_control))
+            .filter(|i| !i.is_empty() && i.len() <= 64 && !i.chars().any(crate::config::misleading))
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         // The address carries a fresh, unguessable handle: it is the listener's only credential.
         let handle = uuid::Uuid::new_v4().simple().to_string();

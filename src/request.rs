@@ -8,7 +8,7 @@
 use hyper::http::{HeaderMap, Method, Version, header, request::Parts};
 use percent_encoding::percent_decode_str;
 
-use crate::config::{Port, parse_port, shorten};
+use crate::config::{Port, misleading, parse_port, shorten};
 
 /// The port a request reaches when it names none.
 pub const DEFAULT_PORT: u16 = 22;
@@ -104,11 +104,11 @@ pub fn parse(head: &Parts) -> Result<ConnectRequest, RequestError> {
             if id.is_empty() || id.chars().count() > MAX_ID_LEN {
                 return Err(RequestError::BadId("it must be 1 to 64 characters"));
             }
-            // Any text, as the interface says, but no control characters: the id is printed
-            // in every log line and by `arcgate status`.
-            if id.chars().any(char::is_control) {
+            // Any text, as the interface says, but nothing that misleads a reader: the id is
+            // printed in every log line and by `arcgate status`.
+            if id.chars().any(misleading) {
                 return Err(RequestError::BadId(
-                    "it must not contain control characters",
+                    "it must not contain control or text-direction characters",
                 ));
             }
             (id, false)
@@ -316,6 +316,10 @@ mod tests {
             "/$hc/h?sb-hc-action=connect&port=",
             "/$hc/h?sb-hc-action=connect&sb-hc-id=",
             "/$hc/h?sb-hc-action=connect&sb-hc-id=a%0Ab",
+            // U+202E RIGHT-TO-LEFT OVERRIDE and U+2066 LEFT-TO-RIGHT ISOLATE reorder what a
+            // log reader sees.
+            "/$hc/h?sb-hc-action=connect&sb-hc-id=a%E2%80%AEb",
+            "/$hc/h?sb-hc-action=connect&sb-hc-id=a%E2%81%A6b",
             "/$hc/h?sb-hc-action=connect&sb-hc-action=connect",
             "/$hc/h?sb-hc-action=connect&port=%FF",
             "/$hc/?sb-hc-action=connect",

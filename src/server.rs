@@ -36,7 +36,7 @@ use crate::live::Snapshot;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::{self, Candidate, Denied};
 use crate::request::{self, ConnectRequest, RequestError};
-use crate::sessions::{Limit, LiveSession, SessionTable, Slot};
+use crate::sessions::{ConnectionPermit, Handshakes, Limit, LiveSession, SessionTable, Slot};
 use crate::token::{self, Audience, Grant, TokenError};
 
 /// Everything about how the gate behaves that is not policy (SPEC §9 defaults in `main`).
@@ -56,6 +56,8 @@ pub struct GateOptions {
     pub max_sessions: usize,
     /// Concurrent sessions from one IP address.
     pub max_sessions_per_ip: usize,
+    /// Connections in their handshake from one source (an IPv4 address or an IPv6 /64).
+    pub max_handshakes_per_ip: usize,
     /// After shutdown begins, how long sessions may go on before they are closed with 1001.
     pub shutdown_grace: Duration,
     /// Per-session bridge settings.
@@ -245,9 +247,9 @@ pub(crate) struct SessionMeta {
     pub(crate) port: Port,
     /// The key that allowed it (for relayed sessions, the gate's listen key).
     pub(crate) key: String,
-    /// Whether the key's presence and ports are re-checked on policy changes (direct
-    /// sessions; a relayed session's sender key lives in the relay's keys file).
-    pub(crate) revoke_with_key: bool,
+    /// The grant re-checked against every new keys file (direct sessions; a relayed
+    /// session's sender key lives in the relay's keys file).
+    pub(crate) grant: Option<Grant>,
 }
 
 /// What is known of a request when it is decided, for the audit record.
@@ -493,8 +495,8 @@ impl Gate {
             id: request.id,
             name: request.name,
             port: request.port,
-            key: grant.key_name,
-            revoke_with_key: true,
+            key: grant.key_name.clone(),
+            grant: Some(grant),
         };
         let cfg = &self.opts.bridge;
         match take_stream(upgraded) {
@@ -515,7 +517,7 @@ impl Gate {
         io: S,
         leftover: &[u8],
         cfg: &BridgeConfig,
-        meta: SessionMeta,
+        mut meta: SessionMeta,
         service: TcpStream,
         slot: Slot,
     ) where
@@ -528,8 +530,7 @@ impl Gate {
         let (service_r, service_w) = service.into_split();
         // Boxed: by value, its 376 bytes were stored twice more in the session's task, which
         // put the task in the allocator's 4 KiB size class instead of 3 KiB (-Zprint-type-sizes).
-        let stop =
-            Box::pin(self.stop_signal(meta.port, meta.revoke_with_key.then(|| meta.key.clone())));
+        let stop = Box::pin(self.stop_signal(meta.port, meta.grant.take()));
         let outcome = bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;
         let (closed_by, reason) = match &outcome.closed_by {
             ClosedBy::Peer => ("client", String::new()),
@@ -537,7 +538,9 @@ impl Gate {
             ClosedBy::Stopped(Stop::Revoked(why)) => {
                 ("policy", format!("revoked by policy change: {why}"))
             }
-            ClosedBy::Stopped(Stop::Shutdown) => ("gate", "gate shutting down".to_string()),
+            ClosedBy::Stopped(Stop::Shutdown | Stop::Exiting) => {
+                ("gate", "gate shutting down".to_string())
+            }
             ClosedBy::PingTimeout => ("gate", "client missed pings".to_string()),
             ClosedBy::IdleTimeout => ("gate", "idle timeout".to_string()),
             ClosedBy::PeerError(e) => ("gate", format!("client protocol error: {e}")),
@@ -565,12 +568,8 @@ impl Gate {
     }
 
     /// Resolves when the session must end: the gate stops, or a new snapshot's policy (or the
-    /// session's key) no longer allows it.
-    fn stop_signal(
-        &self,
-        port: Port,
-        key_name: Option<String>,
-    ) -> impl Future<Output = Stop> + use<> {
+    /// keys file, for the session's grant) no longer allows it.
+    fn stop_signal(&self, port: Port, grant: Option<Grant>) -> impl Future<Output = Stop> + use<> {
         let mut live = self.live.clone();
         let mut stopping = self.stopping.subscribe();
         async move {
@@ -585,17 +584,14 @@ impl Gate {
                         // an editor's half-written save must not cut everyone off.
                         continue;
                     };
-                    let key_ports = match &key_name {
+                    let key_ports = match &grant {
                         None => None,
-                        Some(name) => match keys.get(name) {
-                            Some(key) => key.ports.clone(),
-                            None => return format!("key '{name}' removed"),
+                        Some(grant) => match keys.still_backs(grant) {
+                            Ok(key) => key.ports.as_ref(),
+                            Err(why) => return format!("key '{}' {why}", grant.key_name),
                         },
                     };
-                    let candidate = Candidate {
-                        port,
-                        key_ports: key_ports.as_ref(),
-                    };
+                    let candidate = Candidate { port, key_ports };
                     if let Err(denied) = policy::decide(config, &candidate) {
                         return denied.audit_reason().to_string();
                     }
@@ -661,16 +657,27 @@ pub async fn run(
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
     // Connections still in their handshake: bounded so a flood of half-open connections
-    // cannot hold unbounded memory; sessions have their own limit.
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(gate.opts.max_sessions.max(64)));
+    // cannot hold unbounded memory, and per source so that one source cannot hold them all
+    // and make everyone else wait for its handshake deadlines; sessions have their own limit.
+    let handshakes = Handshakes::new(
+        gate.opts.max_sessions.max(64),
+        gate.opts.max_handshakes_per_ip,
+    );
     loop {
-        let permit = tokio::select! {
+        let reserved = tokio::select! {
             () = &mut shutdown => break,
-            p = handshakes.clone().acquire_owned() => p.expect("semaphore never closed"),
+            p = handshakes.reserve() => p,
         };
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = crate::net::accept(&listener, "gate") => accepted,
+        };
+        let Some(permit) = handshakes.admit(reserved, peer.ip()) else {
+            // Closed at once, unanswered: it has sent nothing we could answer yet, and a
+            // record per connection would let the flood fill the log as well.
+            gate.metrics.handshake_refused();
+            drop(tcp);
+            continue;
         };
         let span = tracing::info_span!(
             "session",
@@ -714,7 +721,7 @@ async fn serve_connection(
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     gate: Arc<Gate>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: ConnectionPermit,
 ) {
     let deadline = Instant::now() + gate.opts.handshake_timeout;
     let _ = tcp.set_nodelay(true);

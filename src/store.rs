@@ -107,52 +107,105 @@ pub enum Secrecy {
     Secret,
 }
 
-/// Checks that `path` (if it exists) and its directory are owned by root or by us, and not
-/// writable by group or others — like sshd's StrictModes. A secret file must also not be
-/// readable by them.
+/// Checks `path` the way sshd's StrictModes does: the file (if it exists) and every
+/// directory from it up to `/` must be owned by root or by us and not writable by group or
+/// others — a sticky world-writable directory such as `/tmp` included, since another user
+/// may still create or swap names in it. Both chains are checked: the path as given, and
+/// where it really leads once symlinks are resolved, so a `localconfig.json` that links into
+/// a directory someone else can write is refused. A secret file must also not be readable by
+/// group or others.
 pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<(), StoreError> {
-    let me = rustix::process::geteuid().as_raw();
     let dir = parent_dir(path);
-    let check = |p: &Path, meta: &fs::Metadata, forbidden: u32| -> Result<(), StoreError> {
-        let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
-        if uid != 0 && uid != me {
-            return Err(StoreError::Insecure {
-                path: p.to_path_buf(),
-                problem: format!("it is owned by uid {uid}, not by root or by you (uid {me})"),
-                fix: format!("chown {me} {}", p.display()),
-            });
-        }
-        if mode & forbidden != 0 {
-            let who = if forbidden == 0o077 {
-                "readable or writable by group or others"
-            } else {
-                "writable by group or others"
-            };
-            let chmod = if forbidden == 0o077 { "600" } else { "go-w" };
-            return Err(StoreError::Insecure {
-                path: p.to_path_buf(),
-                problem: format!("it is {who} (mode {mode:04o})"),
-                fix: format!("chmod {chmod} {}", p.display()),
-            });
-        }
-        Ok(())
-    };
     match fs::metadata(&dir) {
-        Ok(meta) => check(&dir, &meta, 0o022)?,
+        Ok(_) => check_directories(&dir)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io("cannot inspect", &dir, e)),
     }
-    match fs::metadata(path) {
-        Ok(meta) => {
-            let forbidden = match secrecy {
-                Secrecy::Public => 0o022,
-                Secrecy::Secret => 0o077,
-            };
-            check(path, &meta, forbidden)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::io("cannot inspect", path, e)),
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("cannot inspect", path, e)),
+    };
+    if meta.file_type().is_symlink() {
+        let real = fs::canonicalize(path).map_err(|e| StoreError::io("cannot follow", path, e))?;
+        check_directories(&parent_dir(&real))?;
     }
+    let meta = fs::metadata(path).map_err(|e| StoreError::io("cannot inspect", path, e))?;
+    let forbidden = match secrecy {
+        Secrecy::Public => 0o022,
+        Secrecy::Secret => 0o077,
+    };
+    check_owner_and_mode(path, &meta, forbidden, false)
+}
+
+/// Checks `dir` and each directory above it up to `/`, both as written and with symlinks
+/// resolved: owned by root or us, not writable by group or others.
+pub fn check_directories(dir: &Path) -> Result<(), StoreError> {
+    let real = fs::canonicalize(dir).map_err(|e| StoreError::io("cannot follow", dir, e))?;
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| StoreError::io("cannot inspect", Path::new("."), e))?
+            .join(dir)
+    };
+    for chain in [absolute.as_path(), real.as_path()] {
+        for (i, p) in chain.ancestors().enumerate() {
+            let meta = fs::metadata(p).map_err(|e| StoreError::io("cannot inspect", p, e))?;
+            check_owner_and_mode(p, &meta, 0o022, i > 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// One step of the check; `above` marks a directory above the file's own, where the fix is
+/// to move the file rather than to change a system directory.
+fn check_owner_and_mode(
+    p: &Path,
+    meta: &fs::Metadata,
+    forbidden: u32,
+    above: bool,
+) -> Result<(), StoreError> {
+    let me = rustix::process::geteuid().as_raw();
+    let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+    let elsewhere = || {
+        format!(
+            "keep the file in a directory whose every parent only root or you can write, \
+             such as {}",
+            Path::new("/var/opt/arcgate").display()
+        )
+    };
+    if uid != 0 && uid != me {
+        return Err(StoreError::Insecure {
+            path: p.to_path_buf(),
+            problem: format!("it is owned by uid {uid}, not by root or by you (uid {me})"),
+            fix: if above {
+                elsewhere()
+            } else {
+                format!("chown {me} {}", p.display())
+            },
+        });
+    }
+    if mode & forbidden != 0 {
+        let who = if forbidden == 0o077 {
+            "readable or writable by group or others"
+        } else if mode & 0o1000 != 0 {
+            "writable by group or others (the sticky bit still lets others create names in it)"
+        } else {
+            "writable by group or others"
+        };
+        let chmod = if forbidden == 0o077 { "600" } else { "go-w" };
+        return Err(StoreError::Insecure {
+            path: p.to_path_buf(),
+            problem: format!("it is {who} (mode {mode:04o})"),
+            fix: if above && mode & 0o1000 != 0 {
+                elsewhere()
+            } else {
+                format!("chmod {chmod} {}", p.display())
+            },
+        });
+    }
+    Ok(())
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -298,10 +351,67 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn private_dir() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
+    /// A private directory in a place whose every parent passes the check (not /tmp): beside
+    /// the test binary, or in the home directory when the build tree is not such a place.
+    pub(crate) fn private_dir() -> tempfile::TempDir {
+        let exe = std::env::current_exe().unwrap();
+        let candidates = [exe.parent().map(Path::to_path_buf), std::env::home_dir()];
+        let base = candidates
+            .into_iter()
+            .flatten()
+            .find(|b| check_directories(b).is_ok())
+            .expect("a directory whose parents only root or we can write");
+        let dir = tempfile::tempdir_in(base).unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
         dir
+    }
+
+    #[test]
+    fn every_directory_up_to_the_root_and_behind_a_symlink_is_checked() {
+        let dir = private_dir();
+        // A world-writable directory with the sticky bit, like /tmp, inside our private one.
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        let nested = shared.join("mine");
+        fs::create_dir(&nested).unwrap();
+        fs::set_permissions(&nested, fs::Permissions::from_mode(0o700)).unwrap();
+        let deep = nested.join(CONFIG_FILE);
+        fs::write(&deep, b"{}").unwrap();
+        let err = load_config(&deep).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("refusing to use {}", shared.display()))
+                && err.contains("sticky bit"),
+            "a parent two levels up is checked too: {err}"
+        );
+
+        // The file is a symlink in a good directory pointing into the shared one.
+        let good = dir.path().join("good");
+        fs::create_dir(&good).unwrap();
+        fs::set_permissions(&good, fs::Permissions::from_mode(0o700)).unwrap();
+        let target = shared.join("swappable.json");
+        fs::write(&target, b"{}").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        let link = good.join(CONFIG_FILE);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = load_config(&link).unwrap_err().to_string();
+        assert!(
+            err.contains("sticky bit"),
+            "the link's target directory: {err}"
+        );
+
+        // A symlink to a good place is fine, and so is the good directory itself.
+        let real = good.join("real.json");
+        fs::write(&real, b"{}").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        load_config(&link).unwrap();
+
+        // A symlinked directory into the shared one is caught through the resolved chain.
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&nested, &alias).unwrap();
+        assert!(load_config(&alias.join(CONFIG_FILE)).is_err());
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub enum Right {
 }
 
 /// One key from the keys file.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     /// The key's name (`skn`).
     pub name: String,
@@ -242,7 +242,7 @@ impl KeyEntry {
 }
 
 /// The keys file's contents.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySet(Vec<KeyEntry>);
 
 #[derive(Deserialize)]
@@ -267,9 +267,12 @@ impl KeySet {
         })?;
         let mut keys = Vec::with_capacity(raw.len());
         for k in raw {
-            if k.name.is_empty() || k.name.len() > 256 || k.name.chars().any(char::is_control) {
+            if k.name.is_empty()
+                || k.name.len() > 256
+                || k.name.chars().any(crate::config::misleading)
+            {
                 return Err(format!(
-                    "key name '{}' is empty, too long or has control characters",
+                    "key name '{}' is empty, too long or has control or text-direction characters",
                     shorten(&k.name)
                 ));
             }
@@ -334,15 +337,51 @@ impl KeySet {
     pub fn names(&self) -> Vec<&str> {
         self.0.iter().map(|k| k.name.as_str()).collect()
     }
+
+    /// The key that still backs `grant` — same name, same secret, still with the send right —
+    /// or why none does. Its `ports` are the ones that now apply to the grant's sessions.
+    pub fn still_backs(&self, grant: &Grant) -> Result<&KeyEntry, Withdrawn> {
+        let entry = self.get(&grant.key_name).ok_or(Withdrawn::Removed)?;
+        if digest(&entry.key) != grant.secret_digest {
+            return Err(Withdrawn::SecretChanged);
+        }
+        if !entry.rights.contains(&Right::Send) {
+            return Err(Withdrawn::RightRemoved);
+        }
+        Ok(entry)
+    }
 }
 
 /// What a valid token grants: the key it was signed with, and that key's port restriction.
+/// It remembers which secret signed it (as a digest), so that a live session can be asked
+/// whether a later keys file still backs it ([`KeySet::still_backs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     /// The key's name.
     pub key_name: String,
     /// The key's ports, if it lists any.
     pub ports: Option<PortSet>,
+    /// SHA-256 of the secret that signed the token: never the secret itself.
+    secret_digest: [u8; 32],
+}
+
+/// Why a keys file no longer backs a grant: each ends the sessions it opened (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Withdrawn {
+    /// No key has the grant's name any more.
+    #[error("removed")]
+    Removed,
+    /// The key has a new secret: tokens signed with the old one are no longer valid.
+    #[error("given a new secret")]
+    SecretChanged,
+    /// The key lost the right the grant was for.
+    #[error("no longer has the send right")]
+    RightRemoved,
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
 }
 
 /// What a token's resource must name.
@@ -440,6 +479,7 @@ pub fn verify_for(
     Ok(Grant {
         key_name: entry.name.clone(),
         ports: entry.ports.clone(),
+        secret_digest: digest(&entry.key),
     })
 }
 
@@ -654,6 +694,51 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_grant_is_backed_only_by_its_own_key_secret_and_right() {
+        let t = mint(
+            "http://g/myhost/",
+            "narrow",
+            "fedcba9876543210fedc",
+            NOW + 60,
+        );
+        let grant = verify(&keys(), &t, &gate(), NOW).unwrap();
+        let entry = keys().still_backs(&grant).map(|e| e.ports.clone());
+        assert_eq!(entry, Ok(grant.ports.clone()), "the same file backs it");
+        let cases: [(&[u8], Result<(), Withdrawn>); 5] = [
+            (
+                br#"[{"name":"ops","key":"0123456789abcdef0123"}]"#,
+                Err(Withdrawn::Removed),
+            ),
+            (
+                br#"[{"name":"narrow","key":"a-new-secret-0123456789"}]"#,
+                Err(Withdrawn::SecretChanged),
+            ),
+            (
+                br#"[{"name":"narrow","key":"fedcba9876543210fedc","rights":["listen"]}]"#,
+                Err(Withdrawn::RightRemoved),
+            ),
+            // Narrower ports still back the grant: the caller re-decides with them.
+            (
+                br#"[{"name":"narrow","key":"fedcba9876543210fedc","ports":[2222]}]"#,
+                Ok(()),
+            ),
+            (
+                br#"[{"name":"narrow","key":"fedcba9876543210fedc","rights":["send"]}]"#,
+                Ok(()),
+            ),
+        ];
+        for (file, want) in cases {
+            let keys = KeySet::from_json(file).unwrap();
+            assert_eq!(
+                keys.still_backs(&grant).map(|_| ()),
+                want,
+                "{}",
+                String::from_utf8_lossy(file)
+            );
+        }
     }
 
     #[test]

@@ -134,7 +134,14 @@ fn invalid_input_is_refused_with_a_clear_error_and_writes_nothing() {
             &["set", "extensions.allowlist", "NoSlash"],
             &["Publisher/Type"],
         ),
-        (&["set", "proxy.url", "ftp://x"], &["http or https"]),
+        (&["set", "proxy.url", "ftp://x"], &["must be http://"]),
+        // Relay mode cannot speak TLS to a proxy: refused here rather than accepted and then
+        // failing at every reconnect.
+        (
+            &["set", "proxy.url", "https://proxy.example:3128"],
+            &["https:// proxies", "not supported", "plain http://"],
+        ),
+        (&["set", "proxy.bypass", "*x"], &["not *, a host name"]),
     ];
     for (args, needles) in cases {
         let (code, out, err) = text(&config_cmd(&cfg, args));
@@ -240,6 +247,64 @@ fn insecure_files_are_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("writable by group or others"), "{err}");
+}
+
+/// StrictModes along the whole path: a configuration (or keys file) that is a symlink into a
+/// directory anyone may write in — here a private directory inside the system's temporary
+/// directory, sticky and world-writable above it — is refused by `config` and by `serve`,
+/// since another user could swap what it points to.
+#[test]
+fn a_file_linked_into_a_world_writable_directory_is_refused() {
+    let outside = tempfile::tempdir_in("/tmp").expect("a directory in /tmp");
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let tmp = outside.path().parent().unwrap().to_path_buf();
+    let mode = std::fs::metadata(&tmp).unwrap().permissions().mode();
+    assert!(
+        mode & 0o002 != 0,
+        "{} is world-writable ({mode:o})",
+        tmp.display()
+    );
+    let real = outside.path().join("localconfig.json");
+    std::fs::write(&real, "{}").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = private_dir();
+    let cfg = dir.path().join("localconfig.json");
+    std::os::unix::fs::symlink(&real, &cfg).unwrap();
+    let (code, _, err) = text(&config_cmd(&cfg, &["list"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("refusing to use {}", tmp.display())) && err.contains("sticky"),
+        "{err}"
+    );
+    let out = Command::new(arcgate())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--cert")
+        .arg(repo("certs-dev/server.pem"))
+        .arg("--key")
+        .arg(repo("certs-dev/server-key.pem"))
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 1);
+    assert!(err.contains("refusing to use"), "{err}");
+
+    // The keys file too: a link from the gate's directory to a secret file in /tmp.
+    std::fs::remove_file(&cfg).unwrap();
+    // (serve made a keys file of its own before it read the configuration.)
+    let _ = std::fs::remove_file(dir.path().join("keys.json"));
+    let keys = outside.path().join("keys.json");
+    write_secret(&keys, r#"[{"name":"ops","key":"0123456789abcdef0123"}]"#);
+    std::os::unix::fs::symlink(&keys, dir.path().join("keys.json")).unwrap();
+    let out = Command::new(arcgate())
+        .args(["token", "--key-name", "ops", "--name", "h", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 1);
+    assert!(
+        err.contains(&format!("refusing to use {}", tmp.display())),
+        "{err}"
+    );
 }
 
 #[test]

@@ -123,9 +123,7 @@ fn a_full_or_unwritable_config_directory_fails_clearly_and_keeps_the_old_file() 
     assert_eq!(leftovers, 1, "no temporary file is left behind");
 
     // Read-only: a user who may read the directory but not write it.
-    let shared = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = temp_dir_with_mode(0o755);
     let cfg = shared.path().join("localconfig.json");
     config_cmd(&cfg, &["set", "incomingconnections.ports", "22"]);
     let before = std::fs::read(&cfg).unwrap();

@@ -9,6 +9,7 @@ mod faults;
 mod forward;
 mod hostile;
 mod operations;
+mod promise;
 mod relay;
 mod sessions;
 mod ssh;

@@ -23,11 +23,33 @@ pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// Where the tests' temporary directories go: a place whose every parent only root or we can
+/// write, as the gate's StrictModes check insists (so not /tmp, which anyone may write in):
+/// the build tree's temporary directory, or the home directory when the checkout itself
+/// sits under such a place.
+fn safe_base() -> &'static Path {
+    static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let _ = std::fs::create_dir_all(&target);
+        [Some(target), std::env::var_os("HOME").map(PathBuf::from)]
+            .into_iter()
+            .flatten()
+            .find(|b| arcgate::store::check_directories(b).is_ok())
+            .expect("no directory whose parents only root or this user can write, for the tests")
+    })
+}
+
+/// A temporary directory with `mode`, in [`safe_base`].
+pub fn temp_dir_with_mode(mode: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(safe_base()).expect("temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
 /// A temporary directory only we can read or write (the config checks insist on it).
 pub fn private_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir
+    temp_dir_with_mode(0o700)
 }
 
 /// Lines a child process writes to stderr, collected by a thread, waitable.
@@ -359,7 +381,13 @@ impl Gate {
 
     /// Starts a gate listening on `listen`.
     pub fn start_at(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> Gate {
-        let config = dir.path().join("localconfig.json");
+        let running = Gate::spawn_at(listen, dir.path(), extra);
+        Gate::when_listening(running, dir)
+    }
+
+    /// Starts `arcgate serve` on `dir`'s files without waiting for it to listen.
+    pub fn spawn_at(listen: &str, dir: &Path, extra: &[&str]) -> Running {
+        let config = dir.join("localconfig.json");
         let mut cmd = Command::new(arcgate());
         cmd.arg("serve")
             .args(["--listen", listen, "--name", GATE_NAME, "--config"])
@@ -372,7 +400,11 @@ impl Gate {
                 .arg("--key")
                 .arg(repo("certs-dev/server-key.pem"));
         }
-        let running = Running::spawn(&mut cmd, false);
+        Running::spawn(&mut cmd, false)
+    }
+
+    /// Waits until a gate started by [`Gate::spawn_at`] says where it listens.
+    pub fn when_listening(running: Running, dir: tempfile::TempDir) -> Gate {
         let line = running
             .wait_ready("the gate", "arcgate: listening on ", &["arcgate: "])
             .unwrap_or_else(|l| panic!("gate failed: {l}\n{}", running.log.lines().join("\n")));
@@ -615,6 +647,41 @@ pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends a request over TLS (trusting the dev CA) and returns the answer's head only, up to
+/// its blank line; the connection is dropped after (a `101` session ends with it).
+pub fn answer_head(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let conn = rustls::ClientConnection::new(
+        dev_ca_client_config(),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && tls.read_exact(&mut byte).is_ok() {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A token for GATE_NAME signed with `key_name`'s `secret`, valid for an hour.
+pub fn mint_token(key_name: &str, secret: &str) -> String {
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    arcgate::token::mint(
+        &format!("http://localhost/{GATE_NAME}/"),
+        key_name,
+        secret,
+        expiry,
+    )
 }
 
 /// A WebSocket upgrade request head for `path` with `headers`.
