@@ -235,15 +235,7 @@ fn insecure_files_are_refused() {
         "{err}"
     );
     // serve refuses it too, and says why.
-    let out = Command::new(arcgate())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .arg("--cert")
-        .arg(repo("certs-dev/server.pem"))
-        .arg("--key")
-        .arg(repo("certs-dev/server-key.pem"))
-        .output()
-        .unwrap();
+    let out = serve_cmd(&cfg).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("writable by group or others"), "{err}");
@@ -276,15 +268,7 @@ fn a_file_linked_into_a_world_writable_directory_is_refused() {
         err.contains(&format!("refusing to use {}", tmp.display())) && err.contains("sticky"),
         "{err}"
     );
-    let out = Command::new(arcgate())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .arg("--cert")
-        .arg(repo("certs-dev/server.pem"))
-        .arg("--key")
-        .arg(repo("certs-dev/server-key.pem"))
-        .output()
-        .unwrap();
+    let out = serve_cmd(&cfg).output().unwrap();
     let err = exit_stderr(&out, 1);
     assert!(err.contains("refusing to use"), "{err}");
 

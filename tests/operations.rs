@@ -204,41 +204,12 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
 #[test]
 fn admin_must_be_loopback() {
     let dir = private_dir();
-    let out = Command::new(arcgate())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "0.0.0.0:9443",
-            "--config",
-        ])
-        .arg(dir.path().join("localconfig.json"))
-        .arg("--cert")
-        .arg(repo("certs-dev/server.pem"))
-        .arg("--key")
-        .arg(repo("certs-dev/server-key.pem"))
+    let out = serve_cmd(&dir.path().join("localconfig.json"))
+        .args(["--admin", "0.0.0.0:9443"])
         .output()
         .unwrap();
     let err = exit_stderr(&out, 2);
     assert!(err.contains("must listen on a loopback address"), "{err}");
-}
-
-/// `GET /sessions` with a given `Host` header; the status code.
-fn admin_status_with_host(addr: std::net::SocketAddr, host: &str) -> u16 {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /sessions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Sockets a process holds, from /proc.
@@ -263,7 +234,7 @@ fn the_admin_endpoint_answers_only_loopback_names_and_holds_few_connections() {
         format!("localhost:{port}"),
         "localhost".to_string(),
     ] {
-        assert_eq!(admin_status_with_host(admin, &host), 200, "{host}");
+        assert_eq!(http_get_as(admin, "/sessions", &host).0, 200, "{host}");
     }
     for host in [
         format!("evil.example:{port}"),
@@ -271,7 +242,7 @@ fn the_admin_endpoint_answers_only_loopback_names_and_holds_few_connections() {
         format!("localhost:{}", port.wrapping_add(1)),
         String::new(),
     ] {
-        assert_eq!(admin_status_with_host(admin, &host), 421, "{host:?}");
+        assert_eq!(http_get_as(admin, "/sessions", &host).0, 421, "{host:?}");
     }
     let (code, _) = http_get(admin, "/healthz");
     assert_eq!(code, 200, "arcgate's own requests name a loopback address");

@@ -69,14 +69,7 @@ fn a_kill_switch_written_while_the_gate_starts_is_never_lost() {
 /// A TLS server with the development certificate that completes the handshake, reads the
 /// request head and never answers. Counts the connections whose client gave up (closed).
 fn silent_tls_server() -> (u16, Arc<AtomicUsize>) {
-    let certs = Arc::new(
-        arcgate::tls::CertStore::load(
-            &repo("certs-dev/server.pem"),
-            &repo("certs-dev/server-key.pem"),
-        )
-        .unwrap(),
-    );
-    let config = arcgate::tls::server_config(certs);
+    let config = dev_server_config();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let closed = Arc::new(AtomicUsize::new(0));
@@ -191,14 +184,7 @@ async fn a_relayed_rendezvous_that_never_answers_is_given_up_and_holds_nothing()
     use tokio::io::AsyncReadExt;
     use tokio_tungstenite::tungstenite::Message;
 
-    let certs = Arc::new(
-        arcgate::tls::CertStore::load(
-            &repo("certs-dev/server.pem"),
-            &repo("certs-dev/server-key.pem"),
-        )
-        .unwrap(),
-    );
-    let acceptor = tokio_rustls::TlsAcceptor::from(arcgate::tls::server_config(certs));
+    let acceptor = tokio_rustls::TlsAcceptor::from(dev_server_config());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // The local service: records when the gate closes the connection it dialled.
@@ -377,13 +363,7 @@ fn connect_ends_sessions_in_order_when_ssh_is_done_or_it_is_signalled() {
     let proxy = proxy_command(&gate, &token, "");
     let from = gate.running.log.len();
     assert_ssh_echo(&sshd, &proxy, "orderly");
-    let end = gate
-        .running
-        .log
-        .wait_for_from(from, Duration::from_secs(10), |l| {
-            l.contains("session ended")
-        })
-        .expect("the session's end is audited");
+    let end = gate.session_end_after(from);
     // ssh and sshd end a session at nearly the same moment: either side's Close may come
     // first, but both are orderly Closes, never a connection lost.
     assert!(
@@ -412,13 +392,7 @@ fn connect_ends_sessions_in_order_when_ssh_is_done_or_it_is_signalled() {
             "SIG{signal}: {}",
             stderr_of(&mut child)
         );
-        let end = gate
-            .running
-            .log
-            .wait_for_from(from, Duration::from_secs(10), |l| {
-                l.contains("session ended")
-            })
-            .expect("the session's end is audited");
+        let end = gate.session_end_after(from);
         assert!(
             end.contains("closed_by=\"client\"") && end.contains("close_received=1000"),
             "SIG{signal}: {end}"

@@ -213,14 +213,7 @@ async fn the_gate_ignores_unknown_control_commands_and_rejects_by_handshake() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let certs = std::sync::Arc::new(
-        arcgate::tls::CertStore::load(
-            &repo("certs-dev/server.pem"),
-            &repo("certs-dev/server-key.pem"),
-        )
-        .unwrap(),
-    );
-    let acceptor = tokio_rustls::TlsAcceptor::from(arcgate::tls::server_config(certs));
+    let acceptor = tokio_rustls::TlsAcceptor::from(dev_server_config());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // The gate allows only port 22: whatever else it is asked, it rejects.

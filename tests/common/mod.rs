@@ -487,6 +487,21 @@ impl Gate {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// The first audit line of a session's end logged after line `from`.
+    pub fn session_end_after(&self, from: usize) -> String {
+        self.running
+            .log
+            .wait_for_from(from, Duration::from_secs(10), |l| {
+                l.contains("session ended")
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no session end audited:\n{}",
+                    self.running.log.lines().join("\n")
+                )
+            })
+    }
+
     /// Sends SIGHUP-free configuration through the CLI and waits until the gate logs that
     /// it reloaded (any reload after `from`).
     pub fn wait_reload(&self, from: usize) {
@@ -614,6 +629,32 @@ pub fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     Arc::new(config)
+}
+
+/// The gate's TLS configuration with the development certificate, for servers the tests
+/// script by hand (a relay, an endpoint that never answers).
+pub fn dev_server_config() -> Arc<rustls::ServerConfig> {
+    let certs = Arc::new(
+        arcgate::tls::CertStore::load(
+            &repo("certs-dev/server.pem"),
+            &repo("certs-dev/server-key.pem"),
+        )
+        .unwrap(),
+    );
+    arcgate::tls::server_config(certs)
+}
+
+/// `arcgate serve --listen 127.0.0.1:0 --config CONFIG` with the development certificate,
+/// for runs that are expected to stop at once.
+pub fn serve_cmd(config: &Path) -> Command {
+    let mut cmd = Command::new(arcgate());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--cert")
+        .arg(repo("certs-dev/server.pem"))
+        .arg("--key")
+        .arg(repo("certs-dev/server-key.pem"));
+    cmd
 }
 
 /// Spawns a command with stdin, stdout and stderr piped.
@@ -866,11 +907,16 @@ impl Tinyproxy {
 
 /// `GET path` over plain HTTP; returns the status code and body.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_get_as(addr, path, &addr.to_string())
+}
+
+/// `GET path` over plain HTTP with `host` as the `Host` header.
+pub fn http_get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
