@@ -22,6 +22,9 @@ use crate::sessions::SessionInfo;
 
 /// How long an admin request may take to arrive: it is a local scrape, not a long poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the admin endpoint waits for a request's head: a local scrape sends it in one
+/// write, so 2 s is ample, and a connection that sends nothing frees its place quickly.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Admin connections served at once. A Prometheus scrape and an `arcgate status` need one
 /// each; more wait in the kernel's backlog rather than in the gate's memory, so a local user
 /// opening connections by the thousand costs the gate at most this many.
@@ -179,7 +182,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
             let mut http = hyper::server::conn::http1::Builder::new();
             // One request per connection: nothing idles between scrapes holding a permit.
             http.timer(TokioTimer::new())
-                .header_read_timeout(REQUEST_TIMEOUT)
+                .header_read_timeout(HEAD_TIMEOUT)
                 .keep_alive(false);
             let conn = http.serve_connection(TokioIo::new(tcp), service);
             // A client that sends its request and then never reads the answer is bounded too.

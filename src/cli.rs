@@ -1015,9 +1015,16 @@ fn connect(args: ClientArgs) -> anyhow::Result<Status> {
         let result = rt.block_on(async {
             // Before the tunnel opens, so that a signal at any moment ends the session in
             // order rather than killing the process mid-stream.
-            let exiting = client_exit_signal()?;
+            let mut exiting = Box::pin(client_exit_signal()?);
             let token = setup.token.read()?;
-            let tunnel = setup.connector.open(token.as_deref()).await?;
+            let tunnel = tokio::select! {
+                tunnel = setup.connector.open(token.as_deref()) => tunnel?,
+                () = &mut exiting => {
+                    return Err(ClientError::Interrupted(
+                        "interrupted before the tunnel was open".into(),
+                    ));
+                }
+            };
             tunnel
                 .run(
                     crate::stdio::stdin(),

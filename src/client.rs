@@ -119,6 +119,9 @@ pub enum ClientError {
     /// The session ended abnormally.
     #[error("{0}")]
     SessionLost(String),
+    /// A signal came before the tunnel was open: nothing was established.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 fn explain(status: &u16, detail: &Option<String>) -> String {
@@ -146,7 +149,7 @@ impl ClientError {
             },
             ClientError::Tls { .. } => exit::TLS,
             ClientError::Network { .. } => exit::NETWORK,
-            ClientError::Protocol(_) => exit::OTHER,
+            ClientError::Protocol(_) | ClientError::Interrupted(_) => exit::OTHER,
             ClientError::SessionLost(_) => exit::SESSION_LOST,
         }
     }

@@ -672,6 +672,7 @@ impl BypassEntry {
         let rule = if e == "*" {
             Bypass::All
         } else if let Some((addr, bits)) = e.split_once('/') {
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
             let addr: std::net::IpAddr = addr.parse().map_err(|_| "a CIDR is ADDRESS/BITS")?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             match bits.parse::<u8>() {
@@ -686,14 +687,18 @@ impl BypassEntry {
         {
             Bypass::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 })
         } else {
+            // A fully qualified name's trailing dot names the same host; `_` appears in real
+            // names (SRV-style labels) that NO_PROXY lists carry.
             let host = e
                 .strip_prefix("*.")
                 .or_else(|| e.strip_prefix('.'))
                 .unwrap_or(&e);
+            let host = host.strip_suffix('.').unwrap_or(host);
             let label_ok = |l: &str| {
                 !l.is_empty()
                     && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             };
@@ -709,10 +714,11 @@ impl BypassEntry {
     /// skips the proxy under this entry.
     pub fn matches(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host);
         match &self.rule {
             Bypass::All => true,
             Bypass::Domain(d) => {
-                host == *d
+                host == d
                     || host
                         .strip_suffix(d.as_str())
                         .is_some_and(|rest| rest.ends_with('.'))
@@ -802,12 +808,30 @@ impl ProxyUrl {
                 decode(url.password().unwrap_or(""))
             )
         });
+        // `url` drops a port equal to the scheme's default (`:80`); an explicit port must be
+        // kept, only a missing one becomes 1080.
+        let port = url
+            .port()
+            .or_else(|| explicit_port(&with_scheme))
+            .unwrap_or(1080);
         Ok(ProxyUrl {
             host,
-            port: url.port().unwrap_or(1080),
+            port,
             credentials,
         })
     }
+}
+
+/// The port written in a URL's authority, if any (`http://u:p@[::1]:80` → 80).
+fn explicit_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = host_port.rsplit_once(':')?;
+    if host.starts_with('[') && !host.ends_with(']') {
+        return None;
+    }
+    port.parse().ok()
 }
 
 impl fmt::Debug for ProxyUrl {
@@ -837,8 +861,11 @@ fn bracketed<T: fmt::Display>(items: &[T]) -> String {
 /// Whether `c` would make client text mislead a reader of a log, the audit file or `arcgate
 /// status`: control characters (a newline forges a log line) and the Unicode direction
 /// controls that reorder what is shown (U+202A–U+202E embeddings and overrides, U+2066–U+2069
-/// isolates, and the LRM, RLM and ALM marks: the "Trojan Source" characters), and the Unicode
-/// line and paragraph separators, which some viewers break lines at.
+/// isolates, and the LRM, RLM and ALM marks: the "Trojan Source" characters), the Unicode
+/// line and paragraph separators, which some viewers break lines at, and the invisible
+/// format characters that make two different strings look the same (zero-width spaces and
+/// joiners, word joiner and invisible operators, deprecated format controls, the byte-order
+/// mark, soft hyphen, and the tag characters).
 pub fn misleading(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -850,6 +877,12 @@ pub fn misleading(c: char) -> bool {
                 | '\u{061C}'
                 | '\u{2028}'
                 | '\u{2029}'
+                | '\u{00AD}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{206A}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{E0000}'..='\u{E007F}'
         )
 }
 
@@ -1090,6 +1123,16 @@ mod tests {
             assert!(misleading(c), "{:04X}", c as u32);
         }
         assert!(misleading('\u{2028}') && !misleading('é') && !misleading(' '));
+        for c in [
+            '\u{200B}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{E0041}',
+            '\u{00AD}',
+        ] {
+            assert!(misleading(c), "invisible {:04X}", c as u32);
+        }
     }
 
     fn set(c: &Config, key: &str, value: &str) -> Result<Config, ConfigError> {
@@ -1279,6 +1322,23 @@ mod tests {
         .unwrap();
         let entry = |host| c.proxy_bypass.iter().any(|e| e.matches(host));
         assert!(entry("anything.example") && entry("x.svc") && entry("::1"));
+        let c = set(
+            &Config::default(),
+            "proxy.bypass",
+            "corp.example.,_srv.corp,[fd00::]/8",
+        )
+        .unwrap();
+        let entry = |host| c.proxy_bypass.iter().any(|e| e.matches(host));
+        assert!(entry("a.corp.example") && entry("_srv.corp") && entry("fd00::1"));
+        for (url, port) in [
+            ("http://proxy:80", 80),
+            ("http://u:p@proxy:80", 80),
+            ("http://[::1]:80", 80),
+            ("http://proxy", 1080),
+            ("proxy:3128", 3128),
+        ] {
+            assert_eq!(ProxyUrl::parse(url).map(|p| p.port), Ok(port), "{url}");
+        }
         for bad in ["a b", "*x", "10.0.0.0/33", "http://x"] {
             assert!(
                 set(&Config::default(), "proxy.bypass", bad).is_err(),

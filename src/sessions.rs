@@ -286,7 +286,8 @@ impl Handshakes {
     pub fn new(max_total: usize, max_per_ip: usize) -> Handshakes {
         Handshakes {
             total: Arc::new(Semaphore::new(max_total)),
-            max_per_ip,
+            // At least one: a cap of 0 would refuse everyone and leave an entry per source.
+            max_per_ip: max_per_ip.max(1),
             per_ip: Arc::default(),
         }
     }

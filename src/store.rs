@@ -110,52 +110,119 @@ pub enum Secrecy {
 /// Checks `path` the way sshd's StrictModes does: the file (if it exists) and every
 /// directory from it up to `/` must be owned by root or by us and not writable by group or
 /// others — a sticky world-writable directory such as `/tmp` included, since another user
-/// may still create or swap names in it. Both chains are checked: the path as given, and
-/// where it really leads once symlinks are resolved, so a `localconfig.json` that links into
-/// a directory someone else can write is refused. A secret file must also not be readable by
-/// group or others.
-pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<(), StoreError> {
-    let dir = parent_dir(path);
-    match fs::metadata(&dir) {
-        Ok(_) => check_directories(&dir)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::io("cannot inspect", &dir, e)),
-    }
+/// may still create or swap names in it. Every symlink on the way is followed one hop at a
+/// time and the directories holding each hop are checked too, so a `localconfig.json` that
+/// links into a directory someone else can write is refused. A secret file must also not be
+/// readable by group or others. Returns which file passed, for [`read_checked`] to compare
+/// with the one it opens.
+pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<Option<FileId>, StoreError> {
+    let mut links = 0;
+    check_chain(&absolute(&parent_dir(path))?, &mut links)?;
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("cannot inspect", path, e)),
     };
     if meta.file_type().is_symlink() {
-        let real = fs::canonicalize(path).map_err(|e| StoreError::io("cannot follow", path, e))?;
-        check_directories(&parent_dir(&real))?;
+        check_link(path, &mut links)?;
     }
-    let meta = fs::metadata(path).map_err(|e| StoreError::io("cannot inspect", path, e))?;
+    let meta = fs::metadata(path).map_err(|e| StoreError::io("cannot follow", path, e))?;
     let forbidden = match secrecy {
         Secrecy::Public => 0o022,
         Secrecy::Secret => 0o077,
     };
-    check_owner_and_mode(path, &meta, forbidden, false)
+    check_owner_and_mode(path, &meta, forbidden, false)?;
+    Ok(Some(FileId::of(&meta)))
 }
 
-/// Checks `dir` and each directory above it up to `/`, both as written and with symlinks
-/// resolved: owned by root or us, not writable by group or others.
+/// Which file a path led to when it was checked (device and inode), so that the file then
+/// opened can be compared with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId(u64, u64);
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> FileId {
+        FileId(meta.dev(), meta.ino())
+    }
+}
+
+/// The kernel's own limit on symlinks followed in one lookup (ELOOP).
+const MAX_LINKS: usize = 40;
+
+/// Checks `dir` and each directory above it up to `/`, and, wherever one of them is a symlink,
+/// every directory on the way to what it points to: owned by root or us, not writable by
+/// group or others.
 pub fn check_directories(dir: &Path) -> Result<(), StoreError> {
-    let real = fs::canonicalize(dir).map_err(|e| StoreError::io("cannot follow", dir, e))?;
-    let absolute = if dir.is_absolute() {
-        dir.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| StoreError::io("cannot inspect", Path::new("."), e))?
-            .join(dir)
-    };
-    for chain in [absolute.as_path(), real.as_path()] {
-        for (i, p) in chain.ancestors().enumerate() {
-            let meta = fs::metadata(p).map_err(|e| StoreError::io("cannot inspect", p, e))?;
-            check_owner_and_mode(p, &meta, 0o022, i > 0)?;
+    check_chain(&absolute(dir)?, &mut 0)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, StoreError> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let cwd =
+        std::env::current_dir().map_err(|e| StoreError::io("cannot inspect", Path::new("."), e))?;
+    Ok(cwd.join(path))
+}
+
+/// Walks an absolute directory path from `/` down. Each existing component must pass; one
+/// that is a symlink has the way to its target checked too (the link itself lives in the
+/// component above, checked just before). The first component that does not exist ends the
+/// walk: what is created there later is created under a directory that passed.
+fn check_chain(dir: &Path, links: &mut usize) -> Result<(), StoreError> {
+    use std::path::Component;
+    let mut prefix = PathBuf::new();
+    for component in dir.components() {
+        match component {
+            Component::CurDir => continue,
+            Component::ParentDir => {
+                // `..` after a symlink is its target's parent: resolve, then check that.
+                prefix = match fs::canonicalize(prefix.join("..")) {
+                    Ok(p) => p,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(StoreError::io("cannot follow", &prefix, e)),
+                };
+                check_chain(&prefix, links)?;
+                continue;
+            }
+            other => prefix.push(other),
         }
+        let meta = match fs::symlink_metadata(&prefix) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("cannot inspect", &prefix, e)),
+        };
+        if meta.file_type().is_symlink() {
+            check_link(&prefix, links)?;
+        }
+        let meta = match fs::metadata(&prefix) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("cannot inspect", &prefix, e)),
+        };
+        check_owner_and_mode(&prefix, &meta, 0o022, prefix.as_path() != dir)?;
     }
     Ok(())
+}
+
+/// Checks the way from a symlink to what it points to, one hop at a time: the directories
+/// holding each next hop, so that no link along the way sits where someone else can swap it.
+fn check_link(link: &Path, links: &mut usize) -> Result<(), StoreError> {
+    *links += 1;
+    if *links > MAX_LINKS {
+        return Err(StoreError::io(
+            "cannot follow",
+            link,
+            io::Error::from_raw_os_error(rustix::io::Errno::LOOP.raw_os_error()),
+        ));
+    }
+    let target = fs::read_link(link).map_err(|e| StoreError::io("cannot follow", link, e))?;
+    let target = parent_dir(link).join(target);
+    check_chain(&absolute(&parent_dir(&target))?, links)?;
+    match fs::symlink_metadata(&target) {
+        Ok(meta) if meta.file_type().is_symlink() => check_link(&target, links),
+        _ => Ok(()),
+    }
 }
 
 /// One step of the check; `above` marks a directory above the file's own, where the fix is
@@ -217,16 +284,24 @@ fn parent_dir(path: &Path) -> PathBuf {
 
 /// Reads a whole file after the permission check; `Ok(None)` when it does not exist.
 pub fn read_checked(path: &Path, secrecy: Secrecy) -> Result<Option<Vec<u8>>, StoreError> {
-    check_secure(path, secrecy)?;
+    let checked = check_secure(path, secrecy)?;
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("cannot open", path, e)),
     };
-    let size = file
+    let meta = file
         .metadata()
-        .map_err(|e| StoreError::io("cannot inspect", path, e))?
-        .len();
+        .map_err(|e| StoreError::io("cannot inspect", path, e))?;
+    // The file opened must be the one checked: a path swapped between the two is refused.
+    if checked != Some(FileId::of(&meta)) {
+        return Err(StoreError::Insecure {
+            path: path.to_path_buf(),
+            problem: "it was replaced while it was being checked".into(),
+            fix: "find out who is changing it; then run the command again".into(),
+        });
+    }
+    let size = meta.len();
     if size > MAX_FILE_BYTES {
         return Err(StoreError::TooLarge {
             path: path.to_path_buf(),
@@ -412,6 +487,26 @@ mod tests {
         let alias = dir.path().join("alias");
         std::os::unix::fs::symlink(&nested, &alias).unwrap();
         assert!(load_config(&alias.join(CONFIG_FILE)).is_err());
+
+        // Two hops: hop -> shared/relink -> good. The final target's chain passes, but the
+        // middle link sits where others can swap it.
+        let relink = shared.join("relink");
+        std::os::unix::fs::symlink(&good, &relink).unwrap();
+        let hop = dir.path().join("hop");
+        std::os::unix::fs::symlink(&relink, &hop).unwrap();
+        load_config(&good.join("real.json")).unwrap();
+        let err = load_config(&hop.join("real.json")).unwrap_err().to_string();
+        assert!(
+            err.contains("sticky bit"),
+            "the middle hop's directory: {err}"
+        );
+
+        // A directory that does not exist yet under a bad one is refused too.
+        let missing = shared.join("not-yet").join(CONFIG_FILE);
+        assert!(
+            load_config(&missing).is_err(),
+            "checked from the nearest existing parent"
+        );
     }
 
     #[test]

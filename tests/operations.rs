@@ -252,17 +252,14 @@ fn the_admin_endpoint_answers_only_loopback_names_and_holds_few_connections() {
     let idle: Vec<_> = (0..100)
         .map(|_| std::net::TcpStream::connect(admin).unwrap())
         .collect();
-    // Wait until the gate has taken what it will take (its cap), then count.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut held = 0;
-    while std::time::Instant::now() < deadline {
-        held = open_sockets(pid).saturating_sub(before);
-        if held >= 16 {
-            break;
-        }
+    // Sampled for a second (the gate holds a silent connection for 2 s): the most it ever
+    // holds is its cap — and it does take that many.
+    let mut most = 0;
+    for _ in 0..50 {
+        most = most.max(open_sockets(pid).saturating_sub(before));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(held <= 16, "the gate holds {held} admin connections");
+    assert_eq!(most, 16, "admin connections the gate held at once");
     drop(idle);
     // Once they go, scrapes are served again.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
