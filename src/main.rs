@@ -2,11 +2,13 @@
 
 use std::process::ExitCode;
 
-use arcgate::cli::{self, Cli, ReportedError, UsageError};
+mod cli;
+
 use arcgate::client::ClientError;
 use arcgate::config::ConfigError;
-use arcgate::store::UpdateError;
+use arcgate::state::store::UpdateError;
 use clap::Parser as _;
+use cli::{Cli, ReportedError, UsageError};
 
 /// jemalloc rather than glibc's malloc: rustls allocates a buffer per TLS record and the data
 /// path's buffers grow and shrink with the traffic; glibc returned that memory to the kernel

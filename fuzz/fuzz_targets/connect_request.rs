@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return; // not a request hyper would hand us
     };
     let (head, ()) = request.into_parts();
-    if let Ok(r) = arcgate::request::parse(&head) {
+    if let Ok(r) = arcgate::hc::request::parse(&head) {
         assert!(r.port.get() >= 1);
         assert!(!r.id.is_empty() && r.id.chars().count() <= 64);
         assert!(!r.name.is_empty() && r.name.len() <= 253);

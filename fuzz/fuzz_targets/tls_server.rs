@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use arcgate::tlsserver::ServerTls;
+use arcgate::transport::server_tls::ServerTls;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
@@ -53,12 +53,12 @@ fn config() -> Arc<rustls::ServerConfig> {
     CONFIG
         .get_or_init(|| {
             let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-dev");
-            let store = arcgate::tls::CertStore::load(
+            let store = arcgate::transport::tls::CertStore::load(
                 &dev.join("server.pem"),
                 &dev.join("server-key.pem"),
             )
             .unwrap();
-            arcgate::tls::server_config(store.into())
+            arcgate::transport::tls::server_config(store.into())
         })
         .clone()
 }

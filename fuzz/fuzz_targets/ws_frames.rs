@@ -2,7 +2,7 @@
 //! no panic, no hang, and data handed out never exceeds the bytes given.
 #![no_main]
 
-use arcgate::ws::{Event, FrameReader, Role};
+use arcgate::transport::ws::{Event, FrameReader, Role};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -35,7 +35,7 @@ fn safe_base() -> &'static Path {
         [Some(target), std::env::var_os("HOME").map(PathBuf::from)]
             .into_iter()
             .flatten()
-            .find(|b| arcgate::store::check_directories(b).is_ok())
+            .find(|b| arcgate::state::store::check_directories(b).is_ok())
             .expect("no directory whose parents only root or this user can write, for the tests")
     })
 }
@@ -618,7 +618,7 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
 /// A TLS client configuration that trusts only the development CA.
 pub fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in arcgate::tls::load_certs(&repo("certs-dev/ca.pem")).unwrap() {
+    for cert in arcgate::transport::tls::load_certs(&repo("certs-dev/ca.pem")).unwrap() {
         roots.add(cert).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -635,13 +635,13 @@ pub fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
 /// script by hand (a relay, an endpoint that never answers).
 pub fn dev_server_config() -> Arc<rustls::ServerConfig> {
     let certs = Arc::new(
-        arcgate::tls::CertStore::load(
+        arcgate::transport::tls::CertStore::load(
             &repo("certs-dev/server.pem"),
             &repo("certs-dev/server-key.pem"),
         )
         .unwrap(),
     );
-    arcgate::tls::server_config(certs)
+    arcgate::transport::tls::server_config(certs)
 }
 
 /// `arcgate serve --listen 127.0.0.1:0 --config CONFIG` with the development certificate,

@@ -20,13 +20,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 use tracing::Instrument;
 
-use crate::bridge::BridgeConfig;
 use crate::client::{ClientError, ConnectOptions, Connector, Target};
 use crate::config::{Port, parse_port};
-use crate::proxy::Proxy;
+use crate::gate::server::{Gate, SessionMeta};
 use crate::relay::{Accept, AcceptMessage, RenewToken, RenewTokenMessage, reject_address};
-use crate::server::{Gate, SessionMeta};
-use crate::tls::ClientTrust;
+use crate::transport::bridge::BridgeConfig;
+use crate::transport::proxy::Proxy;
+use crate::transport::tls::ClientTrust;
 
 /// Reconnect delays (SPEC §7): 0, 1, 2, 5, 10, then every 30 s, each plus up to 25% jitter.
 const BACKOFF: [u64; 6] = [0, 1, 2, 5, 10, 30];
@@ -321,7 +321,7 @@ async fn handle_accept(gate: Arc<Gate>, connector: Arc<Connector>, accept: Accep
             // We opened the rendezvous, so we mask like a client; but we are the service's
             // side, so a sender's Close is a half-close exactly as in direct mode.
             let cfg = BridgeConfig {
-                role: crate::ws::Role::Client,
+                role: crate::transport::ws::Role::Client,
                 peer_close_ends_session: false,
                 ..gate.bridge_config().clone()
             };

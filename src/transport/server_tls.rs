@@ -16,7 +16,7 @@
 //!   than the read asking for it.
 //!
 //! Reading through it also costs one copy fewer per byte than tokio-rustls over
-//! [`crate::readahead::ReadAhead`] (no copy from our read-ahead into rustls' own buffer).
+//! [`crate::transport::readahead::ReadAhead`] (no copy from our read-ahead into rustls' own buffer).
 //!
 //! The stream never holds more than these bounds for a client: records are at most 16 KiB
 //! (rustls refuses larger ones before we would grow past [`AHEAD`]), and nothing is read from
@@ -33,8 +33,8 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::readahead::{AHEAD, FIRST_AHEAD};
-use crate::tls::SEND_BUFFER;
+use crate::transport::readahead::{AHEAD, FIRST_AHEAD};
+use crate::transport::tls::SEND_BUFFER;
 
 /// The largest TLS record's plaintext: writes are cut into records of at most this much.
 const MAX_RECORD: usize = 16 * 1024;
@@ -618,9 +618,10 @@ pub(crate) mod tests {
     }
 
     /// The committed development certificate and key.
-    fn dev_cert_store() -> crate::tls::CertStore {
+    fn dev_cert_store() -> crate::transport::tls::CertStore {
         let dev = dev_dir();
-        crate::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem")).unwrap()
+        crate::transport::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
+            .unwrap()
     }
 
     /// A pipe whose reads return at most `limit` bytes: records reach the server in pieces.
@@ -672,12 +673,12 @@ pub(crate) mod tests {
         trickle: Option<usize>,
     ) -> (ServerTls<Trickle>, TlsStream<DuplexStream>) {
         let dev = dev_dir();
-        let config = crate::tls::server_config(dev_cert_store().into());
-        let trust = crate::tls::ClientTrust {
+        let config = crate::transport::tls::server_config(dev_cert_store().into());
+        let trust = crate::transport::tls::ClientTrust {
             ca_files: vec![dev.join("ca.pem")],
             insecure: false,
         };
-        let mut client = crate::tls::client_config(&trust).unwrap();
+        let mut client = crate::transport::tls::client_config(&trust).unwrap();
         if let Some(version) = version {
             let mut only =
                 rustls::ClientConfig::builder_with_provider(client.crypto_provider().clone())
@@ -686,7 +687,7 @@ pub(crate) mod tests {
                     .with_root_certificates({
                         let mut roots = rustls::RootCertStore::empty();
                         roots.add_parsable_certificates(
-                            crate::tls::load_certs(&dev.join("ca.pem")).unwrap(),
+                            crate::transport::tls::load_certs(&dev.join("ca.pem")).unwrap(),
                         );
                         roots
                     })
@@ -905,7 +906,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn garbage_is_an_error_not_a_panic() {
         // Instead of a ClientHello.
-        let config = crate::tls::server_config(dev_cert_store().into());
+        let config = crate::transport::tls::server_config(dev_cert_store().into());
         let (a, mut b) = tokio::io::duplex(64 * 1024);
         b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -951,7 +952,7 @@ pub(crate) mod tests {
         };
         b.write_all(&bytes).await.unwrap();
         b.shutdown().await.unwrap();
-        let config = crate::tls::server_config(dev_cert_store().into());
+        let config = crate::transport::tls::server_config(dev_cert_store().into());
         assert!(ServerTls::accept(config, a).await.is_err());
     }
 

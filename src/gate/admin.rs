@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server::Gate;
-use crate::sessions::SessionInfo;
+use crate::gate::server::Gate;
+use crate::gate::sessions::SessionInfo;
 
 /// How long an admin request may take to arrive: it is a local scrape, not a long poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,7 +64,7 @@ fn health(gate: &Gate) -> Health {
     Health {
         status: if ok { "ok" } else { "config_invalid" }.to_string(),
         policy: snapshot.summary(),
-        loaded_at: crate::audit::rfc3339(snapshot.loaded_at),
+        loaded_at: crate::gate::audit::rfc3339(snapshot.loaded_at),
         generation: snapshot.generation,
         sessions: gate.sessions().len(),
     }
@@ -128,7 +128,7 @@ fn route(gate: &Gate, req: &Request<Incoming>, port: u16) -> Response<Full<Bytes
     match req.uri().path() {
         "/metrics" => respond(
             StatusCode::OK,
-            crate::metrics::CONTENT_TYPE,
+            crate::gate::metrics::CONTENT_TYPE,
             gate.metrics().render(),
         ),
         "/healthz" => {
@@ -171,7 +171,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
         };
         let (tcp, _) = tokio::select! {
             () = &mut shutdown => return,
-            accepted = crate::net::accept(&listener, "admin") => accepted,
+            accepted = crate::transport::accept::accept(&listener, "admin") => accepted,
         };
         let gate = gate.clone();
         tokio::spawn(async move {

@@ -37,10 +37,10 @@ use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 use tracing::Instrument;
 
 use crate::config::shorten;
-use crate::linger::Lingering;
-use crate::server::{refusal, switching_protocols};
+use crate::gate::server::{refusal, switching_protocols};
 use crate::token::{self, Audience, KeySet, Right, TokenError};
-use crate::ws::{Event, FrameReader, FrameWriter, Role};
+use crate::transport::linger::Lingering;
+use crate::transport::ws::{Event, FrameReader, FrameWriter, Role};
 
 /// An accept address is good for this long (the protocol's 30 s).
 pub const ACCEPT_TTL: Duration = Duration::from_secs(30);
@@ -165,7 +165,7 @@ fn parse_hc(head: &Parts) -> Result<HcRequest, &'static str> {
         .decode_utf8()
         .map_err(|_| "the name is not UTF-8")?
         .into_owned();
-    crate::request::check_name(&name).map_err(|_| "bad name")?;
+    crate::hc::request::check_name(&name).map_err(|_| "bad name")?;
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(head.uri.query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -174,7 +174,7 @@ fn parse_hc(head: &Parts) -> Result<HcRequest, &'static str> {
     let action = get("sb-hc-action").ok_or("sb-hc-action is required")?;
     let token = head
         .headers
-        .get(crate::request::SB_AUTH_HEADER)
+        .get(crate::hc::request::SB_AUTH_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .or_else(|| get("sb-hc-token"))
         .or_else(|| {
@@ -557,7 +557,7 @@ impl Relay {
 
 /// The most the relay reads from one side at once: the frame size the gate and clients send
 /// (their `buf_size`), so a frame passes through in one piece.
-const PUMP_CHUNK: usize = crate::readahead::AHEAD;
+const PUMP_CHUNK: usize = crate::transport::readahead::AHEAD;
 
 /// Joins two WebSocket clients frame for frame: data, pings, pongs and closes from one go
 /// to the other unchanged, each direction with backpressure; the join ends when both sides
@@ -598,7 +598,7 @@ where
             Ok(Event::Pong) => Ok(()),
             Ok(Event::Close(c)) => {
                 let code = if c.code == 1005 {
-                    crate::ws::close::NORMAL
+                    crate::transport::ws::close::NORMAL
                 } else {
                     c.code
                 };
@@ -634,7 +634,7 @@ pub async fn run(
         };
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => return,
-            accepted = crate::net::accept(&listener, "relay") => accepted,
+            accepted = crate::transport::accept::accept(&listener, "relay") => accepted,
         };
         let relay = relay.clone();
         let config = tls.clone();
@@ -642,7 +642,7 @@ pub async fn run(
             async move {
                 let _ = tcp.set_nodelay(true);
                 let timeout = relay.opts.handshake_timeout;
-                let accepted = crate::tls::accept(&config, tcp);
+                let accepted = crate::transport::tls::accept(&config, tcp);
                 let Ok(Ok(tls)) = tokio::time::timeout(timeout, accepted).await else {
                     return;
                 };
@@ -665,7 +665,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::HEADROOM;
+    use crate::transport::ws::HEADROOM;
 
     #[test]
     fn accept_messages_parse_with_and_without_remote_endpoint_and_ignore_unknown_fields() {
@@ -726,7 +726,9 @@ mod tests {
             let mut frame = vec![0u8; HEADROOM + sent.len()];
             frame[HEADROOM..].copy_from_slice(&sent);
             w.send_binary(&mut frame, sent.len()).await.unwrap();
-            w.send_close(crate::ws::close::NORMAL, "").await.unwrap();
+            w.send_close(crate::transport::ws::close::NORMAL, "")
+                .await
+                .unwrap();
             (w, a_r)
         });
         let (b_r, mut b_w) = tokio::io::split(b_client);
@@ -739,13 +741,13 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         };
-        assert_eq!(close.code, crate::ws::close::NORMAL);
+        assert_eq!(close.code, crate::transport::ws::close::NORMAL);
         assert_eq!(got.len(), data.len());
         assert!(got == data, "the bytes changed on the way");
         // The other direction closes too, and the join ends.
         let mut closer = FrameWriter::new(&mut b_w, Role::Client);
         closer
-            .send_close(crate::ws::close::NORMAL, "")
+            .send_close(crate::transport::ws::close::NORMAL, "")
             .await
             .unwrap();
         let _keep_a_open = sender.await.unwrap();

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::bridge::Counters;
+use crate::transport::bridge::Counters;
 
 /// One live session.
 #[derive(Debug)]
@@ -201,7 +201,7 @@ impl SessionTable {
                 name: s.name.clone(),
                 port: s.port,
                 key: s.key.clone(),
-                started: crate::audit::rfc3339(s.started),
+                started: crate::gate::audit::rfc3339(s.started),
                 age_seconds: now
                     .duration_since(s.started)
                     .map(|d| d.as_secs())
@@ -215,7 +215,7 @@ impl SessionTable {
     }
 }
 
-impl crate::metrics::LiveView for SessionTable {
+impl crate::gate::metrics::LiveView for SessionTable {
     fn sessions_by_port(&self) -> Vec<(u16, u64)> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut counts: HashMap<u16, u64> = HashMap::new();
@@ -426,7 +426,7 @@ mod tests {
         );
         a.session().counters.from_peer.store(10, Ordering::Relaxed);
         c.session().counters.to_peer.store(5, Ordering::Relaxed);
-        use crate::metrics::LiveView as _;
+        use crate::gate::metrics::LiveView as _;
         let mut by_port = table.sessions_by_port();
         by_port.sort_unstable();
         assert_eq!(by_port, vec![(22, 2), (3389, 1)]);

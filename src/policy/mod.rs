@@ -5,6 +5,8 @@
 //! [`Denied`] is the single source of the reason the 403 body, the audit line and the client
 //! message all use.
 
+pub mod extension;
+
 use crate::config::{Config, Mode, Port, PortSet};
 
 /// What the policy is asked about.

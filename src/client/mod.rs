@@ -5,6 +5,10 @@
 //! refusal into one line a person understands (and an exit code a script can test), and the
 //! session between stdin/stdout and the WebSocket. stdout carries tunnel bytes only.
 
+pub mod forward;
+pub mod sshconfig;
+pub mod stdio;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +23,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::bridge::{self, BridgeConfig, ClosedBy, Counters};
-use crate::deadline::{TimedOut, within};
-use crate::proxy::Proxy;
-use crate::readahead::ReadAhead;
-use crate::tls::ClientTrust;
-use crate::ws::close;
+use crate::transport::bridge::{self, BridgeConfig, ClosedBy, Counters};
+use crate::transport::deadline::{TimedOut, within};
+use crate::transport::proxy::Proxy;
+use crate::transport::readahead::ReadAhead;
+use crate::transport::tls::ClientTrust;
+use crate::transport::ws::close;
 
 /// Exit codes of `arcgate connect`, one per kind of failure, documented in `--help`.
 pub mod exit {
@@ -409,7 +413,7 @@ impl Connector {
     /// Checks the URL and builds the TLS configuration.
     pub fn new(opts: ConnectOptions) -> Result<Connector, ClientError> {
         target(&opts.url, opts.port, "check")?;
-        let tls = crate::tls::client_config(&opts.trust)
+        let tls = crate::transport::tls::client_config(&opts.trust)
             .map_err(|e| ClientError::Usage(e.to_string()))?;
         Ok(Connector { opts, tls })
     }
@@ -486,7 +490,7 @@ async fn handshake(
     let tls = within(
         "the TLS handshake",
         left(),
-        crate::tls::connect(TlsConnector::from(tls_config), server_name, tcp),
+        crate::transport::tls::connect(TlsConnector::from(tls_config), server_name, tcp),
     )
     .await
     .map_err(timed_out)?
@@ -525,7 +529,7 @@ async fn handshake(
             concat!("arcgate/", env!("CARGO_PKG_VERSION")),
         );
     if let Some(token) = token {
-        request = request.header(crate::request::SB_AUTH_HEADER, token);
+        request = request.header(crate::hc::request::SB_AUTH_HEADER, token);
     }
     let request = request
         .body(Empty::<Bytes>::new())
@@ -668,13 +672,13 @@ impl Tunnel {
         X: std::future::Future<Output = ()>,
     {
         let cfg = BridgeConfig {
-            role: crate::ws::Role::Client,
+            role: crate::transport::ws::Role::Client,
             peer_close_ends_session: true,
             ping_interval,
             missed_pongs: 3,
             idle_timeout: None,
             max_frame: 1 << 20,
-            buf_size: crate::readahead::AHEAD,
+            buf_size: crate::transport::readahead::AHEAD,
             // stdin ending is a half-close: keep reading until the gate closes.
             close_timeout: None,
         };

@@ -18,7 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::ws::{CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsError, close};
+use crate::transport::ws::{
+    CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsError, close,
+};
 
 /// How long ending our write side (flushing the last frames, TLS close_notify) may take
 /// when the peer does not read: long enough for any live peer, short enough to free the

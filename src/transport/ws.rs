@@ -8,7 +8,7 @@
 //! role accepts, masking, size limits, and streaming a data frame's payload in pieces so that a
 //! session never holds a whole 1 MiB frame in memory.
 //!
-//! It does not know about sessions, policy or the local socket: that is [`crate::bridge`].
+//! It does not know about sessions, policy or the local socket: that is [`crate::transport::bridge`].
 
 use std::io::{self, Cursor};
 use std::pin::Pin;
@@ -217,7 +217,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Waits until the connection has input, holding no read buffer meanwhile where the
     /// stream allows it: a TLS stream's read into an empty buffer waits for the next record
-    /// (the gate's [`ServerTls`](crate::tlsserver::ServerTls) and tokio-rustls both decrypt
+    /// (the gate's [`ServerTls`](crate::transport::server_tls::ServerTls) and tokio-rustls both decrypt
     /// it and keep it), so an idle session holds nothing here. A stream whose empty read
     /// returns at once (plain TCP) just goes on to the real read, buffer and all.
     async fn wait_for_input(&mut self) -> io::Result<()> {
@@ -586,7 +586,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_waiting_on_tls_holds_no_buffer() {
-        let (ours, mut peer) = crate::tlsserver::tests::tls_pair().await;
+        let (ours, mut peer) = crate::transport::server_tls::tests::tls_pair().await;
         let mut reader = FrameReader::new(ours, Role::Server, 1024, 64 * 1024);
         peer.write_all(&client_frames(&[(b"hi", None)]).await)
             .await

@@ -10,7 +10,7 @@
 //!
 //! It does not know about TLS or WebSockets; it only changes how reads reach the socket. The
 //! clients (`connect`, `forward`) use it under tokio-rustls; the gate's own TLS stream
-//! ([`crate::tlsserver`]) reads ahead by itself.
+//! ([`crate::transport::server_tls`]) reads ahead by itself.
 
 use std::io;
 use std::pin::Pin;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::sessions::ConnectionPermit;
-use crate::tlsserver::ServerTls;
+use crate::gate::sessions::ConnectionPermit;
+use crate::transport::server_tls::ServerTls;
 
 /// The gate's (and the relay's) connection stream: TLS over a socket.
 pub type GateStream = ServerTls<TcpStream>;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Key};
-use crate::store::{self, Secrecy, StoreError};
+use crate::state::store::{self, Secrecy, StoreError};
 use crate::token::KeySet;
 
 /// How long to let a burst of file events settle before reloading: editors write, rename and

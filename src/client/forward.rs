@@ -41,7 +41,7 @@ pub async fn run(
         while tunnels.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = crate::net::accept(&listener, "forward") => accepted,
+            accepted = crate::transport::accept::accept(&listener, "forward") => accepted,
         };
         let span = tracing::info_span!("tunnel", %peer);
         tunnels.spawn(tunnel(tcp, forwarder.clone()).instrument(span));

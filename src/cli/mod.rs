@@ -12,20 +12,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit::Audit;
-use crate::bridge::BridgeConfig;
-use crate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, TokenSource};
-use crate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
-use crate::forward::Forwarder;
-use crate::listener::{ListenToken, ListenerOptions};
-use crate::live::{self, Paths};
-use crate::proxy::Proxy;
-use crate::server::{self, Gate, GateOptions};
-use crate::sshconfig::{HostBlock, render as render_host_block};
-use crate::store;
-use crate::tls::CertStore;
-use crate::tls::ClientTrust;
-use crate::token::{self, KeySet};
+use arcgate::client::forward::Forwarder;
+use arcgate::client::sshconfig::{HostBlock, render as render_host_block};
+use arcgate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, TokenSource};
+use arcgate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
+use arcgate::gate::audit::Audit;
+use arcgate::gate::relay_listener::{ListenToken, ListenerOptions};
+use arcgate::gate::server::{self, Gate, GateOptions};
+use arcgate::state::live::{self, Paths};
+use arcgate::state::store;
+use arcgate::token::{self, KeySet};
+use arcgate::transport::bridge::BridgeConfig;
+use arcgate::transport::proxy::Proxy;
+use arcgate::transport::tls::CertStore;
+use arcgate::transport::tls::ClientTrust;
 
 /// arcgate: incoming SSH/RDP connections, decided by a local policy only this host's
 /// administrator can change.
@@ -519,7 +519,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         false => Some(Arc::new(CertStore::load(&args.cert, &args.key)?)),
     };
     if let Some(admin) = &args.admin {
-        crate::admin::check_address(admin).map_err(UsageError)?;
+        arcgate::gate::admin::check_address(admin).map_err(UsageError)?;
     }
     let audit = Arc::new(Audit::open(args.audit_log.as_deref()).with_context(|| {
         format!(
@@ -545,7 +545,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         max_handshakes_per_ip: args.max_handshakes_per_ip,
         shutdown_grace: args.shutdown_grace,
         bridge: BridgeConfig {
-            role: crate::ws::Role::Server,
+            role: arcgate::transport::ws::Role::Server,
             peer_close_ends_session: false,
             ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
             missed_pongs: args.missed_pongs,
@@ -555,7 +555,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             // than 64: each system call and wake-up moves four times as much, which cut
             // forward+serve CPU per GiB by 12% in the bench; a busy session holds at most
             // about 1.3 MiB (README, Limits).
-            buf_size: crate::readahead::AHEAD,
+            buf_size: arcgate::transport::readahead::AHEAD,
             // RFC 6455 leaves the wait for the peer's Close to the endpoint; 5 s is generous
             // for any live peer and short enough not to hold dead ones.
             close_timeout: Some(Duration::from_secs(5)),
@@ -623,7 +623,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
                 connect_timeout: args.relay_connect_timeout,
                 ping_interval: args.ping_interval,
             };
-            tokio::spawn(crate::listener::run(gate.clone(), opts, stopped(stop_rx.clone())));
+            tokio::spawn(arcgate::gate::relay_listener::run(gate.clone(), opts, stopped(stop_rx.clone())));
         }
         if let Some(addr) = args.admin {
             let admin = tokio::net::TcpListener::bind(addr)
@@ -631,12 +631,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
                 .with_context(|| format!("cannot listen on --admin {addr}"))?;
             let bound = admin.local_addr()?;
             eprintln!("arcgate: admin endpoint on http://{bound}/");
-            tokio::spawn(crate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
+            tokio::spawn(arcgate::gate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
         }
         let shutdown = shutdown_signal(stop_tx);
         match listener.zip(certs) {
             Some((listener, certs)) => {
-                let tls = crate::tls::server_config(certs);
+                let tls = arcgate::transport::tls::server_config(certs);
                 server::run(listener, tls, gate, shutdown).await
             }
             None => server::run_without_listener(gate, shutdown).await,
@@ -694,9 +694,9 @@ fn relay(args: RelayArgs) -> anyhow::Result<Status> {
     }
     let keys = live::load_keys(&args.keys).map_err(anyhow::Error::msg)?;
     let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
-    let tls = crate::tls::server_config(certs);
-    let relay = crate::relay::Relay::new(
-        crate::relay::RelayOptions {
+    let tls = arcgate::transport::tls::server_config(certs);
+    let relay = arcgate::relay::Relay::new(
+        arcgate::relay::RelayOptions {
             handshake_timeout: args.handshake_timeout,
             max_header_bytes: args.max_header_bytes,
             max_frame: args.max_frame_bytes,
@@ -733,13 +733,13 @@ fn relay(args: RelayArgs) -> anyhow::Result<Status> {
         let stop = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
-        crate::relay::run(listener, tls, relay, stop).await;
+        arcgate::relay::run(listener, tls, relay, stop).await;
         Ok::<_, anyhow::Error>(0)
     })
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<Status> {
-    use crate::admin::{Health, fetch, render_status};
+    use arcgate::gate::admin::{Health, fetch, render_status};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -752,7 +752,7 @@ fn status(args: StatusArgs) -> anyhow::Result<Status> {
             .map_err(anyhow::Error::msg)?;
         anyhow::ensure!(code.is_success(), "/sessions answered {code}");
         let health: Health = serde_json::from_slice(&health).context("bad /healthz answer")?;
-        let sessions: Vec<crate::sessions::SessionInfo> =
+        let sessions: Vec<arcgate::gate::sessions::SessionInfo> =
             serde_json::from_slice(&sessions).context("bad /sessions answer")?;
         Ok::<_, anyhow::Error>((health, sessions))
     })?;
@@ -842,7 +842,7 @@ fn config(args: ConfigArgs) -> anyhow::Result<Status> {
                 key.display(&updated.after),
                 key.display(&updated.before)
             );
-            if key == Key::Mode && updated.after.mode == crate::config::Mode::Monitor {
+            if key == Key::Mode && updated.after.mode == arcgate::config::Mode::Monitor {
                 println!(
                     "Monitor mode: incoming connections and guest configuration are disabled, \
                      and extensions are limited to the monitoring allowlist"
@@ -888,11 +888,11 @@ fn extension(args: ExtensionArgs) -> anyhow::Result<Status> {
         ExtensionAction::Check { name } => {
             let name = ExtensionName::parse(&name).map_err(|why| ConfigError::InvalidValue {
                 key: "extension",
-                given: crate::config::shorten(&name),
+                given: arcgate::config::shorten(&name),
                 allowed: why.to_string(),
             })?;
             let config = store::load_config(&path)?;
-            let verdict = crate::extension::check(&config, &name);
+            let verdict = arcgate::policy::extension::check(&config, &name);
             println!("{}", verdict.explain(&name));
             Ok(if verdict.allowed() { 0 } else { 1 })
         }
@@ -1027,8 +1027,8 @@ fn connect(args: ClientArgs) -> anyhow::Result<Status> {
             };
             tunnel
                 .run(
-                    crate::stdio::stdin(),
-                    crate::stdio::stdout(),
+                    arcgate::client::stdio::stdin(),
+                    arcgate::client::stdio::stdout(),
                     setup.ping_interval,
                     exiting,
                 )
@@ -1088,7 +1088,7 @@ fn forward(args: ForwardArgs) -> anyhow::Result<Status> {
         let stop = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
-        let cut = crate::forward::run(listener, forwarder, stop).await;
+        let cut = arcgate::client::forward::run(listener, forwarder, stop).await;
         tracing::info!(tunnels_cut_at_deadline = cut, "stopped");
         Ok::<_, anyhow::Error>(0)
     })

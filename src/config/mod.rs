@@ -2,7 +2,7 @@
 //! raw values — from the file or from `arcgate config set` — into typed values.
 //!
 //! This module owns *what a valid configuration is* and the rules for changing it (monitor-mode
-//! locks, list edits). It does no I/O: reading and writing the file is [`crate::store`]'s job,
+//! locks, list edits). It does no I/O: reading and writing the file is [`crate::state::store`]'s job,
 //! printing is the command's.
 
 use std::fmt;

@@ -12,8 +12,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsConnector, client};
 
-use crate::readahead::ReadAhead;
-use crate::tlsserver::ServerTls;
+use crate::transport::readahead::ReadAhead;
+use crate::transport::server_tls::ServerTls;
 
 /// The most unsent plaintext a connection takes into its TLS buffer (rustls' default is
 /// 64 KiB). rustls accepts plaintext only up to this limit, so under the default each 64 KiB
@@ -22,7 +22,7 @@ use crate::tlsserver::ServerTls;
 /// frame plus room for its header fits a frame whole, and bounds what a session that is not
 /// being read can queue here. The gate's own TLS stream ([`ServerTls`]) keeps the same bound
 /// on its encrypted output.
-pub const SEND_BUFFER: usize = crate::readahead::AHEAD + 4096;
+pub const SEND_BUFFER: usize = crate::transport::readahead::AHEAD + 4096;
 
 /// Accepts a TLS connection for the data path ([`ServerTls`]: buffers of its own, freed while
 /// idle). The gate and the relay both accept this way.

@@ -27,17 +27,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{Instrument, field};
 
-use crate::audit::{self, Audit};
-use crate::bridge::{self, BridgeConfig, ClosedBy, Counters, Stop};
 use crate::config::Port;
-use crate::deadline::within;
-use crate::linger::{GateStream, Lingering};
-use crate::live::Snapshot;
-use crate::metrics::{DecisionLabels, Metrics};
+use crate::gate::audit::{self, Audit};
+use crate::gate::metrics::{DecisionLabels, Metrics};
+use crate::gate::sessions::{ConnectionPermit, Handshakes, Limit, LiveSession, SessionTable, Slot};
+use crate::hc::request::{self, ConnectRequest, RequestError};
 use crate::policy::{self, Candidate, Denied};
-use crate::request::{self, ConnectRequest, RequestError};
-use crate::sessions::{ConnectionPermit, Handshakes, Limit, LiveSession, SessionTable, Slot};
+use crate::state::live::Snapshot;
 use crate::token::{self, Audience, Grant, TokenError};
+use crate::transport::bridge::{self, BridgeConfig, ClosedBy, Counters, Stop};
+use crate::transport::deadline::within;
+use crate::transport::linger::{GateStream, Lingering};
 
 /// Everything about how the gate behaves that is not policy (SPEC §9 defaults in `main`).
 #[derive(Debug, Clone)]
@@ -670,7 +670,7 @@ pub async fn run(
         };
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = crate::net::accept(&listener, "gate") => accepted,
+            accepted = crate::transport::accept::accept(&listener, "gate") => accepted,
         };
         let Some(permit) = handshakes.admit(reserved, peer.ip()) else {
             // Closed at once, unanswered: it has sent nothing we could answer yet, and a
@@ -728,7 +728,7 @@ async fn serve_connection(
     let accepted = within(
         "the TLS handshake",
         gate.opts.handshake_timeout,
-        crate::tls::accept(&config, tcp),
+        crate::transport::tls::accept(&config, tcp),
     );
     let tls = match accepted.await {
         Ok(Ok(tls)) => tls,

@@ -1,0 +1,8 @@
+//! The gate.
+
+pub mod admin;
+pub mod audit;
+pub mod metrics;
+pub mod relay_listener;
+pub mod server;
+pub mod sessions;

@@ -1,0 +1,3 @@
+//! The Hybrid Connections wire protocol.
+
+pub mod request;

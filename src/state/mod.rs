@@ -1,0 +1,4 @@
+//! The files in force.
+
+pub mod live;
+pub mod store;
