@@ -18,7 +18,7 @@ use arcgate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, T
 use arcgate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
 use arcgate::gate::audit::Audit;
 use arcgate::gate::relay_listener::{ListenToken, ListenerOptions};
-use arcgate::gate::server::{self, Gate, GateOptions};
+use arcgate::gate::{self, Gate, GateOptions};
 use arcgate::state::live::{self, Paths};
 use arcgate::state::store;
 use arcgate::token::{self, KeySet};
@@ -223,6 +223,10 @@ pub struct RelayArgs {
     /// Concurrent connections (listeners, senders, rendezvous).
     #[arg(long, default_value_t = 20_000)]
     pub max_connections: usize,
+    /// Connections in their TLS or HTTP handshake from one source (an IPv4 address or an
+    /// IPv6 /64); more are closed unanswered. The same rule as `serve`'s.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub max_handshakes_per_ip: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -555,7 +559,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             // than 64: each system call and wake-up moves four times as much, which cut
             // forward+serve CPU per GiB by 12% in the bench; a busy session holds at most
             // about 1.3 MiB (README, Limits).
-            buf_size: arcgate::transport::readahead::AHEAD,
+            buf_size: arcgate::transport::CHUNK,
             // RFC 6455 leaves the wait for the peer's Close to the endpoint; 5 s is generous
             // for any live peer and short enough not to hold dead ones.
             close_timeout: Some(Duration::from_secs(5)),
@@ -637,9 +641,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<Status> {
         match listener.zip(certs) {
             Some((listener, certs)) => {
                 let tls = arcgate::transport::tls::server_config(certs);
-                server::run(listener, tls, gate, shutdown).await
+                gate::run(listener, tls, gate, shutdown).await
             }
-            None => server::run_without_listener(gate, shutdown).await,
+            None => gate::run_without_listener(gate, shutdown).await,
         }
         if let Err(e) = watcher.await {
             tracing::error!(error = %e, "configuration watcher panicked");
@@ -702,6 +706,7 @@ fn relay(args: RelayArgs) -> anyhow::Result<Status> {
             max_frame: args.max_frame_bytes,
             ping_interval: args.ping_interval,
             max_connections: args.max_connections,
+            max_handshakes_per_ip: args.max_handshakes_per_ip,
         },
         keys,
     );
@@ -1103,7 +1108,7 @@ fn ssh_config(args: SshConfigArgs) -> anyhow::Result<Status> {
         };
         Ok(p)
     };
-    client::target(&args.url, 22, "check")?;
+    arcgate::hc::url::GateUrl::parse(&args.url).map_err(ClientError::from)?;
     let block = HostBlock {
         name: args.name,
         url: args.url,

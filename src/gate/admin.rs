@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::gate::server::Gate;
+use crate::gate::Gate;
 use crate::gate::sessions::SessionInfo;
 
 /// How long an admin request may take to arrive: it is a local scrape, not a long poll.

@@ -74,6 +74,7 @@ struct Line<'a, T: Serialize> {
 }
 
 /// Where audit records go besides the log.
+#[derive(Debug)]
 pub struct Audit {
     file: Option<(PathBuf, Mutex<File>)>,
 }

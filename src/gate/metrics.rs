@@ -42,6 +42,7 @@ pub trait LiveView: Send + Sync + 'static {
 }
 
 /// The gate's metrics.
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     decisions: Family<DecisionLabels, Counter>,

@@ -1,12 +1,13 @@
 //! Relay mode, the gate's side (SPEC §7): the gate dials *out* to a Hybrid Connections relay
 //! as a listener, so the host needs no inbound port.
 //!
-//! Owns the control channel (listen, pings, `renewToken` before expiry, reconnect with the
-//! backoff schedule plus jitter) and each `accept` message: the same policy, limits and local
-//! dial as direct mode (`Gate::admit_relayed`), then either a rendezvous WebSocket to the
+//! Owns the control channel (listen, the shared keepalive rule, `renewToken` before expiry,
+//! reconnect with the backoff schedule plus jitter) and each `accept` message: the id and
+//! port checked by the same rules as a direct request (`hc::request`), the same admission
+//! core as direct mode (`Gate::admit_relayed`), then either a rendezvous WebSocket to the
 //! accept address bridged exactly like a direct session, or a rejection carrying the status
-//! line direct mode would have answered. The outbound connections honour `proxy.url` and
-//! `proxy.bypass`.
+//! line direct mode would have answered. Every outbound connection goes through the shared
+//! dialer (`transport::dial`), which honours `proxy.url` and `proxy.bypass`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,24 +16,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 use tracing::Instrument;
 
-use crate::client::{ClientError, ConnectOptions, Connector, Target};
-use crate::config::{Port, parse_port};
-use crate::gate::server::{Gate, SessionMeta};
-use crate::relay::{Accept, AcceptMessage, RenewToken, RenewTokenMessage, reject_address};
+use crate::config::{Port, parse_port, shorten};
+use crate::gate::Gate;
+use crate::gate::session::SessionMeta;
+use crate::hc::control::{Accept, AcceptMessage, RenewToken, RenewTokenMessage, reject_address};
+use crate::hc::request::{DEFAULT_PORT, RequestError, check_id};
+use crate::hc::url::{Endpoint, GateUrl, UrlError};
+use crate::state::{TokenFileError, read_token_file};
 use crate::transport::bridge::BridgeConfig;
-use crate::transport::proxy::Proxy;
-use crate::transport::tls::ClientTrust;
+use crate::transport::deadline::unix_now;
+use crate::transport::dial::{ClientStream, DialError, Dialer};
+use crate::transport::keepalive::{Beat, Keepalive};
+use crate::transport::proxy::{Proxy, ProxyError};
+use crate::transport::tls::{ClientTrust, TlsError};
 
 /// Reconnect delays (SPEC §7): 0, 1, 2, 5, 10, then every 30 s, each plus up to 25% jitter.
 const BACKOFF: [u64; 6] = [0, 1, 2, 5, 10, 30];
 /// A control channel that lived this long was healthy: the next failure starts the
 /// schedule again from 0.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Unanswered pings after which the relay is taken for gone and the channel reconnected.
+const MISSED_PINGS: u32 = 3;
+/// The key relayed sessions are recorded under: the relay checked the sender's.
+const RELAYED_KEY: &str = "relay";
 
 /// Where the listen token comes from.
 #[derive(Debug, Clone)]
@@ -54,72 +66,70 @@ pub struct ListenerOptions {
     pub trust: ClientTrust,
     /// Connect deadline for the control channel and each rendezvous.
     pub connect_timeout: Duration,
-    /// Ping the relay this often.
+    /// Ping the relay after this long without hearing from it.
     pub ping_interval: Duration,
 }
 
-struct Relayed {
-    host: String,
-    name: String,
+/// Why attaching to the relay failed (it is retried on the backoff schedule).
+#[derive(Debug, thiserror::Error)]
+enum AttachError {
+    #[error(transparent)]
+    TokenFile(#[from] TokenFileError),
+    #[error("the keys file is unusable: {0}")]
+    Keys(String),
+    #[error("no key named '{0}' in the keys file")]
+    NoKey(String),
+    #[error("proxy.url cannot be used: {0}")]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Dial(#[from] DialError),
 }
 
-fn relay_target(url: &str) -> Result<Relayed, ClientError> {
-    let t = crate::client::target(url, 22, "-")?;
-    Ok(Relayed {
-        host: t.host,
-        name: t.name,
-    })
+/// How a control channel ended.
+enum Done {
+    Shutdown,
+    Lost(String),
 }
 
 impl ListenerOptions {
-    fn token(&self, gate: &Gate, relay: &Relayed) -> Result<(String, Option<Duration>), String> {
+    /// The listen token now, and when to renew it (minted tokens only).
+    fn token(
+        &self,
+        gate: &Gate,
+        relay: &GateUrl,
+    ) -> Result<(String, Option<Duration>), AttachError> {
         match &self.token {
-            ListenToken::File(path) => crate::client::read_token_file(path)
-                .map(|t| (t, None))
-                .map_err(|e| e.to_string()),
+            ListenToken::File(path) => Ok((read_token_file(path)?, None)),
             ListenToken::Key(name, ttl) => {
                 let snapshot = gate.snapshot();
-                let keys = snapshot.keys.as_ref().map_err(Clone::clone)?;
+                let keys = snapshot
+                    .keys
+                    .as_ref()
+                    .map_err(|e| AttachError::Keys(e.clone()))?;
                 let key = keys
                     .get(name)
-                    .ok_or_else(|| format!("no key named '{name}' in the keys file"))?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let resource = crate::token::resource_for(&relay.host, &relay.name);
-                let token =
-                    crate::token::mint(&resource, &key.name, key.secret(), now + ttl.as_secs());
+                    .ok_or_else(|| AttachError::NoKey(name.clone()))?;
+                let resource = crate::token::resource_for(relay.host(), relay.name());
+                let expiry = unix_now() + ttl.as_secs();
+                let token = crate::token::mint(&resource, &key.name, key.secret(), expiry);
                 Ok((token, Some(*ttl * 4 / 5)))
             }
         }
     }
 
-    /// A connector honouring the configuration's proxy settings as they are now.
-    fn connector(&self, gate: &Gate) -> Result<Connector, ClientError> {
+    /// A dialer honouring the configuration's proxy settings as they are now.
+    fn dialer(&self, gate: &Gate) -> Result<Dialer, AttachError> {
         let snapshot = gate.snapshot();
-        let proxy = match snapshot
-            .config
-            .as_ref()
-            .ok()
-            .and_then(|c| c.proxy_url.clone())
-        {
+        let proxy = match snapshot.config.as_ref().ok() {
+            Some(config) => match &config.proxy_url {
+                Some(url) => Some(Proxy::new(url, config.proxy_bypass.clone())?),
+                None => None,
+            },
             None => None,
-            Some(url) => {
-                let config = snapshot.config.as_ref().expect("checked above");
-                Some(
-                    Proxy::new(&url, config.proxy_bypass.clone())
-                        .map_err(|e| ClientError::Usage(e.to_string()))?,
-                )
-            }
         };
-        Connector::new(ConnectOptions {
-            url: self.url.clone(),
-            port: 22,
-            trust: self.trust.clone(),
-            proxy,
-            connect_timeout: self.connect_timeout,
-        })
+        Ok(Dialer::new(&self.trust, proxy, self.connect_timeout)?)
     }
 }
 
@@ -129,10 +139,15 @@ fn jittered(secs: u64) -> Duration {
     base + Duration::from_millis(jitter_ms)
 }
 
+/// Checks a `--relay` URL before `serve` starts.
+pub fn check_url(url: &str) -> Result<(), UrlError> {
+    GateUrl::parse(url).map(|_| ())
+}
+
 /// Keeps the gate attached to the relay until `shutdown` resolves.
 pub async fn run(gate: Arc<Gate>, opts: ListenerOptions, shutdown: impl Future<Output = ()>) {
     let mut shutdown = std::pin::pin!(shutdown);
-    let relay = match relay_target(&opts.url) {
+    let relay = match GateUrl::parse(&opts.url) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "relay mode disabled: bad --relay URL");
@@ -141,9 +156,8 @@ pub async fn run(gate: Arc<Gate>, opts: ListenerOptions, shutdown: impl Future<O
     };
     let mut attempt = 0usize;
     loop {
-        let started = tokio::time::Instant::now();
-        let attached = attach(&gate, &opts, &relay, &mut shutdown).await;
-        match attached {
+        let started = Instant::now();
+        match attach(&gate, &opts, &relay, &mut shutdown).await {
             Ok(Done::Shutdown) => return,
             Ok(Done::Lost(why)) => {
                 tracing::warn!(relay = %opts.url, why = %why, "relay control channel lost; reconnecting")
@@ -165,190 +179,224 @@ pub async fn run(gate: Arc<Gate>, opts: ListenerOptions, shutdown: impl Future<O
     }
 }
 
-enum Done {
-    Shutdown,
-    Lost(String),
+/// One control channel, attached.
+struct Channel<'a> {
+    gate: &'a Arc<Gate>,
+    opts: &'a ListenerOptions,
+    relay: &'a GateUrl,
+    dialer: Arc<Dialer>,
+    ws: WebSocketStream<ClientStream>,
+    /// The token last sent, to notice a token file that changed.
+    last_token: String,
 }
 
 async fn attach<F: Future<Output = ()> + Unpin>(
     gate: &Arc<Gate>,
     opts: &ListenerOptions,
-    relay: &Relayed,
+    relay: &GateUrl,
     shutdown: &mut F,
-) -> Result<Done, String> {
+) -> Result<Done, AttachError> {
     let (token, renew_after) = opts.token(gate, relay)?;
-    let connector = opts.connector(gate).map_err(|e| e.to_string())?;
-    let mut url = url::Url::parse(&opts.url).map_err(|e| e.to_string())?;
-    url.query_pairs_mut()
-        .clear()
-        .append_pair("sb-hc-action", "listen")
-        .append_pair("sb-hc-id", &uuid::Uuid::new_v4().to_string());
-    let target = Target::exact(url.as_str()).map_err(|e| e.to_string())?;
-    let tunnel = connector
-        .open_target(&target, Some(&token))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (io, leftover) = tunnel.into_parts();
-    let mut ws = WebSocketStream::from_partially_read(io, leftover, WsRole::Client, None).await;
+    let dialer = opts.dialer(gate)?;
+    let listen = relay.listen(&uuid::Uuid::new_v4().to_string());
+    let tunnel = dialer.open(&listen, Some(&token)).await?;
+    let ws = WebSocketStream::from_partially_read(tunnel.io, tunnel.leftover, WsRole::Client, None)
+        .await;
     eprintln!(
         "arcgate: attached to relay {} as listener for '{}'",
-        relay.host, relay.name
+        relay.host(),
+        relay.name()
     );
     tracing::info!(relay = %opts.url, "relay listener attached");
-    let connector = Arc::new(connector);
-    let mut ping = tokio::time::interval(opts.ping_interval);
-    ping.tick().await;
-    let mut unanswered = 0u32;
-    let far = Duration::from_secs(86400 * 365);
-    let mut renew_at = tokio::time::Instant::now() + renew_after.unwrap_or(far);
-    let mut last_file_token = token;
-    loop {
-        tokio::select! {
-            () = &mut *shutdown => {
-                let _ = ws.close(None).await;
-                return Ok(Done::Shutdown);
-            }
-            incoming = ws.next() => match incoming {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<AcceptMessage>(&text) {
-                    Ok(message) => {
-                        let gate = gate.clone();
-                        let connector = connector.clone();
-                        let span = tracing::info_span!("relayed", id = %crate::config::shorten(&message.accept.id));
-                        tokio::spawn(handle_accept(gate, connector, message.accept).instrument(span));
-                    }
-                    Err(_) => tracing::warn!(message = %crate::config::shorten(&text), "unknown control command ignored"),
-                },
-                Some(Ok(Message::Close(frame))) => return Ok(Done::Lost(format!("relay closed the channel: {frame:?}"))),
-                Some(Ok(_)) => unanswered = 0,
-                Some(Err(e)) => return Ok(Done::Lost(e.to_string())),
-                None => return Ok(Done::Lost("connection ended".into())),
-            },
-            _ = ping.tick() => {
-                unanswered += 1;
-                if unanswered > 3 {
-                    return Ok(Done::Lost("the relay stopped answering pings".into()));
+    let mut channel = Channel {
+        gate,
+        opts,
+        relay,
+        dialer: Arc::new(dialer),
+        ws,
+        last_token: token,
+    };
+    channel.run(renew_after, shutdown).await
+}
+
+impl Channel<'_> {
+    async fn run<F: Future<Output = ()> + Unpin>(
+        &mut self,
+        renew_after: Option<Duration>,
+        shutdown: &mut F,
+    ) -> Result<Done, AttachError> {
+        let mut keepalive = Keepalive::new(self.opts.ping_interval, MISSED_PINGS);
+        let mut heard = 0u64;
+        let far = Duration::from_secs(86400 * 365);
+        let mut renew_at = Instant::now() + renew_after.unwrap_or(far);
+        loop {
+            let step = tokio::select! {
+                () = &mut *shutdown => {
+                    let _ = self.ws.close(None).await;
+                    return Ok(Done::Shutdown);
                 }
-                if let Err(e) = ws.send(Message::Ping(bytes::Bytes::from_static(b"arcgate"))).await {
-                    return Ok(Done::Lost(e.to_string()));
+                incoming = self.ws.next() => {
+                    heard += 1;
+                    self.on_message(incoming)
                 }
-                // A token file that changed is sent as a renewal.
-                if let ListenToken::File(_) = opts.token
-                    && let Ok((now, _)) = opts.token(gate, relay)
-                    && now != last_file_token
-                {
-                    last_file_token = now.clone();
-                    let renew = RenewTokenMessage { renew_token: RenewToken { token: now } };
-                    let text = serde_json::to_string(&renew).expect("plain data serializes");
-                    if let Err(e) = ws.send(Message::text(text)).await {
-                        return Ok(Done::Lost(e.to_string()));
-                    }
+                beat = keepalive.tick(heard) => self.on_beat(beat).await,
+                () = tokio::time::sleep_until(renew_at), if renew_after.is_some() => {
+                    let (token, next) = self.opts.token(self.gate, self.relay)?;
+                    renew_at = Instant::now() + next.unwrap_or(far);
+                    self.renew(token).await
                 }
-            }
-            () = tokio::time::sleep_until(renew_at), if renew_after.is_some() => {
-                let (token, next) = opts.token(gate, relay)?;
-                let renew = RenewTokenMessage { renew_token: RenewToken { token } };
-                let text = serde_json::to_string(&renew).expect("plain data serializes");
-                if let Err(e) = ws.send(Message::text(text)).await {
-                    return Ok(Done::Lost(e.to_string()));
-                }
-                tracing::info!("listen token renewed");
-                renew_at = tokio::time::Instant::now() + next.unwrap_or(far);
+            };
+            if let Some(done) = step {
+                return Ok(done);
             }
         }
     }
+
+    /// A message from the relay; `Some` when the channel is over.
+    fn on_message(
+        &self,
+        incoming: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Option<Done> {
+        match incoming {
+            Some(Ok(Message::Text(text))) => {
+                match serde_json::from_str::<AcceptMessage>(&text) {
+                    Ok(message) => {
+                        let span =
+                            tracing::info_span!("relayed", id = %shorten(&message.accept.id));
+                        let task =
+                            handle_accept(self.gate.clone(), self.dialer.clone(), message.accept);
+                        tokio::spawn(task.instrument(span));
+                    }
+                    Err(_) => {
+                        tracing::warn!(message = %shorten(&text), "unknown control command ignored")
+                    }
+                }
+                None
+            }
+            Some(Ok(Message::Close(frame))) => {
+                Some(Done::Lost(format!("relay closed the channel: {frame:?}")))
+            }
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(Done::Lost(e.to_string())),
+            None => Some(Done::Lost("connection ended".into())),
+        }
+    }
+
+    /// A keepalive tick; a token file that changed is sent as a renewal then too.
+    async fn on_beat(&mut self, beat: Beat) -> Option<Done> {
+        match beat {
+            Beat::Gone => return Some(Done::Lost("the relay stopped answering pings".into())),
+            Beat::Ping => {
+                let ping = Message::Ping(bytes::Bytes::from_static(b"arcgate"));
+                if let Err(e) = self.ws.send(ping).await {
+                    return Some(Done::Lost(e.to_string()));
+                }
+            }
+            Beat::Heard => {}
+        }
+        if let ListenToken::File(_) = self.opts.token
+            && let Ok((now, _)) = self.opts.token(self.gate, self.relay)
+            && now != self.last_token
+        {
+            return self.renew(now).await;
+        }
+        None
+    }
+
+    /// Sends `renewToken`.
+    async fn renew(&mut self, token: String) -> Option<Done> {
+        self.last_token.clone_from(&token);
+        let renew = RenewTokenMessage {
+            renew_token: RenewToken { token },
+        };
+        let text = serde_json::to_string(&renew).expect("plain data serializes");
+        if let Err(e) = self.ws.send(Message::text(text)).await {
+            return Some(Done::Lost(e.to_string()));
+        }
+        tracing::info!("listen token renewed");
+        None
+    }
+}
+
+/// The id and port an accept message announces, checked by the direct request's rules.
+fn announced(accept: &Accept) -> Result<(String, Port), RequestError> {
+    check_id(&accept.id)?;
+    let port = Endpoint::exact(&accept.address)
+        .ok()
+        .and_then(|a| a.param("port"));
+    let port = match port {
+        None => Port::new(DEFAULT_PORT).expect("22 is non-zero"),
+        Some(p) => parse_port(&p).map_err(|why| RequestError::BadPort {
+            given: shorten(&p),
+            why,
+        })?,
+    };
+    Ok((accept.id.clone(), port))
 }
 
 /// Decides one relayed connection and accepts or rejects it at the relay.
-async fn handle_accept(gate: Arc<Gate>, connector: Arc<Connector>, accept: Accept) {
-    let id: String = accept
-        .id
-        .chars()
-        .filter(|c| !crate::config::misleading(*c))
-        .take(64)
-        .collect();
-    let id = if id.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        id
-    };
-    let port_param = url::Url::parse(&accept.address).ok().and_then(|u| {
-        u.query_pairs()
-            .find(|(k, _)| k == "port")
-            .map(|(_, v)| v.into_owned())
-    });
-    let port: Port = match port_param {
-        None => Port::new(22).expect("22 is non-zero"),
-        Some(p) => match parse_port(&p) {
-            Ok(p) => p,
-            Err(why) => {
-                reject(
-                    &connector,
-                    &accept.address,
-                    400,
-                    &format!("bad port: {why}"),
-                )
-                .await;
-                return;
-            }
-        },
+async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept) {
+    let (id, port) = match announced(&accept) {
+        Ok(announced) => announced,
+        Err(e) => {
+            reject(&dialer, &accept.address, 400, &e.to_string()).await;
+            return;
+        }
     };
     let peer: SocketAddr = accept
         .remote_endpoint
         .as_ref()
         .and_then(|r| r.address.parse().ok().map(|ip| SocketAddr::new(ip, r.port)))
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    match gate.admit_relayed(&id, port, peer, "relay").await {
+    let admitted = match gate.admit_relayed(&id, port, peer, RELAYED_KEY).await {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             let (status, reason) = refusal.status_line();
-            reject(&connector, &accept.address, status.as_u16(), &reason).await;
+            reject(&dialer, &accept.address, status.as_u16(), &reason).await;
+            return;
         }
-        Ok((service, slot)) => {
-            let target = match Target::exact(&accept.address) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "unusable accept address");
-                    return;
-                }
-            };
-            let tunnel = match connector.open_target(&target, None).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "rendezvous with the relay failed");
-                    return;
-                }
-            };
-            let (io, leftover) = tunnel.into_parts();
-            // We opened the rendezvous, so we mask like a client; but we are the service's
-            // side, so a sender's Close is a half-close exactly as in direct mode.
-            let cfg = BridgeConfig {
-                role: crate::transport::ws::Role::Client,
-                peer_close_ends_session: false,
-                ..gate.bridge_config().clone()
-            };
-            let meta = SessionMeta {
-                id,
-                name: gate.name().to_string(),
-                port,
-                key: "relay".into(),
-                grant: None,
-            };
-            // Boxed for the reason given at `server::take_stream`.
-            gate.bridge_session(Box::new(io), &leftover, &cfg, meta, service, slot)
-                .await;
+    };
+    let rendezvous = match Endpoint::exact(&accept.address) {
+        Ok(address) => dialer.open(&address, None).await.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("unusable accept address: {e}")),
+    };
+    let tunnel = match rendezvous {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "rendezvous with the relay failed");
+            return;
         }
-    }
+    };
+    // We opened the rendezvous, so we mask like a client; but we are the service's side, so
+    // a sender's Close is a half-close exactly as in direct mode.
+    let cfg = BridgeConfig {
+        role: crate::transport::ws::Role::Client,
+        peer_close_ends_session: false,
+        ..gate.bridge_config().clone()
+    };
+    let meta = SessionMeta {
+        id,
+        name: gate.name().to_string(),
+        port,
+    };
+    // Boxed for the reason given at `transport::serve::take_stream`.
+    gate.bridge_session(Box::new(tunnel.io), &tunnel.leftover, &cfg, meta, admitted)
+        .await;
 }
 
 /// Rejects at the relay: a WebSocket handshake to the accept address with the status; the
 /// relay answers `410 Gone` and passes the status line to the sender.
-async fn reject(connector: &Connector, address: &str, status: u16, description: &str) {
+async fn reject(dialer: &Dialer, address: &str, status: u16, description: &str) {
     let address = reject_address(address, status, description);
-    let result = match Target::exact(&address) {
-        Ok(target) => connector.open_target(&target, None).await.map(|_| ()),
-        Err(e) => Err(e),
+    let result = match Endpoint::exact(&address) {
+        Ok(target) => dialer.open(&target, None).await.map(|_| ()),
+        Err(e) => {
+            tracing::warn!(error = %e, "unusable accept address");
+            return;
+        }
     };
     match result {
-        Err(ClientError::Refused { status: 410, .. }) => {
+        Err(DialError::Refused { status: 410, .. }) => {
             tracing::debug!(status, description, "rejection delivered");
         }
         Ok(()) => tracing::warn!("the relay upgraded a rejection instead of answering 410"),

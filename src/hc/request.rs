@@ -1,9 +1,12 @@
-//! The connect request of SPEC §2: from an HTTP request head to a typed [`ConnectRequest`].
+//! A Hybrid Connections request head — `connect`, `listen` or `accept` — as a typed
+//! [`HcRequest`], or a [`RequestError`] (`400`).
 //!
 //! Pure: no I/O. Checks that the request is a WebSocket upgrade (RFC 6455 §4.2.1), takes the
-//! gate name from `/$hc/{name}[/suffix]`, and reads `sb-hc-action`, `sb-hc-id`, `port` and the
-//! token. Anything malformed is a [`RequestError`] (`400`). Whether the name is ours, the token
-//! valid or the port allowed is decided later, by the server, the token check and the policy.
+//! name from `/$hc/{name}[/suffix]`, and reads `sb-hc-action`, `sb-hc-id`, `port` and the
+//! token. The gate and the relay both parse with [`parse_hc`], so one rule holds for every
+//! field in every mode (an `sb-hc-id` of more than 64 characters is a 400 wherever it
+//! arrives; the relay-listener role applies [`check_id`] to the id a relay announces).
+//! Whether the name is ours, the token valid or the port allowed is decided later.
 
 use hyper::http::{HeaderMap, Method, Version, header, request::Parts};
 use percent_encoding::percent_decode_str;
@@ -19,7 +22,47 @@ pub const MAX_NAME_LEN: usize = 253;
 /// Header the agent's clients put the token in.
 pub const SB_AUTH_HEADER: &str = "servicebusauthorization";
 
-/// A well-formed connect request.
+/// `sb-hc-action`: what the request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A sender opening a session.
+    Connect,
+    /// A listener attaching its control channel (relay only).
+    Listen,
+    /// A listener's rendezvous (or rejection) for one connection (relay only).
+    Accept,
+}
+
+/// A well-formed Hybrid Connections request head, any action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HcRequest {
+    /// What it is for.
+    pub action: Action,
+    /// The name (`/$hc/{name}`), decoded.
+    pub name: String,
+    /// `sb-hc-id`, checked by [`check_id`], when given.
+    pub id: Option<String>,
+    /// `port`, when given.
+    pub port: Option<Port>,
+    /// The token, from the first place that has one.
+    pub token: Option<String>,
+    /// `Sec-WebSocket-Key`, for the `101` answer.
+    pub ws_key: String,
+    /// Every query parameter, decoded, in order.
+    pub query: Vec<(String, String)>,
+}
+
+impl HcRequest {
+    /// The first value of query parameter `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A well-formed connect request, as the gate decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectRequest {
     /// The gate name the request is for.
@@ -45,9 +88,14 @@ pub enum RequestError {
     /// The path is not `/$hc/{name}[/suffix]`.
     #[error("bad path: {0}; expected /$hc/NAME")]
     BadPath(&'static str),
-    /// `sb-hc-action` is not `connect`.
-    #[error("bad sb-hc-action '{0}'; expected connect")]
-    BadAction(String),
+    /// `sb-hc-action` is missing or not one this endpoint serves.
+    #[error("bad sb-hc-action '{given}'; expected {expected}")]
+    BadAction {
+        /// What was given (empty when missing).
+        given: String,
+        /// What this endpoint serves.
+        expected: &'static str,
+    },
     /// `port` is not a port.
     #[error("bad port '{given}': {why}")]
     BadPort {
@@ -67,65 +115,105 @@ pub enum RequestError {
     BadQuery,
 }
 
-/// Parses a request head into a connect request.
-pub fn parse(head: &Parts) -> Result<ConnectRequest, RequestError> {
+/// The parameters that may appear once only.
+const SINGLE: [&str; 6] = [
+    "sb-hc-action",
+    "sb-hc-id",
+    "port",
+    "sb-hc-token",
+    "sb-hc-statusCode",
+    "sb-hc-statusDescription",
+];
+
+/// Parses a request head of any action: the one parser the gate and the relay share.
+pub fn parse_hc(head: &Parts) -> Result<HcRequest, RequestError> {
     let ws_key = check_upgrade(head)?;
     let name = parse_path(head.uri.path())?;
-    let mut action = None;
-    let mut id = None;
-    let mut port = None;
-    let mut query_token = None;
-    for (k, v) in query_pairs(head.uri.query().unwrap_or(""))? {
-        let (slot, label) = match k.as_str() {
-            "sb-hc-action" => (&mut action, "sb-hc-action"),
-            "sb-hc-id" => (&mut id, "sb-hc-id"),
-            "port" => (&mut port, "port"),
-            "sb-hc-token" => (&mut query_token, "sb-hc-token"),
-            _ => continue,
-        };
-        if slot.replace(v).is_some() {
-            return Err(RequestError::Duplicate(label));
+    let query = query_pairs(head.uri.query().unwrap_or(""))?;
+    for (i, (k, _)) in query.iter().enumerate() {
+        if let Some(single) = SINGLE.iter().find(|s| *s == k)
+            && query[..i].iter().any(|(earlier, _)| earlier == k)
+        {
+            return Err(RequestError::Duplicate(single));
         }
     }
-    match action.as_deref() {
-        Some("connect") => {}
-        Some(other) => return Err(RequestError::BadAction(shorten(other))),
-        None => return Err(RequestError::BadAction(String::new())),
-    }
-    let port = match port {
-        None => Port::new(DEFAULT_PORT).expect("22 is non-zero"),
-        Some(p) => parse_port(&p).map_err(|why| RequestError::BadPort {
-            given: shorten(&p),
-            why,
-        })?,
-    };
-    let (id, id_generated) = match id {
-        Some(id) => {
-            if id.is_empty() || id.chars().count() > MAX_ID_LEN {
-                return Err(RequestError::BadId("it must be 1 to 64 characters"));
-            }
-            // Any text, as the interface says, but nothing that misleads a reader: the id is
-            // printed in every log line and by `arcgate status`.
-            if id.chars().any(misleading) {
-                return Err(RequestError::BadId(
-                    "it must not contain control or text-direction characters",
-                ));
-            }
-            (id, false)
+    let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let action = match get("sb-hc-action").map(String::as_str) {
+        Some("connect") => Action::Connect,
+        Some("listen") => Action::Listen,
+        Some("accept") => Action::Accept,
+        other => {
+            return Err(RequestError::BadAction {
+                given: shorten(other.unwrap_or_default()),
+                expected: "connect, listen or accept",
+            });
         }
-        None => (uuid::Uuid::new_v4().to_string(), true),
     };
+    let port = get("port")
+        .map(|p| {
+            parse_port(p).map_err(|why| RequestError::BadPort {
+                given: shorten(p),
+                why,
+            })
+        })
+        .transpose()?;
+    let id = get("sb-hc-id").cloned();
+    if let Some(id) = &id {
+        check_id(id)?;
+    }
     let token = header_text(&head.headers, SB_AUTH_HEADER)
-        .or(query_token)
+        .or_else(|| get("sb-hc-token").cloned())
         .or_else(|| header_text(&head.headers, header::AUTHORIZATION.as_str()));
-    Ok(ConnectRequest {
+    Ok(HcRequest {
+        action,
         name,
         id,
-        id_generated,
         port,
         token,
         ws_key,
+        query,
     })
+}
+
+/// Parses a connect request: [`parse_hc`], the action `connect`, the default port and an id
+/// of our own when the client sent none.
+pub fn parse(head: &Parts) -> Result<ConnectRequest, RequestError> {
+    let hc = parse_hc(head)?;
+    if hc.action != Action::Connect {
+        return Err(RequestError::BadAction {
+            given: shorten(hc.param("sb-hc-action").unwrap_or_default()),
+            expected: "connect",
+        });
+    }
+    let (id, id_generated) = match hc.id {
+        Some(id) => (id, false),
+        None => (uuid::Uuid::new_v4().to_string(), true),
+    };
+    Ok(ConnectRequest {
+        name: hc.name,
+        id,
+        id_generated,
+        port: hc
+            .port
+            .unwrap_or(Port::new(DEFAULT_PORT).expect("22 is non-zero")),
+        token: hc.token,
+        ws_key: hc.ws_key,
+    })
+}
+
+/// The one `sb-hc-id` rule: 1 to 64 characters of any text, as the interface says, but
+/// nothing that misleads a reader — the id is printed in every log line and by
+/// `arcgate status`.
+pub fn check_id(id: &str) -> Result<(), RequestError> {
+    if id.is_empty() || id.chars().count() > MAX_ID_LEN {
+        return Err(RequestError::BadId("it must be 1 to 64 characters"));
+    }
+    if id.chars().any(misleading) {
+        return Err(RequestError::BadId(
+            "it must not contain control or text-direction characters",
+        ));
+    }
+    Ok(())
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -306,7 +394,6 @@ mod tests {
     fn malformed_requests_are_400() {
         let cases = [
             "/$hc/h",
-            "/$hc/h?sb-hc-action=listen",
             "/$hc/h?sb-hc-action=connect&port=0",
             "/$hc/h?sb-hc-action=connect&port=65536",
             "/$hc/h?sb-hc-action=connect&port=%2B22",
@@ -335,6 +422,47 @@ mod tests {
         let long_id = format!("/$hc/h?sb-hc-action=connect&sb-hc-id={}", "a".repeat(65));
         assert!(matches!(
             parse(&head(&long_id, &[])),
+            Err(RequestError::BadId(_))
+        ));
+    }
+
+    #[test]
+    fn every_action_parses_with_the_same_rules_and_the_gate_takes_only_connect() {
+        let listen = parse_hc(&head("/$hc/h?sb-hc-action=listen&sb-hc-id=l1", &[])).unwrap();
+        assert_eq!(
+            (listen.action, listen.id.as_deref()),
+            (Action::Listen, Some("l1"))
+        );
+        assert!(matches!(
+            parse(&head("/$hc/h?sb-hc-action=listen", &[])),
+            Err(RequestError::BadAction {
+                expected: "connect",
+                ..
+            })
+        ));
+        let accept = "/$hc/h?sb-hc-action=accept&sb-hc-id=x&sb-hc-statusCode=403";
+        assert_eq!(
+            parse_hc(&head(accept, &[]))
+                .unwrap()
+                .param("sb-hc-statusCode"),
+            Some("403")
+        );
+        for bad in [
+            "/$hc/h?sb-hc-action=other",
+            "/$hc/h?sb-hc-action=listen&sb-hc-id=".to_string().as_str(),
+            "/$hc/h?sb-hc-action=accept&sb-hc-statusCode=1&sb-hc-statusCode=2",
+            "/$hc/h?sb-hc-action=connect&port=22&port=23",
+        ] {
+            assert!(parse_hc(&head(bad, &[])).is_err(), "{bad} accepted");
+        }
+        let long_id = format!("/$hc/h?sb-hc-action=listen&sb-hc-id={}", "é".repeat(64));
+        assert!(
+            parse_hc(&head(&long_id, &[])).is_ok(),
+            "64 characters, 128 bytes"
+        );
+        let long_id = format!("/$hc/h?sb-hc-action=connect&sb-hc-id={}", "é".repeat(65));
+        assert!(matches!(
+            parse_hc(&head(&long_id, &[])),
             Err(RequestError::BadId(_))
         ));
     }

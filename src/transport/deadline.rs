@@ -1,5 +1,6 @@
 //! Named deadlines: every phase of a connection (TLS handshake, local dial, client
-//! handshake) runs under one, and a timeout says which phase it was.
+//! handshake) runs under one, and a timeout says which phase it was. Also the one reading of
+//! the wall clock as Unix seconds, for token expiries.
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,4 +24,13 @@ pub async fn within<T>(
     tokio::time::timeout(after, fut)
         .await
         .map_err(|_| TimedOut { phase, after })
+}
+
+/// Seconds since the Unix epoch: the clock tokens' expiries are checked against (and minted
+/// with). 0 if the clock is before 1970, which makes every token expired.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

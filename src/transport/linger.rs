@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::gate::sessions::ConnectionPermit;
+use crate::transport::accept::ConnectionPermit;
 use crate::transport::server_tls::ServerTls;
 
 /// The gate's (and the relay's) connection stream: TLS over a socket.
@@ -36,10 +36,10 @@ pub struct Lingering {
 
 impl Lingering {
     /// Wraps a connection; `permit` is released when the connection is fully closed.
-    pub fn new(io: GateStream, permit: impl Into<ConnectionPermit>) -> Lingering {
+    pub fn new(io: GateStream, permit: ConnectionPermit) -> Lingering {
         Lingering {
             io: Some(io),
-            permit: Some(permit.into()),
+            permit: Some(permit),
         }
     }
 

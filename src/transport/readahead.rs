@@ -4,7 +4,7 @@
 //! 16 KiB TLS records costs four or more `read` system calls per record, each also waking the
 //! sender. [`ReadAhead`] sits between the socket and the TLS layer: while the socket has more
 //! waiting than the reader asks for, it reads ahead — [`FIRST_AHEAD`] at first, up to
-//! [`AHEAD`] while the reader keeps up — and serves the small reads from memory; as soon as
+//! [`CHUNK`] while the reader keeps up — and serves the small reads from memory; as soon as
 //! one read takes everything the socket had, or the socket has nothing waiting, it frees the
 //! buffer, so an idle session holds none. Writes pass straight through.
 //!
@@ -18,12 +18,10 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The most read from the socket at once; also the largest frame the bridge sends (its
-/// `buf_size`), so that one read takes a whole frame's records.
-pub const AHEAD: usize = 256 * 1024;
+use crate::transport::CHUNK;
 
 /// The first read-ahead of a connection. It doubles each time a read fills it, up to
-/// [`AHEAD`], so a stream reaches full size within a few reads, while a connection whose
+/// [`CHUNK`], so a stream reaches full size within a few reads, while a connection whose
 /// reader stops early — a client pipelining bytes behind a request the gate is still
 /// deciding, say — holds at most this much here, not 256 KiB for each of the thousands of
 /// connections that may be in their handshake at once.
@@ -37,7 +35,7 @@ pub struct ReadAhead<S> {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
-    /// How much the next read-ahead reads: from [`FIRST_AHEAD`] up to [`AHEAD`].
+    /// How much the next read-ahead reads: from [`FIRST_AHEAD`] up to [`CHUNK`].
     size: usize,
 }
 
@@ -79,13 +77,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             return Poll::Ready(Ok(()));
         }
         let asked = out.remaining();
-        if this.buf.is_empty() || asked >= AHEAD {
+        if this.buf.is_empty() || asked >= CHUNK {
             // Direct: a read that fills the reader's whole request suggests more is waiting,
             // so the next read goes through the buffer.
             let before = out.filled().len();
             ready!(Pin::new(&mut this.io).poll_read(cx, out))?;
             let got = out.filled().len() - before;
-            if got > 0 && got == asked && asked < AHEAD {
+            if got > 0 && got == asked && asked < CHUNK {
                 this.buf = vec![0; this.size];
             }
             return Poll::Ready(Ok(()));
@@ -105,7 +103,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         }
         let got = fill.filled().len();
         if got == this.buf.len() {
-            this.size = (this.size * 2).min(AHEAD);
+            this.size = (this.size * 2).min(CHUNK);
         }
         (this.pos, this.end) = (0, got);
         this.serve(out);
@@ -199,11 +197,11 @@ mod tests {
         let mut total = 2 * piece.len();
         while total < 1 << 20 {
             total += r.read(&mut piece).await.unwrap();
-            if r.buf.len() == AHEAD {
+            if r.buf.len() == CHUNK {
                 return;
             }
         }
-        panic!("never grew to {AHEAD}: at {}", r.buf.len());
+        panic!("never grew to {CHUNK}: at {}", r.buf.len());
     }
 
     #[tokio::test]

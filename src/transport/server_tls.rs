@@ -7,7 +7,7 @@
 //! idle:
 //!
 //! - input read from the socket, decrypted in place by rustls: from [`FIRST_AHEAD`] up to
-//!   [`AHEAD`] while reads keep filling it (one large read takes many records), freed when a
+//!   [`CHUNK`] while reads keep filling it (one large read takes many records), freed when a
 //!   read finds nothing waiting and no partial record is held;
 //! - encrypted output not yet taken by the socket: at most about [`SEND_BUFFER`]; a write
 //!   waits while that much is queued;
@@ -19,7 +19,7 @@
 //! [`crate::transport::readahead::ReadAhead`] (no copy from our read-ahead into rustls' own buffer).
 //!
 //! The stream never holds more than these bounds for a client: records are at most 16 KiB
-//! (rustls refuses larger ones before we would grow past [`AHEAD`]), and nothing is read from
+//! (rustls refuses larger ones before we would grow past [`CHUNK`]), and nothing is read from
 //! the socket while decrypted bytes are waiting to be read.
 
 use std::future::Future;
@@ -33,8 +33,8 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::transport::readahead::{AHEAD, FIRST_AHEAD};
-use crate::transport::tls::SEND_BUFFER;
+use crate::transport::readahead::FIRST_AHEAD;
+use crate::transport::{CHUNK, SEND_BUFFER};
 
 /// The largest TLS record's plaintext: writes are cut into records of at most this much.
 const MAX_RECORD: usize = 16 * 1024;
@@ -397,14 +397,14 @@ impl<IO> ServerTls<IO> {
             input.size
         } else if input.buf.len() == input.buf.capacity() {
             // Full with one record not yet whole: grow (rustls refuses records that would
-            // not fit in AHEAD long before they get there).
-            if input.buf.len() >= AHEAD {
+            // not fit in CHUNK long before they get there).
+            if input.buf.len() >= CHUNK {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "a TLS message larger than the input buffer",
                 )));
             }
-            (input.buf.len() * 2).min(AHEAD)
+            (input.buf.len() * 2).min(CHUNK)
         } else {
             input.buf.capacity()
         };
@@ -423,7 +423,7 @@ impl<IO> ServerTls<IO> {
             return Poll::Pending;
         };
         if n == room {
-            input.size = (input.size * 2).min(AHEAD);
+            input.size = (input.size * 2).min(CHUNK);
         } else if n < room / 8 {
             input.size = (input.size / 2).max(FIRST_AHEAD);
         }

@@ -15,15 +15,6 @@ use tokio_rustls::{TlsConnector, client};
 use crate::transport::readahead::ReadAhead;
 use crate::transport::server_tls::ServerTls;
 
-/// The most unsent plaintext a connection takes into its TLS buffer (rustls' default is
-/// 64 KiB). rustls accepts plaintext only up to this limit, so under the default each 64 KiB
-/// data frame (header included, just over 64 KiB) left as one large write and one of 14 bytes
-/// (seen with strace in the bulk bench): twice the system calls and wake-ups. One largest
-/// frame plus room for its header fits a frame whole, and bounds what a session that is not
-/// being read can queue here. The gate's own TLS stream ([`ServerTls`]) keeps the same bound
-/// on its encrypted output.
-pub const SEND_BUFFER: usize = crate::transport::readahead::AHEAD + 4096;
-
 /// Accepts a TLS connection for the data path ([`ServerTls`]: buffers of its own, freed while
 /// idle). The gate and the relay both accept this way.
 pub async fn accept(
@@ -40,7 +31,9 @@ pub async fn connect(
     tcp: TcpStream,
 ) -> std::io::Result<client::TlsStream<ReadAhead<TcpStream>>> {
     let mut tls = connector.connect(name, ReadAhead::new(tcp)).await?;
-    tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::transport::SEND_BUFFER));
     Ok(tls)
 }
 

@@ -1,0 +1,276 @@
+//! Admission: every check before `101`, once, for direct and relayed connections alike —
+//! snapshot → credential (the token, or the relay's word) → policy → session limits → local
+//! dial — and one audit record and metric per decision.
+//!
+//! Decide before `101`: a direct request is answered `101` only once this has returned
+//! [`Admitted`]; a relayed one is accepted at the relay only then.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::http::{Request, Response};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use crate::config::Port;
+use crate::gate::Gate;
+use crate::gate::audit;
+use crate::gate::metrics::DecisionLabels;
+use crate::gate::refusal::Refusal;
+use crate::gate::sessions::{LiveSession, Slot};
+use crate::hc::answer::switching_protocols;
+use crate::hc::request;
+use crate::policy::{self, Candidate};
+use crate::token::{self, Audience, Grant, TokenError};
+use crate::transport::bridge::Counters;
+use crate::transport::deadline::{unix_now, within};
+
+/// What vouches for a connection.
+pub(crate) enum Credential<'a> {
+    /// The token a client presented (direct mode), checked against the gate's keys.
+    Token(Option<&'a str>),
+    /// A relay announced it (relay mode): the relay checked the sender; the session is
+    /// recorded under the key the gate attached with.
+    Relayed {
+        /// The key the gate's listener attached with.
+        listen_key: &'a str,
+    },
+}
+
+/// A connection to decide.
+pub(crate) struct Ask<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) port: Port,
+    pub(crate) peer: SocketAddr,
+    pub(crate) credential: Credential<'a>,
+}
+
+/// What passed every check before `101`.
+pub(crate) struct Admitted {
+    /// The token's grant, re-checked against every new keys file (direct sessions only).
+    pub(crate) grant: Option<Grant>,
+    /// The key the session is recorded under.
+    pub(crate) key: String,
+    /// The dialled local service.
+    pub(crate) service: TcpStream,
+    /// The session's place in the table.
+    pub(crate) slot: Slot,
+}
+
+/// What is known of a request when it is decided, for the audit record.
+#[derive(Default)]
+struct Known {
+    id: String,
+    name: String,
+    port: u16,
+    key: String,
+}
+
+impl Gate {
+    /// The admission core, both modes: every check in order, the first refusal wins.
+    async fn admit(&self, ask: &Ask<'_>, known: &mut Known) -> Result<Admitted, Refusal> {
+        let snapshot = self.live.borrow().clone();
+        let config = snapshot
+            .config
+            .as_ref()
+            .map_err(|e| Refusal::Unavailable(e.clone()))?;
+        let grant = match ask.credential {
+            Credential::Relayed { .. } => None,
+            Credential::Token(token) => {
+                let keys = snapshot
+                    .keys
+                    .as_ref()
+                    .map_err(|e| Refusal::Unavailable(e.clone()))?;
+                let token = token.ok_or(Refusal::Unauthorized(TokenError::Missing))?;
+                let audience = Audience {
+                    name: &self.opts.name,
+                    host: self.opts.public_host.as_deref(),
+                };
+                let grant = token::verify(keys, token, &audience, unix_now())
+                    .map_err(Refusal::Unauthorized)?;
+                tracing::Span::current().record("key", grant.key_name.as_str());
+                Some(grant)
+            }
+        };
+        let key = match (&grant, &ask.credential) {
+            (Some(grant), _) => grant.key_name.clone(),
+            (None, Credential::Relayed { listen_key }) => listen_key.to_string(),
+            (None, Credential::Token(_)) => unreachable!("a token credential has a grant"),
+        };
+        known.key.clone_from(&key);
+        let candidate = Candidate {
+            port: ask.port,
+            key_ports: grant.as_ref().and_then(|g| g.ports.as_ref()),
+        };
+        policy::decide(config, &candidate).map_err(|d| Refusal::Forbidden(d, ask.port.get()))?;
+        let slot = self
+            .sessions
+            .take(LiveSession {
+                id: ask.id.to_string(),
+                peer: ask.peer,
+                name: self.opts.name.clone(),
+                port: ask.port.get(),
+                key: key.clone(),
+                started: SystemTime::now(),
+                counters: Counters::default(),
+            })
+            .map_err(Refusal::OverLimit)?;
+        let service = dial_local(ask.port, self.opts.dial_timeout)
+            .await
+            .map_err(|e| Refusal::DialFailed(ask.port.get(), e))?;
+        Ok(Admitted {
+            grant,
+            key,
+            service,
+            slot,
+        })
+    }
+
+    /// Decides a connection a relay announced: the same core as a direct one (the relay has
+    /// checked the sender's token). Recorded like any decision.
+    pub(crate) async fn admit_relayed(
+        &self,
+        id: &str,
+        port: Port,
+        peer: SocketAddr,
+        listen_key: &str,
+    ) -> Result<Admitted, Refusal> {
+        let started = Instant::now();
+        let mut known = Known {
+            id: id.to_string(),
+            name: self.opts.name.clone(),
+            port: port.get(),
+            key: listen_key.to_string(),
+        };
+        let ask = Ask {
+            id,
+            port,
+            peer,
+            credential: Credential::Relayed { listen_key },
+        };
+        let result = self.admit(&ask, &mut known).await;
+        self.record_decision(&known, peer, result.as_ref().err(), started);
+        result
+    }
+
+    /// A direct request: parse it, check the name, then the admission core.
+    async fn admit_direct(
+        &self,
+        head: &hyper::http::request::Parts,
+        peer: SocketAddr,
+        known: &mut Known,
+    ) -> Result<(request::ConnectRequest, Admitted), Refusal> {
+        let request = request::parse(head).map_err(Refusal::BadRequest)?;
+        let span = tracing::Span::current();
+        span.record("id", request.id.as_str());
+        span.record("port", request.port.get());
+        known.id.clone_from(&request.id);
+        known.name.clone_from(&request.name);
+        known.port = request.port.get();
+        if !request.name.eq_ignore_ascii_case(&self.opts.name) {
+            return Err(Refusal::UnknownName(request.name.clone()));
+        }
+        let ask = Ask {
+            id: &request.id,
+            port: request.port,
+            peer,
+            credential: Credential::Token(request.token.as_deref()),
+        };
+        let admitted = self.admit(&ask, known).await?;
+        Ok((request, admitted))
+    }
+
+    /// Answers one HTTP request on a direct connection: a refusal, or `101` and the session
+    /// in its own task.
+    pub(crate) async fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let (head, body) = request.into_parts();
+        let mut known = Known::default();
+        let admitted = self.admit_direct(&head, peer, &mut known).await;
+        self.record_decision(&known, peer, admitted.as_ref().err(), started);
+        let (request, admitted) = match admitted {
+            Err(refusal) => return refusal.response(),
+            Ok(a) => a,
+        };
+        let response = switching_protocols(&request.ws_key);
+        // Taken before the task, so that the task holds the pending upgrade, not the request.
+        let upgrade = hyper::upgrade::on(Request::from_parts(head, body));
+        let gate = self.clone();
+        tokio::spawn(
+            async move {
+                match upgrade.await {
+                    Ok(upgraded) => gate.session(upgraded, request, admitted).await,
+                    Err(e) => tracing::warn!(error = %e, "upgrade failed after 101"),
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        response
+    }
+
+    /// Records a decision: the audit record and the metrics.
+    fn record_decision(
+        &self,
+        known: &Known,
+        peer: SocketAddr,
+        refused: Option<&Refusal>,
+        started: Instant,
+    ) {
+        let seconds = started.elapsed().as_secs_f64();
+        let (decision, reason, code) = match refused {
+            Some(refusal) => refusal.describe(),
+            None => ("allow", "allowed".to_string(), "allowed"),
+        };
+        self.audit.decision(&audit::Decision {
+            subject: audit::Subject {
+                session: &known.id,
+                peer: peer.to_string(),
+                name: &known.name,
+                port: known.port,
+                key: &known.key,
+            },
+            decision,
+            reason: &reason,
+            handshake_ms: seconds * 1000.0,
+        });
+        self.metrics.decision(
+            DecisionLabels {
+                decision,
+                reason: code,
+            },
+            seconds,
+        );
+        if let Some(Refusal::Unauthorized(e)) = refused {
+            self.metrics.token_failure(e.kind());
+        }
+    }
+}
+
+/// Dials the local service: `127.0.0.1:{port}`, then `[::1]:{port}`. Never another host.
+async fn dial_local(port: Port, timeout: Duration) -> Result<TcpStream, String> {
+    let mut last = String::new();
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        let addr = SocketAddr::new(ip, port.get());
+        let error = match within("dialling", timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => e.to_string(),
+            Err(t) => t.to_string(),
+        };
+        // The IPv4 error is the one to report: [::1] is only a fallback.
+        if last.is_empty() {
+            last = error;
+        }
+    }
+    Err(last)
+}

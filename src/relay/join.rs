@@ -1,0 +1,116 @@
+//! The join: two WebSocket connections relayed to each other, message by message.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::transport::CHUNK;
+use crate::transport::ws::{Event, FrameReader, FrameWriter, Role, close};
+
+/// Joins two WebSocket connections message by message, each direction with backpressure:
+/// each data message is read whole (up to `max_frame`) and written again as one binary frame
+/// with the same payload, unmasked as a server writes; pings are passed on with their
+/// payload, pongs as empty pongs (any frame tells a keepalive that its peer is there), and a
+/// Close with its code and reason. Not byte for byte: the two sides mask differently, so every
+/// frame is re-framed. The join ends when both sides have closed or either connection fails.
+pub async fn join<A, B>(a: A, a_leftover: &[u8], b: B, b_leftover: &[u8], max_frame: u64)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let ab = pump(
+        FrameReader::new(ar, Role::Server, max_frame, CHUNK).with_leftover(a_leftover),
+        FrameWriter::new(bw, Role::Server),
+    );
+    let ba = pump(
+        FrameReader::new(br, Role::Server, max_frame, CHUNK).with_leftover(b_leftover),
+        FrameWriter::new(aw, Role::Server),
+    );
+    tokio::pin!(ab, ba);
+    // A direction that ends with a Close lets the other finish; one that fails ends both.
+    tokio::select! {
+        closed = &mut ab => if closed { ba.await; },
+        closed = &mut ba => if closed { ab.await; },
+    }
+}
+
+/// Forwards one direction; `true` if it ended with a Close.
+async fn pump<R, W>(mut from: FrameReader<R>, mut to: FrameWriter<W>) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let result = match from.next().await {
+            Ok(Event::Data(d)) => to.send_binary_from(d).await,
+            Ok(Event::Ping(p)) => to.send_ping(&p).await,
+            Ok(Event::Pong) => to.send_pong(&[]).await,
+            Ok(Event::Close(c)) => {
+                let code = if c.code == 1005 {
+                    close::NORMAL
+                } else {
+                    c.code
+                };
+                let _ = to.send_close(code, &c.reason).await;
+                return true;
+            }
+            Err(e) => {
+                if let Some(code) = e.close_code() {
+                    let _ = to.send_close(code, &e.to_string()).await;
+                }
+                return false;
+            }
+        };
+        if result.is_err() {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::ws::HEADROOM;
+
+    #[tokio::test]
+    async fn join_passes_frames_larger_than_its_read_chunk_whole_and_in_order() {
+        // Room for the whole frame, so that the relay reads it in pieces over 64 KiB.
+        let (a_client, a_relay) = tokio::io::duplex(1 << 20);
+        let (b_client, b_relay) = tokio::io::duplex(64 * 1024);
+        let joined = tokio::spawn(join(a_relay, &[], b_relay, &[], 1 << 20));
+        let data: Vec<u8> = (0..(CHUNK + 100_000) as u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let sent = data.clone();
+        let (a_r, a_w) = tokio::io::split(a_client);
+        let sender = tokio::spawn(async move {
+            let mut w = FrameWriter::new(a_w, Role::Client);
+            let mut frame = vec![0u8; HEADROOM + sent.len()];
+            frame[HEADROOM..].copy_from_slice(&sent);
+            w.send_binary(&mut frame, sent.len()).await.unwrap();
+            w.send_close(close::NORMAL, "").await.unwrap();
+            (w, a_r)
+        });
+        let (b_r, mut b_w) = tokio::io::split(b_client);
+        let mut reader = FrameReader::new(b_r, Role::Client, 1 << 20, 64 * 1024);
+        let mut got = Vec::new();
+        let close = loop {
+            match reader.next().await.unwrap() {
+                Event::Data(d) => got.extend_from_slice(d),
+                Event::Close(c) => break c,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(close.code, close::NORMAL);
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "the bytes changed on the way");
+        // The other direction closes too, and the join ends.
+        let mut closer = FrameWriter::new(&mut b_w, Role::Client);
+        closer.send_close(close::NORMAL, "").await.unwrap();
+        let _keep_a_open = sender.await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), joined)
+            .await
+            .expect("the join ends once both sides closed")
+            .unwrap();
+    }
+}

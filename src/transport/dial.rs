@@ -1,0 +1,369 @@
+//! The one outbound dialer: TCP (through an HTTP CONNECT proxy when one applies), TLS with
+//! verification, and the WebSocket upgrade — used by `connect`, each `forward` tunnel, and
+//! the relay-listener role's control channel, rendezvous and rejections.
+//!
+//! Every phase is its own function under what is left of one deadline (the caller's connect
+//! timeout), and names itself in the error when it runs out. A refusal is a
+//! [`DialError::Refused`] with the status line and the explanation from a `403` body; what a
+//! refusal means to a person (and which exit code it is) is the client's business.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper::http::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::hc::request::SB_AUTH_HEADER;
+use crate::hc::url::Endpoint;
+use crate::transport::deadline::{TimedOut, within};
+use crate::transport::proxy::Proxy;
+use crate::transport::readahead::ReadAhead;
+use crate::transport::tls::{self, ClientTrust, TlsError};
+
+/// The largest refusal body read, for its explanation: a hostile server cannot make us
+/// buffer more.
+const MAX_REFUSAL_BODY: usize = 8192;
+
+/// The stream a dialled WebSocket runs on.
+pub type ClientStream = TlsStream<ReadAhead<TcpStream>>;
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The server answered with something other than `101`.
+    #[error("{status} {reason}")]
+    Refused {
+        /// Status code.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+        /// The explanation from the body (a 403's detail or reason).
+        detail: Option<String>,
+    },
+    /// TLS failed.
+    #[error("TLS with {host} failed: {error}; {hint}")]
+    Tls {
+        /// Host dialled.
+        host: String,
+        /// The TLS error.
+        error: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// The server could not be reached, or the connection failed mid-handshake.
+    #[error("cannot reach {target}: {error}")]
+    Network {
+        /// host:port.
+        target: String,
+        /// What happened.
+        error: String,
+    },
+    /// The host is not a name TLS can verify.
+    #[error("'{host}' is not a valid TLS name: {why}")]
+    BadName {
+        /// The host.
+        host: String,
+        /// Why.
+        why: String,
+    },
+    /// The server answered `101` but not as a WebSocket server should.
+    #[error("{0}")]
+    Protocol(&'static str),
+}
+
+/// An open WebSocket after `101`: the TLS stream and the bytes that came with the answer
+/// (copied out of hyper's read buffer, so that a session does not hold that buffer).
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The stream.
+    pub io: ClientStream,
+    /// Bytes after the `101`.
+    pub leftover: Vec<u8>,
+}
+
+/// Dials WebSockets with one TLS configuration, proxy setting and deadline.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    tls: Arc<rustls::ClientConfig>,
+    proxy: Option<Proxy>,
+    timeout: Duration,
+}
+
+impl Dialer {
+    /// Builds the TLS configuration once.
+    pub fn new(
+        trust: &ClientTrust,
+        proxy: Option<Proxy>,
+        timeout: Duration,
+    ) -> Result<Dialer, TlsError> {
+        Ok(Dialer {
+            tls: tls::client_config(trust)?,
+            proxy,
+            timeout,
+        })
+    }
+
+    /// Opens a WebSocket to `to`, sending `token` in `ServiceBusAuthorization` when given.
+    pub async fn open(&self, to: &Endpoint, token: Option<&str>) -> Result<Tunnel, DialError> {
+        let phase = Phases {
+            to,
+            timeout: self.timeout,
+            deadline: Instant::now() + self.timeout,
+        };
+        let tcp = phase.tcp(self.proxy.as_ref()).await?;
+        let tls = phase.tls(self.tls.clone(), tcp).await?;
+        phase.upgrade(tls, token).await
+    }
+}
+
+/// One dial's phases, sharing its deadline.
+struct Phases<'a> {
+    to: &'a Endpoint,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+impl Phases<'_> {
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    fn network(&self, error: impl std::fmt::Display) -> DialError {
+        DialError::Network {
+            target: format!("{}:{}", self.to.host, self.to.port),
+            error: error.to_string(),
+        }
+    }
+
+    fn timed_out(&self, t: TimedOut) -> DialError {
+        self.network(format_args!(
+            "{} did not finish within {:?} (--connect-timeout); check the host, port and any firewall",
+            t.phase, self.timeout
+        ))
+    }
+
+    async fn tcp(&self, proxy: Option<&Proxy>) -> Result<TcpStream, DialError> {
+        let (host, port) = (self.to.host.as_str(), self.to.port);
+        let tcp = match proxy.filter(|p| p.applies_to(host)) {
+            Some(proxy) => within(
+                "connecting through the proxy",
+                self.left(),
+                proxy.connect(host, port),
+            )
+            .await
+            .map_err(|t| self.timed_out(t))?
+            .map_err(|e| self.network(e))?,
+            None => within("connecting", self.left(), TcpStream::connect((host, port)))
+                .await
+                .map_err(|t| self.timed_out(t))?
+                .map_err(|e| self.network(e))?,
+        };
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    async fn tls(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        tcp: TcpStream,
+    ) -> Result<ClientStream, DialError> {
+        let host = &self.to.host;
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            DialError::BadName {
+                host: host.clone(),
+                why: e.to_string(),
+            }
+        })?;
+        let connecting = tls::connect(TlsConnector::from(config), server_name, tcp);
+        within("the TLS handshake", self.left(), connecting)
+            .await
+            .map_err(|t| self.timed_out(t))?
+            .map_err(|e| match tls_hint(&e) {
+                Some(hint) => DialError::Tls {
+                    host: host.clone(),
+                    error: e.to_string(),
+                    hint,
+                },
+                // No TLS error inside: the connection itself failed (reset, closed).
+                None => self.network(format_args!(
+                    "the connection ended during the TLS handshake: {e}"
+                )),
+            })
+    }
+
+    /// The upgrade request and its answer, under the deadline too: an endpoint that
+    /// completes TLS and never answers must not hold `connect`, a `forward` tunnel or a
+    /// relayed session for ever.
+    async fn upgrade(&self, io: ClientStream, token: Option<&str>) -> Result<Tunnel, DialError> {
+        const PHASE: &str = "the WebSocket handshake";
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.network(e))?;
+        let conn_task = tokio::spawn(conn.with_upgrades());
+        // Aborted on every way out but success: it holds the connection.
+        let abort = AbortOnDrop(Some(conn_task));
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        let response = within(PHASE, self.left(), self.send(&mut sender, &key, token))
+            .await
+            .map_err(|t| self.timed_out(t))??;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.refused(response).await);
+        }
+        let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        if response
+            .headers()
+            .get(header::SEC_WEBSOCKET_ACCEPT)
+            .map(|v| v.as_bytes())
+            != Some(expected.as_bytes())
+        {
+            return Err(DialError::Protocol(
+                "the server answered 101 without a valid Sec-WebSocket-Accept; it is not an arcgate gate",
+            ));
+        }
+        let upgraded = within(PHASE, self.left(), hyper::upgrade::on(response))
+            .await
+            .map_err(|t| self.timed_out(t))?
+            .map_err(|e| self.network(format_args!("upgrade failed: {e}")))?;
+        let parts = upgraded
+            .downcast::<TokioIo<ClientStream>>()
+            .map_err(|_| DialError::Protocol("unexpected connection type after upgrade"))?;
+        // The connection task has handed the stream over; it ends by itself.
+        abort.disarm();
+        Ok(Tunnel {
+            io: parts.io.into_inner(),
+            leftover: parts.read_buf.to_vec(),
+        })
+    }
+
+    async fn send(
+        &self,
+        sender: &mut SendRequest<Empty<Bytes>>,
+        key: &str,
+        token: Option<&str>,
+    ) -> Result<Response<hyper::body::Incoming>, DialError> {
+        let (host, port) = (&self.to.host, self.to.port);
+        let host_header = match (port, host.contains(':')) {
+            (443, _) => host.clone(),
+            (_, true) => format!("[{host}]:{port}"),
+            (_, false) => format!("{host}:{port}"),
+        };
+        let mut request = Request::get(&self.to.path_and_query)
+            .header(header::HOST, host_header)
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, key)
+            .header(
+                header::USER_AGENT,
+                concat!("arcgate/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(token) = token {
+            request = request.header(SB_AUTH_HEADER, token);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| self.network(format_args!("cannot build the request: {e}")))?;
+        sender.send_request(request).await.map_err(|e| {
+            self.network(format_args!(
+                "the gate closed the connection during the handshake: {e}"
+            ))
+        })
+    }
+
+    async fn refused(&self, response: Response<hyper::body::Incoming>) -> DialError {
+        let status = response.status();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .or_else(|| status.canonical_reason().map(str::to_string))
+            .unwrap_or_default();
+        let reading = Limited::new(response.into_body(), MAX_REFUSAL_BODY).collect();
+        let body = within("the WebSocket handshake", self.left(), reading)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        DialError::Refused {
+            status: status.as_u16(),
+            reason,
+            detail: refusal_detail(status, &body),
+        }
+    }
+}
+
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What to check for a TLS failure; `None` when the error is not TLS's but the connection's.
+fn tls_hint(e: &std::io::Error) -> Option<&'static str> {
+    use rustls::CertificateError as C;
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let cert = match tls {
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            return None;
+        }
+        Some(rustls::Error::InvalidCertificate(c)) => Some(c),
+        _ => None,
+    };
+    Some(match cert {
+        Some(C::UnknownIssuer) => {
+            "the gate's certificate is not signed by a CA you trust; pass its CA with --ca FILE"
+        }
+        Some(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the certificate is not valid for this host name; connect with a name it was issued for"
+        }
+        Some(C::Expired | C::ExpiredContext { .. }) => "the gate's certificate has expired",
+        Some(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the gate's certificate is not valid yet; check this machine's clock"
+        }
+        Some(_) => "the gate's certificate was rejected",
+        None => "check that the port speaks TLS (it may be plain HTTP or another service)",
+    })
+}
+
+/// A `403`'s explanation: the body's `detail`, else its `reason`.
+fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
+    if status == StatusCode::FORBIDDEN
+        && let Ok(json) = serde_json::from_slice::<serde_json::Value>(body)
+    {
+        if let Some(detail) = json.get("detail").and_then(|d| d.as_str()) {
+            return Some(detail.to_string());
+        }
+        if let Some(reason) = json.get("reason").and_then(|r| r.as_str()) {
+            return Some(reason.to_string());
+        }
+    }
+    None
+}
