@@ -239,7 +239,7 @@ impl Channel<'_> {
                     heard += 1;
                     self.on_message(incoming)
                 }
-                beat = keepalive.tick(heard) => self.on_beat(beat).await,
+                beat = keepalive.tick(|| heard) => self.on_beat(beat).await,
                 () = tokio::time::sleep_until(renew_at), if renew_after.is_some() => {
                     let (token, next) = self.opts.token(self.gate, self.relay)?;
                     renew_at = Instant::now() + next.unwrap_or(far);

@@ -110,7 +110,7 @@ impl Relay {
                         Some(Ok(_)) => {}
                     }
                 }
-                beat = keepalive.tick(heard) => match beat {
+                beat = keepalive.tick(|| heard) => match beat {
                     Beat::Heard => {}
                     Beat::Ping => {
                         if ws.send(Message::Ping(Bytes::from_static(b"relay"))).await.is_err() {

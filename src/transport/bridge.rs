@@ -16,8 +16,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
+use crate::transport::keepalive::{Beat, Keepalive};
 use crate::transport::ws::{
     CloseFrame, Event, FrameReader, FrameWriter, HEADROOM, Role, WsError, close,
 };
@@ -145,16 +146,201 @@ impl Mailbox {
     }
 }
 
+/// What the writing half waits for; each has one handler in [`Session`].
+enum Wake {
+    /// A stop signal from outside.
+    Stop(Stop),
+    /// A message from the reading half.
+    Reader(FromReader),
+    /// A read from the local side.
+    Local(std::io::Result<usize>),
+    /// The idle deadline passed.
+    Idle,
+    /// The peer did not answer our Close in time.
+    CloseTimedOut,
+    /// A keepalive tick.
+    Beat(Beat),
+}
+
+/// What a handler says: go on, or the session ended so.
+enum Flow {
+    Continue,
+    End(ClosedBy),
+}
+
+/// The writing half's state: one handler per [`Wake`], and the Close sent and received.
+struct Session<'a, W> {
+    cfg: &'a BridgeConfig,
+    counters: &'a Counters,
+    writer: FrameWriter<W>,
+    /// The local side's bytes go out of this, starting small and growing while reads fill
+    /// it: idle sessions stay cheap.
+    buf: Vec<u8>,
+    sent: Option<u16>,
+    received: Option<CloseFrame>,
+    reader_done: bool,
+    close_deadline: Instant,
+    idle_deadline: Instant,
+    last_bytes: u64,
+}
+
+impl<W: AsyncWrite + Unpin> Session<'_, W> {
+    /// Sends our Close with `code`; `Flow::End(why)` whether or not it could be written.
+    async fn close_and_end(&mut self, code: u16, reason: &str, why: ClosedBy) -> Flow {
+        let _ = self.writer.send_close(code, reason).await;
+        self.sent = Some(code);
+        Flow::End(why)
+    }
+
+    fn lost(e: std::io::Error) -> Flow {
+        Flow::End(ClosedBy::ConnectionLost(e.to_string()))
+    }
+
+    async fn on(&mut self, wake: Wake) -> Flow {
+        match wake {
+            Wake::Stop(why) => self.on_stop(why).await,
+            Wake::Reader(message) => self.on_reader(message).await,
+            Wake::Local(Ok(0)) => self.on_local_end().await,
+            Wake::Local(Ok(n)) => self.on_local_data(n).await,
+            Wake::Local(Err(e)) => {
+                let why = ClosedBy::LocalError(e.to_string());
+                self.close_and_end(close::INTERNAL, "local connection failed", why)
+                    .await
+            }
+            Wake::Idle => self.on_idle().await,
+            // The peer never answered our Close: it is done as far as we care.
+            Wake::CloseTimedOut => Flow::End(ClosedBy::Local),
+            Wake::Beat(beat) => self.on_beat(beat).await,
+        }
+    }
+
+    async fn on_stop(&mut self, why: Stop) -> Flow {
+        let (code, reason) = match &why {
+            Stop::Revoked(_) => (close::POLICY, "connection not allowed"),
+            Stop::Shutdown => (close::GOING_AWAY, "gate shutting down"),
+            Stop::Exiting => (close::NORMAL, "client exiting"),
+        };
+        self.close_and_end(code, reason, ClosedBy::Stopped(why))
+            .await
+    }
+
+    async fn on_reader(&mut self, message: FromReader) -> Flow {
+        match message {
+            // No Pong after our Close (RFC 6455 §5.5.1).
+            FromReader::Ping(_) if self.sent.is_some() => Flow::Continue,
+            FromReader::Ping(p) => match self.writer.send_pong(&p).await {
+                Ok(()) => Flow::Continue,
+                Err(e) => Self::lost(e),
+            },
+            FromReader::Closed(frame) => {
+                self.reader_done = true;
+                self.received = Some(frame);
+                if self.sent.is_some() {
+                    Flow::End(ClosedBy::Local)
+                } else if self.cfg.peer_close_ends_session {
+                    // The gate only closes once the service is gone: nothing more is coming,
+                    // so answer and end rather than wait for stdin.
+                    self.close_and_end(close::NORMAL, "", ClosedBy::Peer).await
+                } else {
+                    Flow::Continue
+                }
+            }
+            FromReader::Failed(e) => match e.close_code() {
+                Some(code) => {
+                    let why = ClosedBy::PeerError(e.to_string());
+                    self.close_and_end(code, &e.to_string(), why).await
+                }
+                None if self.sent.is_some() => Flow::End(ClosedBy::Local),
+                None => Flow::End(ClosedBy::ConnectionLost(e.to_string())),
+            },
+            FromReader::LocalWriteFailed(e) => {
+                let why = ClosedBy::LocalError(e.to_string());
+                self.close_and_end(close::INTERNAL, "local connection failed", why)
+                    .await
+            }
+        }
+    }
+
+    /// The local side ended: our Close, then wait for the peer's (or end, if it came).
+    async fn on_local_end(&mut self) -> Flow {
+        if let Err(e) = self.writer.send_close(close::NORMAL, "").await {
+            // A peer that closed first may be gone by the time our answer is written: its
+            // orderly Close already said how it ended.
+            return match self.received {
+                Some(_) => Flow::End(ClosedBy::Peer),
+                None => Self::lost(e),
+            };
+        }
+        self.sent = Some(close::NORMAL);
+        if self.received.is_some() {
+            return Flow::End(ClosedBy::Peer);
+        }
+        if let Some(wait) = self.cfg.close_timeout {
+            self.close_deadline = Instant::now() + wait;
+        }
+        Flow::Continue
+    }
+
+    async fn on_local_data(&mut self, n: usize) -> Flow {
+        let full = n == self.buf.len() - HEADROOM;
+        if let Err(e) = self.writer.send_binary(&mut self.buf, n).await {
+            return Self::lost(e);
+        }
+        self.counters.to_peer.fetch_add(n as u64, Ordering::Relaxed);
+        let size = self.buf.len() - HEADROOM;
+        if full && size < self.cfg.buf_size {
+            self.buf
+                .resize(HEADROOM + (size * 4).min(self.cfg.buf_size), 0);
+        } else if n < size / 16 && size > SMALL_CHUNK {
+            // Small reads again (typing, not a transfer): give the room back, so that an
+            // idle session waits on a small buffer.
+            self.buf.truncate(HEADROOM + (size / 4).max(SMALL_CHUNK));
+            self.buf.shrink_to_fit();
+        }
+        Flow::Continue
+    }
+
+    async fn on_idle(&mut self) -> Flow {
+        let bytes = self.counters.from_peer.load(Ordering::Relaxed)
+            + self.counters.to_peer.load(Ordering::Relaxed);
+        if bytes != self.last_bytes {
+            self.last_bytes = bytes;
+            self.idle_deadline = Instant::now() + self.cfg.idle_timeout.unwrap_or(FAR);
+            return Flow::Continue;
+        }
+        self.close_and_end(close::GOING_AWAY, "idle timeout", ClosedBy::IdleTimeout)
+            .await
+    }
+
+    async fn on_beat(&mut self, beat: Beat) -> Flow {
+        match beat {
+            Beat::Heard => Flow::Continue,
+            Beat::Gone => Flow::End(ClosedBy::PingTimeout),
+            Beat::Ping => match self.writer.send_ping(b"arcgate").await {
+                Ok(()) => Flow::Continue,
+                Err(e) => Self::lost(e),
+            },
+        }
+    }
+}
+
+/// A deadline that never comes, for timers that are off.
+const FAR: Duration = Duration::from_secs(86400 * 365);
+
 /// Runs a session to its end. `stop` resolves when the session must end from outside; it is
 /// `Unpin` (the gate boxes its signal once) so that the session's state holds a pointer to
 /// it, not the whole future in each of the nested futures it passes through.
+///
+/// Two halves in one task: the reading half takes the peer's frames and writes their bytes
+/// to the local side; the writing half ([`Session`]) reads the local side, answers what the
+/// reading half posts, and keeps the timers — one handler per event.
 pub async fn run<S, LR, LW, F>(
     ws_io: S,
     leftover: &[u8],
     mut local_r: LR,
     local_w: LW,
     cfg: &BridgeConfig,
-    stop: F,
+    mut stop: F,
     counters: &Counters,
 ) -> Outcome
 where
@@ -168,7 +354,6 @@ where
         FrameReader::new(ws_r, cfg.role, cfg.max_frame, cfg.buf_size).with_leftover(leftover);
     // A peer that takes no bytes for as long as it may go without answering pings is gone.
     let stall = cfg.ping_interval.map(|p| p * (cfg.missed_pongs + 1));
-    let mut writer = FrameWriter::new(ws_w, cfg.role).with_stall_limit(stall);
     let mailbox = Mailbox::default();
     let heard = AtomicU64::new(0);
 
@@ -207,156 +392,36 @@ where
     };
 
     let writing = async {
-        // Starts small and grows while reads fill it: idle sessions stay cheap.
-        let mut buf = vec![0u8; HEADROOM + SMALL_CHUNK.min(cfg.buf_size)];
-        let mut stop = stop;
-        let mut sent: Option<u16> = None;
-        let mut received: Option<CloseFrame> = None;
-        let mut reader_done = false;
-        let far_future = Instant::now() + Duration::from_secs(86400 * 365);
-        let mut close_deadline = far_future;
-        let period = cfg.ping_interval.unwrap_or(Duration::from_secs(86400));
-        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let idle = cfg.idle_timeout.unwrap_or(Duration::from_secs(86400));
-        let mut idle_deadline = Instant::now() + idle;
-        let mut last_bytes = 0u64;
-        let (mut last_heard, mut missed) = (0u64, 0u32);
-
-        let outcome = |closed_by, sent, received| Outcome {
-            closed_by,
-            sent,
-            received,
+        let mut s = Session {
+            cfg,
+            counters,
+            writer: FrameWriter::new(ws_w, cfg.role).with_stall_limit(stall),
+            buf: vec![0u8; HEADROOM + SMALL_CHUNK.min(cfg.buf_size)],
+            sent: None,
+            received: None,
+            reader_done: false,
+            close_deadline: Instant::now() + FAR,
+            idle_deadline: Instant::now() + cfg.idle_timeout.unwrap_or(FAR),
+            last_bytes: 0,
         };
+        let mut keepalive = Keepalive::new(cfg.ping_interval.unwrap_or(FAR), cfg.missed_pongs);
         loop {
-            tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                why = &mut stop, if sent.is_none() => {
-                    let (code, reason) = match &why {
-                        Stop::Revoked(_) => (close::POLICY, "connection not allowed"),
-                        Stop::Shutdown => (close::GOING_AWAY, "gate shutting down"),
-                        Stop::Exiting => (close::NORMAL, "client exiting"),
-                    };
-                    let _ = writer.send_close(code, reason).await;
-                    return (outcome(ClosedBy::Stopped(why), Some(code), received), writer);
-                }
-                msg = mailbox.take(), if !reader_done => match msg {
-                    FromReader::Ping(p) => {
-                        // No Pong after our Close (RFC 6455 §5.5.1).
-                        if sent.is_some() {
-                            continue;
-                        }
-                        if let Err(e) = writer.send_pong(&p).await {
-                            let lost = ClosedBy::ConnectionLost(e.to_string());
-                            return (outcome(lost, sent, received), writer);
-                        }
-                    }
-                    FromReader::Closed(frame) => {
-                        reader_done = true;
-                        received = Some(frame);
-                        if sent.is_some() {
-                            return (outcome(ClosedBy::Local, sent, received), writer);
-                        }
-                        if cfg.peer_close_ends_session {
-                            // The gate only closes once the service is gone: nothing more is
-                            // coming, so answer and end rather than wait for stdin.
-                            let _ = writer.send_close(close::NORMAL, "").await;
-                            return (outcome(ClosedBy::Peer, Some(close::NORMAL), received), writer);
-                        }
-                    }
-                    FromReader::Failed(e) => {
-                        let code = e.close_code();
-                        if let Some(code) = code {
-                            let _ = writer.send_close(code, &e.to_string()).await;
-                            let why = ClosedBy::PeerError(e.to_string());
-                            return (outcome(why, Some(code), received), writer);
-                        }
-                        let why = if sent.is_some() {
-                            ClosedBy::Local
-                        } else {
-                            ClosedBy::ConnectionLost(e.to_string())
-                        };
-                        return (outcome(why, sent, received), writer);
-                    }
-                    FromReader::LocalWriteFailed(e) => {
-                        let _ = writer.send_close(close::INTERNAL, "local connection failed").await;
-                        let why = ClosedBy::LocalError(e.to_string());
-                        return (outcome(why, Some(close::INTERNAL), received), writer);
-                    }
-                },
-                r = local_r.read(&mut buf[HEADROOM..]), if sent.is_none() => match r {
-                    Ok(0) => {
-                        if let Err(e) = writer.send_close(close::NORMAL, "").await {
-                            // A peer that closed first may be gone by the time our answer
-                            // is written: its orderly Close already said how it ended.
-                            let why = match received {
-                                Some(_) => ClosedBy::Peer,
-                                None => ClosedBy::ConnectionLost(e.to_string()),
-                            };
-                            return (outcome(why, sent, received), writer);
-                        }
-                        sent = Some(close::NORMAL);
-                        if received.is_some() {
-                            return (outcome(ClosedBy::Peer, sent, received), writer);
-                        }
-                        if let Some(wait) = cfg.close_timeout {
-                            close_deadline = Instant::now() + wait;
-                        }
-                    }
-                    Ok(n) => {
-                        let full = n == buf.len() - HEADROOM;
-                        if let Err(e) = writer.send_binary(&mut buf, n).await {
-                            let lost = ClosedBy::ConnectionLost(e.to_string());
-                            return (outcome(lost, sent, received), writer);
-                        }
-                        counters.to_peer.fetch_add(n as u64, Ordering::Relaxed);
-                        let size = buf.len() - HEADROOM;
-                        if full && size < cfg.buf_size {
-                            buf.resize(HEADROOM + (size * 4).min(cfg.buf_size), 0);
-                        } else if n < size / 16 && size > SMALL_CHUNK {
-                            // Small reads again (typing, not a transfer): give the room back,
-                            // so that an idle session waits on a small buffer.
-                            buf.truncate(HEADROOM + (size / 4).max(SMALL_CHUNK));
-                            buf.shrink_to_fit();
-                        }
-                    }
-                    Err(e) => {
-                        let _ = writer.send_close(close::INTERNAL, "local connection failed").await;
-                        let why = ClosedBy::LocalError(e.to_string());
-                        return (outcome(why, Some(close::INTERNAL), received), writer);
-                    }
-                },
-                _ = tokio::time::sleep_until(idle_deadline), if cfg.idle_timeout.is_some() && sent.is_none() => {
-                    let bytes = counters.from_peer.load(Ordering::Relaxed)
-                        + counters.to_peer.load(Ordering::Relaxed);
-                    if bytes != last_bytes {
-                        last_bytes = bytes;
-                        idle_deadline = Instant::now() + idle;
-                    } else {
-                        let _ = writer.send_close(close::GOING_AWAY, "idle timeout").await;
-                        let why = ClosedBy::IdleTimeout;
-                        return (outcome(why, Some(close::GOING_AWAY), received), writer);
-                    }
-                }
-                _ = tokio::time::sleep_until(close_deadline), if sent.is_some() => {
-                    // The peer never answered our Close: it is done as far as we care.
-                    return (outcome(ClosedBy::Local, sent, received), writer);
-                }
-                _ = ticker.tick(), if cfg.ping_interval.is_some() && !reader_done => {
-                    let now_heard = heard.load(Ordering::Relaxed);
-                    if now_heard != last_heard {
-                        (last_heard, missed) = (now_heard, 0);
-                    } else {
-                        if missed >= cfg.missed_pongs {
-                            return (outcome(ClosedBy::PingTimeout, sent, received), writer);
-                        }
-                        missed += 1;
-                        if let Err(e) = writer.send_ping(b"arcgate").await {
-                            let lost = ClosedBy::ConnectionLost(e.to_string());
-                            return (outcome(lost, sent, received), writer);
-                        }
-                    }
-                }
+                why = &mut stop, if s.sent.is_none() => Wake::Stop(why),
+                msg = mailbox.take(), if !s.reader_done => Wake::Reader(msg),
+                r = local_r.read(&mut s.buf[HEADROOM..]), if s.sent.is_none() => Wake::Local(r),
+                _ = tokio::time::sleep_until(s.idle_deadline), if cfg.idle_timeout.is_some() && s.sent.is_none() => Wake::Idle,
+                _ = tokio::time::sleep_until(s.close_deadline), if s.sent.is_some() => Wake::CloseTimedOut,
+                beat = keepalive.tick(|| heard.load(Ordering::Relaxed)), if cfg.ping_interval.is_some() && !s.reader_done => Wake::Beat(beat),
+            };
+            if let Flow::End(closed_by) = s.on(wake).await {
+                let outcome = Outcome {
+                    closed_by,
+                    sent: s.sent,
+                    received: s.received,
+                };
+                return (outcome, s.writer);
             }
         }
     };

@@ -44,11 +44,13 @@ impl Keepalive {
         }
     }
 
-    /// Waits for the next tick and says what to do; `heard` counts everything heard from the
-    /// peer so far (any number that grows when something arrives). Cancel-safe.
-    pub async fn tick(&mut self, heard: u64) -> Beat {
+    /// Waits for the next tick and says what to do; `heard` tells, at the tick, how much has
+    /// been heard from the peer so far (any count that grows when something arrives: read at
+    /// the tick, not before the wait, since the peer may be heard by another task meanwhile).
+    /// Cancel-safe.
+    pub async fn tick(&mut self, heard: impl FnOnce() -> u64) -> Beat {
         self.ticker.tick().await;
-        self.judge(heard)
+        self.judge(heard())
     }
 
     fn judge(&mut self, heard: u64) -> Beat {

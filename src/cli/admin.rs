@@ -1,0 +1,299 @@
+//! The administrator's commands: `status`, `config`, `extension` and `token`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use arcgate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
+use arcgate::state::store;
+use arcgate::token::{self, KeySet};
+
+use super::{ConfigPathArg, Status, UsageError, host_name, parse_duration};
+
+/// `arcgate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The gate's admin address (its --admin).
+    #[arg(long, env = "ARCGATE_ADMIN", value_name = "ADDR")]
+    pub admin: SocketAddr,
+    /// JSON output: {"health": ..., "sessions": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `arcgate config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+/// `arcgate config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print every key and its value.
+    List {
+        /// JSON output.
+        #[arg(short, long)]
+        json: bool,
+    },
+    /// Print one key's value.
+    Get {
+        /// The key.
+        key: String,
+        /// JSON output.
+        #[arg(short, long)]
+        json: bool,
+    },
+    /// Set a key (lists: comma-separated; replaces the list unless --add/--remove).
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Add to a list key instead of replacing it.
+        #[arg(short, long, conflicts_with = "remove")]
+        add: bool,
+        /// Remove from a list key.
+        #[arg(short, long)]
+        remove: bool,
+    },
+    /// Put a key back to its default.
+    Clear {
+        /// The key.
+        key: String,
+    },
+    /// Describe the keys and their allowed values.
+    Info {
+        /// One key only.
+        key: Option<String>,
+    },
+}
+
+/// `arcgate extension`.
+#[derive(Debug, Args)]
+pub struct ExtensionArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ExtensionAction,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+/// `arcgate extension` actions.
+#[derive(Debug, Subcommand)]
+pub enum ExtensionAction {
+    /// Exit 0 if Publisher/Type may be installed, 1 if not; print why.
+    Check {
+        /// Publisher/Type.
+        name: String,
+    },
+}
+
+/// `arcgate token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The key to sign with.
+    #[arg(long, default_value = "default")]
+    pub key_name: String,
+    /// How long the token is valid (90s, 30m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// The resource [default: http://{host}/{name}/].
+    #[arg(long, value_name = "URL", conflicts_with_all = ["name", "host"])]
+    pub resource: Option<String>,
+    /// The gate name the token is for [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The host in the resource [default: the gate name].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Keys file [default: keys.json beside the configuration file].
+    #[arg(long, value_name = "PATH")]
+    pub keys: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+pub(super) fn status(args: StatusArgs) -> anyhow::Result<Status> {
+    use arcgate::gate::admin::{Health, fetch, render_status};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (health, sessions) = rt.block_on(async {
+        let (_, health) = fetch(args.admin, "/healthz")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let (code, sessions) = fetch(args.admin, "/sessions")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(code.is_success(), "/sessions answered {code}");
+        let health: Health = serde_json::from_slice(&health).context("bad /healthz answer")?;
+        let sessions: Vec<arcgate::gate::sessions::SessionInfo> =
+            serde_json::from_slice(&sessions).context("bad /sessions answer")?;
+        Ok::<_, anyhow::Error>((health, sessions))
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "health": health, "sessions": sessions })
+        );
+    } else {
+        print!("{}", render_status(&health, &sessions));
+    }
+    Ok(0)
+}
+
+pub(super) fn config(args: ConfigArgs) -> anyhow::Result<Status> {
+    let path = args.config.resolve();
+    match args.action {
+        ConfigAction::List { json } => {
+            let config = store::load_config(&path)?;
+            if json {
+                let settings: Vec<_> = KEYS
+                    .iter()
+                    .map(|k| serde_json::json!({"key": k.name(), "value": k.to_json(&config)}))
+                    .collect();
+                println!("{}", serde_json::json!({ "localsettings": settings }));
+            } else {
+                println!("Local Configuration Settings");
+                for key in KEYS {
+                    println!("{:<44}: {}", key.name(), key.display(&config));
+                }
+            }
+        }
+        ConfigAction::Get { key, json } => {
+            let key = Key::from_name(&key)?;
+            let config = store::load_config(&path)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key": key.name(), "value": key.to_json(&config)})
+                );
+            } else {
+                println!("{:<44}: {}", key.name(), key.display(&config));
+            }
+        }
+        ConfigAction::Set {
+            key,
+            value,
+            add,
+            remove,
+        } => {
+            let key = Key::from_name(&key)?;
+            let raw = Raw::from_cli(key, &value);
+            let change = match (add, remove) {
+                (true, _) => Change::Add(raw),
+                (_, true) => Change::Remove(raw),
+                _ => Change::Set(raw),
+            };
+            let updated = store::update_config(&path, key, &change)?;
+            println!(
+                "Config property {} set to value {} (previously {})",
+                key.name(),
+                key.display(&updated.after),
+                key.display(&updated.before)
+            );
+            if key == Key::Mode && updated.after.mode == arcgate::config::Mode::Monitor {
+                println!(
+                    "Monitor mode: incoming connections and guest configuration are disabled, \
+                     and extensions are limited to the monitoring allowlist"
+                );
+            }
+        }
+        ConfigAction::Clear { key } => {
+            let key = Key::from_name(&key)?;
+            let updated = store::update_config(&path, key, &Change::Clear)?;
+            println!(
+                "Config property {} cleared to its default {} (previously {})",
+                key.name(),
+                key.display(&updated.after),
+                key.display(&updated.before)
+            );
+        }
+        ConfigAction::Info { key } => {
+            let keys: Vec<Key> = match key {
+                Some(k) => vec![Key::from_name(&k)?],
+                None => KEYS.to_vec(),
+            };
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!("{}", key.name());
+                println!("  {}", key.description());
+                println!("  type: {}", if key.is_list() { "list" } else { "value" });
+                println!("  default: {}", key.default_display());
+                println!("  {}", key.allowed());
+                if key.locked_in_monitor() {
+                    println!("  cannot be changed while config.mode is monitor");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(super) fn extension(args: ExtensionArgs) -> anyhow::Result<Status> {
+    let path = args.config.resolve();
+    match args.action {
+        ExtensionAction::Check { name } => {
+            let name = ExtensionName::parse(&name).map_err(|why| ConfigError::InvalidValue {
+                key: "extension",
+                given: arcgate::config::shorten(&name),
+                allowed: why.to_string(),
+            })?;
+            let config = store::load_config(&path)?;
+            let verdict = arcgate::policy::extension::check(&config, &name);
+            println!("{}", verdict.explain(&name));
+            Ok(if verdict.allowed() { 0 } else { 1 })
+        }
+    }
+}
+
+pub(super) fn mint_token(args: TokenArgs) -> anyhow::Result<Status> {
+    let config_path = args.config.resolve();
+    let keys_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| store::keys_path_beside(&config_path));
+    let bytes = store::read_checked(&keys_path, store::Secrecy::Secret)?.ok_or_else(|| {
+        UsageError(format!(
+            "{} does not exist; `arcgate serve` creates it on first start",
+            keys_path.display()
+        ))
+    })?;
+    let keys =
+        KeySet::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", keys_path.display()))?;
+    let entry = keys.get(&args.key_name).ok_or_else(|| {
+        UsageError(format!(
+            "no key named '{}' in {}; keys there: {:?}",
+            args.key_name,
+            keys_path.display(),
+            keys.names()
+        ))
+    })?;
+    let resource = match args.resource {
+        Some(r) => r,
+        None => {
+            let name = args.name.unwrap_or_else(host_name);
+            let host = args.host.unwrap_or_else(|| name.clone());
+            token::resource_for(&host, &name)
+        }
+    };
+    let expiry = arcgate::transport::deadline::unix_now().saturating_add(args.ttl.as_secs());
+    println!(
+        "{}",
+        token::mint(&resource, &entry.name, entry.secret(), expiry)
+    );
+    Ok(0)
+}

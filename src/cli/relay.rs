@@ -1,0 +1,108 @@
+//! `arcgate relay`: the embedded relay and its keys file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use arcgate::client::LogFormat;
+use arcgate::state::live::{self};
+use arcgate::transport::tls::CertStore;
+
+use super::{
+    Status, UsageError, at_least_one, init_logging, parse_duration, runtime, shutdown_signal,
+};
+
+/// `arcgate relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM).
+    #[arg(long, default_value = "certs-dev/server.pem", value_name = "PEM")]
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long, default_value = "certs-dev/server-key.pem", value_name = "PEM")]
+    pub key: PathBuf,
+    /// Keys file: SAS keys with optional "rights": ["listen"], ["send"] (default: both).
+    #[arg(long, value_name = "PATH")]
+    pub keys: PathBuf,
+    /// TLS and the HTTP request head must arrive within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Largest request head, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Largest WebSocket frame relayed, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_frame_bytes: u64,
+    /// Ping listeners' control channels this often.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Concurrent connections (listeners, senders, rendezvous).
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Connections in their TLS or HTTP handshake from one source (an IPv4 address or an
+    /// IPv6 /64); more are closed unanswered. The same rule as `serve`'s.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub max_handshakes_per_ip: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+pub(super) fn relay(args: RelayArgs) -> anyhow::Result<Status> {
+    init_logging(args.log_format, "info");
+    if !args.keys.exists() {
+        return Err(UsageError(format!("{} does not exist", args.keys.display())).into());
+    }
+    let keys = live::load_keys(&args.keys).map_err(anyhow::Error::msg)?;
+    let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
+    let tls = arcgate::transport::tls::server_config(certs);
+    let relay = arcgate::relay::Relay::new(
+        arcgate::relay::RelayOptions {
+            handshake_timeout: args.handshake_timeout,
+            max_header_bytes: args.max_header_bytes,
+            max_frame: args.max_frame_bytes,
+            ping_interval: args.ping_interval,
+            max_connections: args.max_connections,
+            max_handshakes_per_ip: args.max_handshakes_per_ip,
+        },
+        keys,
+    );
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        let mut watch = live::FileWatch::start(&[args.keys.as_path()])
+            .context("cannot watch the keys file")?;
+        {
+            let relay = relay.clone();
+            let path = args.keys.clone();
+            tokio::spawn(async move {
+                while watch.next().await.is_some() {
+                    match live::load_keys(&path) {
+                        Ok(keys) => {
+                            relay.set_keys(keys).await;
+                            tracing::info!("relay keys reloaded");
+                        }
+                        Err(e) => tracing::error!(error = %e, "relay keys reload FAILED; keeping the previous keys"),
+                    }
+                }
+            });
+        }
+        eprintln!("arcgate: relay listening on {local}");
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(shutdown_signal(stop_tx));
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        arcgate::relay::run(listener, tls, relay, stop).await;
+        Ok::<_, anyhow::Error>(0)
+    })
+}

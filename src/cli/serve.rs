@@ -1,0 +1,323 @@
+//! `arcgate serve`: the gate, its files, its listeners and its reloads.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use arcgate::client::LogFormat;
+use arcgate::gate::audit::Audit;
+use arcgate::gate::relay_listener::{ListenToken, ListenerOptions};
+use arcgate::gate::{self, Gate, GateOptions};
+use arcgate::state::live::{self, Paths};
+use arcgate::state::store;
+use arcgate::transport::bridge::BridgeConfig;
+use arcgate::transport::tls::CertStore;
+use arcgate::transport::tls::ClientTrust;
+
+use super::{
+    ConfigPathArg, Status, UsageError, at_least_one, host_name, init_logging, parse_duration,
+    runtime, shutdown_signal,
+};
+
+/// `arcgate serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM).
+    #[arg(long, default_value = "certs-dev/server.pem", value_name = "PEM")]
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long, default_value = "certs-dev/server-key.pem", value_name = "PEM")]
+    pub key: PathBuf,
+    /// The name this gate answers to in /$hc/{name} [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only accept tokens whose resource names this host.
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+    /// Keys file [default: keys.json beside the configuration file].
+    #[arg(long, value_name = "PATH")]
+    pub keys: Option<PathBuf>,
+    /// Ping a session's client after this long without hearing from it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Drop a client after this many unanswered pings (a client that takes no bytes for
+    /// ping interval × (this + 1) is dropped too).
+    #[arg(long, default_value_t = 3)]
+    pub missed_pongs: u32,
+    /// Close a session after this long with no data either way [default: never; SSH has its
+    /// own keepalives].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+    /// TCP accept, TLS and the HTTP request must finish within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// How long dialling the local service may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub dial_timeout: Duration,
+    /// Largest request head, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Largest WebSocket frame accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_frame_bytes: u64,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_sessions: usize,
+    /// Concurrent sessions from one IP address.
+    #[arg(long, default_value_t = 256)]
+    pub max_sessions_per_ip: usize,
+    /// Connections still in their TLS or HTTP handshake from one source (an IPv4 address or
+    /// an IPv6 /64); more are closed at once. Real clients finish a handshake in
+    /// milliseconds, so 64 at a time is far above what one host needs, and far below the
+    /// total (--max-sessions), which one flooding source could otherwise hold.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub max_handshakes_per_ip: usize,
+    /// On SIGTERM/SIGINT, how long sessions may continue before they are closed with 1001.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Serve /metrics, /healthz and /sessions over plain HTTP on this loopback address.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Also append audit records to this file as JSON lines (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Relay mode: attach to this Hybrid Connections relay as a listener,
+    /// wss://RELAY/$hc/NAME (single-quote it for $hc).
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// The listen token for --relay, from a file (a change is sent to the relay as renewToken).
+    #[arg(long, value_name = "FILE", conflicts_with = "relay_key")]
+    pub relay_token_file: Option<PathBuf>,
+    /// Mint the listen token for --relay from this key in the keys file.
+    #[arg(long, value_name = "NAME")]
+    pub relay_key: Option<String>,
+    /// Lifetime of minted listen tokens; each is renewed (renewToken) at 80% of it.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub relay_token_ttl: Duration,
+    /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub relay_ca: Vec<PathBuf>,
+    /// With --relay: how long connecting to the relay may take (TCP, proxy, TLS and the
+    /// WebSocket handshake together), for the control channel and for each rendezvous.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub relay_connect_timeout: Duration,
+    /// With --relay: no inbound listening socket at all, and so no certificate (--cert, --key
+    /// and --listen are refused with it).
+    #[arg(long, requires = "relay", conflicts_with_all = ["cert", "key", "listen"])]
+    pub relay_only: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Status> {
+    init_logging(args.log_format, "info");
+    let config_path = args.config.resolve();
+    let keys_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| store::keys_path_beside(&config_path));
+    let paths = Paths {
+        config: config_path.clone(),
+        keys: keys_path.clone(),
+    };
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    store::ensure_dir(dir)?;
+    if !config_path.exists() {
+        tracing::warn!(
+            config = %config_path.display(),
+            "no configuration file: using the defaults, where incomingconnections.ports is [] \
+             and allows nothing; allow SSH with: arcgate config set incomingconnections.ports 22"
+        );
+    }
+    if live::ensure_keys(&keys_path)? {
+        tracing::warn!(
+            keys = %keys_path.display(),
+            "created a keys file with one random key named 'default'; \
+             mint a token with: arcgate token --key-name default --ttl 1h"
+        );
+    }
+    let name = args.name.clone().unwrap_or_else(host_name);
+    // Relay-only: nothing accepts TLS here, so no certificate is loaded or watched.
+    let certs = match args.relay_only {
+        true => None,
+        false => Some(Arc::new(CertStore::load(&args.cert, &args.key)?)),
+    };
+    if let Some(admin) = &args.admin {
+        arcgate::gate::admin::check_address(admin).map_err(UsageError)?;
+    }
+    let audit = Arc::new(Audit::open(args.audit_log.as_deref()).with_context(|| {
+        format!(
+            "cannot open the audit log {}",
+            args.audit_log.as_deref().unwrap_or(Path::new("")).display()
+        )
+    })?);
+    if certs.is_some() && (args.cert.starts_with("certs-dev") || args.key.starts_with("certs-dev"))
+    {
+        tracing::warn!(
+            "USING THE DEVELOPMENT CERTIFICATES in certs-dev/: for development and tests only. \
+             their private key is in the repository; pass --cert and --key for real use"
+        );
+    }
+    let opts = GateOptions {
+        name: name.clone(),
+        public_host: args.public_host.clone(),
+        handshake_timeout: args.handshake_timeout,
+        max_header_bytes: args.max_header_bytes,
+        dial_timeout: args.dial_timeout,
+        max_sessions: args.max_sessions,
+        max_sessions_per_ip: args.max_sessions_per_ip,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
+        shutdown_grace: args.shutdown_grace,
+        bridge: BridgeConfig {
+            role: arcgate::transport::ws::Role::Server,
+            peer_close_ends_session: false,
+            ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
+            missed_pongs: args.missed_pongs,
+            idle_timeout: args.idle_timeout.filter(|d| !d.is_zero()),
+            max_frame: args.max_frame_bytes,
+            // Buffers start small and grow to this only while reads fill them. 256 KiB rather
+            // than 64: each system call and wake-up moves four times as much, which cut
+            // forward+serve CPU per GiB by 12% in the bench; a busy session holds at most
+            // about 1.3 MiB (README, Limits).
+            buf_size: arcgate::transport::CHUNK,
+            // RFC 6455 leaves the wait for the peer's Close to the endpoint; 5 s is generous
+            // for any live peer and short enough not to hold dead ones.
+            close_timeout: Some(Duration::from_secs(5)),
+        },
+    };
+    runtime()?.block_on(async move {
+        // The watch is armed before the files are first read: a change written at any moment
+        // after this line is either in that read or wakes the watcher (a `config set` made
+        // while the gate started was lost when the watch came after the read).
+        let watch = live::Watch::start(paths.clone())
+            .context("cannot watch the configuration directory")?;
+        let snapshot = live::load_initial(&paths)?;
+        let listener = if args.relay_only {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", args.listen))?,
+            )
+        };
+        tracing::info!(policy = %snapshot.summary(), config = %config_path.display(), "policy loaded");
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+        let gate = Gate::new(opts, rx, audit.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let metrics = gate.metrics().clone();
+        let watcher = tokio::spawn(watch.run(tx, stopped(stop_rx.clone()), move |ok| {
+            metrics.reload(ok)
+        }));
+        let cert_watch = match &certs {
+            Some(certs) => Some((
+                live::FileWatch::start(&certs.paths())
+                    .context("cannot watch the certificate files")?,
+                certs.clone(),
+            )),
+            None => None,
+        };
+        tokio::spawn(reload_on_change_or_hup(
+            cert_watch,
+            audit.clone(),
+            stopped(stop_rx.clone()),
+        ));
+        if let Some(listener) = &listener {
+            // The line tests and scripts wait for: the address actually bound.
+            let local = listener.local_addr()?;
+            eprintln!("arcgate: listening on {local} as '{name}'");
+            tracing::info!(address = %local, name = %name, "gate listening");
+        }
+        if let Some(url) = args.relay.clone() {
+            let token = match (&args.relay_token_file, &args.relay_key) {
+                (Some(file), _) => ListenToken::File(file.clone()),
+                (None, Some(key)) => ListenToken::Key(key.clone(), args.relay_token_ttl),
+                (None, None) => ListenToken::Key("default".into(), args.relay_token_ttl),
+            };
+            let opts = ListenerOptions {
+                url,
+                token,
+                trust: ClientTrust {
+                    ca_files: args.relay_ca.clone(),
+                    insecure: false,
+                },
+                connect_timeout: args.relay_connect_timeout,
+                ping_interval: args.ping_interval,
+            };
+            tokio::spawn(arcgate::gate::relay_listener::run(gate.clone(), opts, stopped(stop_rx.clone())));
+        }
+        if let Some(addr) = args.admin {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --admin {addr}"))?;
+            let bound = admin.local_addr()?;
+            eprintln!("arcgate: admin endpoint on http://{bound}/");
+            tokio::spawn(arcgate::gate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
+        }
+        let shutdown = shutdown_signal(stop_tx);
+        match listener.zip(certs) {
+            Some((listener, certs)) => {
+                let tls = arcgate::transport::tls::server_config(certs);
+                gate::run(listener, tls, gate, shutdown).await
+            }
+            None => gate::run_without_listener(gate, shutdown).await,
+        }
+        if let Err(e) = watcher.await {
+            tracing::error!(error = %e, "configuration watcher panicked");
+        }
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
+/// Reloads the certificate pair when its files change, and on SIGHUP also reopens the audit
+/// log (logrotate's postrotate sends SIGHUP). A broken pair is logged and the one in use kept.
+/// `certs` is `None` when there is no certificate (relay-only): SIGHUP still reopens the log.
+async fn reload_on_change_or_hup(
+    certs: Option<(live::FileWatch, Arc<CertStore>)>,
+    audit: Arc<Audit>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut stop = std::pin::pin!(stop);
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; certificates reload on file changes only");
+        return;
+    };
+    let (mut files, certs) = certs.unzip();
+    loop {
+        let changed = async {
+            match &mut files {
+                Some(files) => files.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut stop => return,
+            Some(()) = changed => {}
+            Some(()) = hup.recv() => audit.reopen(),
+        }
+        let Some(certs) = &certs else { continue };
+        match certs.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded; new connections use it"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "TLS certificate reload FAILED; still serving the previous certificate"
+            ),
+        }
+    }
+}
