@@ -4,11 +4,8 @@ use std::process::ExitCode;
 
 mod cli;
 
-use arcgate::client::ClientError;
-use arcgate::config::ConfigError;
-use arcgate::state::store::UpdateError;
 use clap::Parser as _;
-use cli::{Cli, ReportedError, UsageError};
+use cli::{Cli, CliError};
 
 /// jemalloc rather than glibc's malloc: rustls allocates a buffer per TLS record and the data
 /// path's buffers grow and shrink with the traffic; glibc returned that memory to the kernel
@@ -24,28 +21,14 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
-            if err.downcast_ref::<ReportedError>().is_none() {
-                eprintln!("arcgate: {err:#}");
+            if err.unprinted() {
+                // `{:#}` prints the whole chain of causes on one line, as ripgrep does.
+                match &err {
+                    CliError::Other(e) => eprintln!("arcgate: {e:#}"),
+                    e => eprintln!("arcgate: {e}"),
+                }
             }
-            ExitCode::from(exit_code(&err))
+            ExitCode::from(err.exit_code())
         }
     }
-}
-
-/// The one place an error becomes an exit code: 2 for usage and validation errors, the
-/// client's documented codes for `connect`, 1 for anything else.
-fn exit_code(err: &anyhow::Error) -> u8 {
-    if let Some(ReportedError(e)) = err.downcast_ref::<ReportedError>() {
-        return e.exit_code();
-    }
-    if let Some(e) = err.downcast_ref::<ClientError>() {
-        return e.exit_code();
-    }
-    let usage = err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<ConfigError>().is_some()
-        || matches!(
-            err.downcast_ref::<UpdateError>(),
-            Some(UpdateError::Invalid(_))
-        );
-    if usage { 2 } else { 1 }
 }

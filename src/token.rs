@@ -256,42 +256,70 @@ struct RawKey {
     rights: Option<Vec<String>>,
 }
 
+/// Why a keys file's contents cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeysFileError {
+    /// Not the expected JSON.
+    #[error(
+        "not a valid keys file: {0} (expected [{{\"name\":\"...\",\"key\":\"...\",\"ports\":[22]}}], ports optional)"
+    )]
+    NotJson(String),
+    /// A name that is empty, too long or misleading.
+    #[error("key name '{0}' is empty, too long or has control or text-direction characters")]
+    BadName(String),
+    /// A secret too short to be random.
+    #[error("key '{0}' is shorter than 16 characters; use a random 256-bit key")]
+    ShortKey(String),
+    /// A name used twice.
+    #[error("key name '{0}' appears twice")]
+    Twice(String),
+    /// A `ports` list that is not one.
+    #[error("key '{key}' ports: {why}")]
+    BadPorts {
+        /// The key.
+        key: String,
+        /// Why.
+        why: String,
+    },
+    /// A right that does not exist.
+    #[error("key '{key}': unknown right '{right}'; rights are send and listen")]
+    UnknownRight {
+        /// The key.
+        key: String,
+        /// The right given.
+        right: String,
+    },
+}
+
 impl KeySet {
     /// Parses `[{"name":"ops","key":"...","ports":[22]}]`.
-    pub fn from_json(bytes: &[u8]) -> Result<KeySet, String> {
-        let raw: Vec<RawKey> = serde_json::from_slice(bytes).map_err(|e| {
-            format!(
-                "not a valid keys file: {e} (expected [{{\"name\":\"...\",\"key\":\"...\",\
-                 \"ports\":[22]}}], ports optional)"
-            )
-        })?;
+    pub fn from_json(bytes: &[u8]) -> Result<KeySet, KeysFileError> {
+        let raw: Vec<RawKey> =
+            serde_json::from_slice(bytes).map_err(|e| KeysFileError::NotJson(e.to_string()))?;
         let mut keys = Vec::with_capacity(raw.len());
         for k in raw {
             if k.name.is_empty()
                 || k.name.len() > 256
                 || k.name.chars().any(crate::config::misleading)
             {
-                return Err(format!(
-                    "key name '{}' is empty, too long or has control or text-direction characters",
-                    shorten(&k.name)
-                ));
+                return Err(KeysFileError::BadName(shorten(&k.name)));
             }
             if k.key.len() < 16 {
-                return Err(format!(
-                    "key '{}' is shorter than 16 characters; use a random 256-bit key",
-                    k.name
-                ));
+                return Err(KeysFileError::ShortKey(k.name));
             }
             if keys.iter().any(|e: &KeyEntry| e.name == k.name) {
-                return Err(format!("key name '{}' appears twice", k.name));
+                return Err(KeysFileError::Twice(k.name));
             }
-            let ports = match k.ports {
-                None => None,
-                Some(list) => Some(
-                    PortSet::from_json_list(&list)
-                        .map_err(|e| format!("key '{}' ports: {e}", k.name))?,
-                ),
-            };
+            let ports =
+                match k.ports {
+                    None => None,
+                    Some(list) => Some(PortSet::from_json_list(&list).map_err(|why| {
+                        KeysFileError::BadPorts {
+                            key: k.name.clone(),
+                            why,
+                        }
+                    })?),
+                };
             let rights = match k.rights {
                 None => vec![Right::Send, Right::Listen],
                 Some(list) => list
@@ -299,11 +327,10 @@ impl KeySet {
                     .map(|r| match r.to_ascii_lowercase().as_str() {
                         "send" => Ok(Right::Send),
                         "listen" => Ok(Right::Listen),
-                        other => Err(format!(
-                            "key '{}': unknown right '{}'; rights are send and listen",
-                            k.name,
-                            shorten(other)
-                        )),
+                        other => Err(KeysFileError::UnknownRight {
+                            key: k.name.clone(),
+                            right: shorten(other),
+                        }),
                     })
                     .collect::<Result<_, _>>()?,
             };
@@ -670,7 +697,7 @@ mod tests {
                 "unknown field",
             ),
         ] {
-            let err = KeySet::from_json(bytes).unwrap_err();
+            let err = KeySet::from_json(bytes).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
         let generated = KeySet::from_json(&KeySet::generate_json("default")).unwrap();

@@ -11,7 +11,7 @@ use arcgate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
 use arcgate::state::store;
 use arcgate::token::{self, KeySet};
 
-use super::{ConfigPathArg, Status, UsageError, host_name, parse_duration};
+use super::{CliError, ConfigPathArg, Status, host_name, parse_duration};
 
 /// `arcgate status`.
 #[derive(Debug, Args)]
@@ -124,18 +124,14 @@ pub struct TokenArgs {
     pub config: ConfigPathArg,
 }
 
-pub(super) fn status(args: StatusArgs) -> anyhow::Result<Status> {
+pub(super) fn status(args: StatusArgs) -> Result<Status, CliError> {
     use arcgate::gate::admin::{Health, fetch, render_status};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (health, sessions) = rt.block_on(async {
-        let (_, health) = fetch(args.admin, "/healthz")
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let (code, sessions) = fetch(args.admin, "/sessions")
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let (_, health) = fetch(args.admin, "/healthz").await?;
+        let (code, sessions) = fetch(args.admin, "/sessions").await?;
         anyhow::ensure!(code.is_success(), "/sessions answered {code}");
         let health: Health = serde_json::from_slice(&health).context("bad /healthz answer")?;
         let sessions: Vec<arcgate::gate::sessions::SessionInfo> =
@@ -153,7 +149,7 @@ pub(super) fn status(args: StatusArgs) -> anyhow::Result<Status> {
     Ok(0)
 }
 
-pub(super) fn config(args: ConfigArgs) -> anyhow::Result<Status> {
+pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
     let path = args.config.resolve();
     match args.action {
         ConfigAction::List { json } => {
@@ -243,7 +239,7 @@ pub(super) fn config(args: ConfigArgs) -> anyhow::Result<Status> {
     Ok(0)
 }
 
-pub(super) fn extension(args: ExtensionArgs) -> anyhow::Result<Status> {
+pub(super) fn extension(args: ExtensionArgs) -> Result<Status, CliError> {
     let path = args.config.resolve();
     match args.action {
         ExtensionAction::Check { name } => {
@@ -260,22 +256,22 @@ pub(super) fn extension(args: ExtensionArgs) -> anyhow::Result<Status> {
     }
 }
 
-pub(super) fn mint_token(args: TokenArgs) -> anyhow::Result<Status> {
+pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
     let config_path = args.config.resolve();
     let keys_path = args
         .keys
         .clone()
         .unwrap_or_else(|| store::keys_path_beside(&config_path));
     let bytes = store::read_checked(&keys_path, store::Secrecy::Secret)?.ok_or_else(|| {
-        UsageError(format!(
+        CliError::Usage(format!(
             "{} does not exist; `arcgate serve` creates it on first start",
             keys_path.display()
         ))
     })?;
-    let keys =
-        KeySet::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", keys_path.display()))?;
+    let keys = KeySet::from_json(&bytes)
+        .with_context(|| format!("{} cannot be used", keys_path.display()))?;
     let entry = keys.get(&args.key_name).ok_or_else(|| {
-        UsageError(format!(
+        CliError::Usage(format!(
             "no key named '{}' in {}; keys there: {:?}",
             args.key_name,
             keys_path.display(),

@@ -14,9 +14,7 @@ use arcgate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, T
 use arcgate::transport::proxy::Proxy;
 use arcgate::transport::tls::ClientTrust;
 
-use super::{
-    ReportedError, Status, UsageError, init_logging, parse_duration, runtime, shutdown_signal,
-};
+use super::{CliError, Status, init_logging, parse_duration, runtime, shutdown_signal};
 
 /// `arcgate connect`.
 #[derive(Debug, Args)]
@@ -109,10 +107,9 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
         (None, Some(t), _) => TokenSource::Literal(t.clone()),
         (None, None, Some(t)) => TokenSource::Literal(t),
         (None, None, None) => {
-            return Err(ClientError::Usage(
+            return Err(ClientError::Missing(
                 "no token: pass --token-file FILE, --token, ARCGATE_TOKEN or relay information \
-                 (mint one on the host with `arcgate token`)"
-                    .into(),
+                 (mint one on the host with `arcgate token`)",
             ));
         }
     };
@@ -124,7 +121,7 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
              anyone on the path can impersonate it"
         );
     }
-    let proxy = Proxy::from_env().map_err(|e| ClientError::Usage(e.to_string()))?;
+    let proxy = Proxy::from_env()?;
     let ping_interval = (!args.ping_interval.is_zero()).then_some(args.ping_interval);
     let connector = Connector::new(ConnectOptions {
         url,
@@ -144,25 +141,28 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
 }
 
 /// Prints a client failure in the requested format; `main` then only takes its exit code.
-fn client_failure(e: ClientError, args: &ClientArgs) -> anyhow::Error {
+fn client_failure(e: ClientError, args: &ClientArgs) -> CliError {
     if args.log_format == LogFormat::Json {
         for line in e.json_lines(args.url.as_deref().unwrap_or_default()) {
             eprintln!("{line}");
         }
-        ReportedError(e).into()
+        CliError::Reported(e)
     } else {
         e.into()
     }
 }
 
-pub(super) fn connect(args: ClientArgs) -> anyhow::Result<Status> {
+pub(super) fn connect(args: ClientArgs) -> Result<Status, CliError> {
     init_logging(args.log_format, "warn");
     let result = (|| -> Result<(), ClientError> {
         let setup = client_setup(&args)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ClientError::Usage(format!("cannot start the runtime: {e}")))?;
+            .map_err(|source| ClientError::Setup {
+                what: "start the runtime",
+                source,
+            })?;
         let result = rt.block_on(async {
             // Before the tunnel opens, so that a signal at any moment ends the session in
             // order rather than killing the process mid-stream.
@@ -198,8 +198,10 @@ pub(super) fn connect(args: ClientArgs) -> anyhow::Result<Status> {
 fn client_exit_signal() -> Result<impl std::future::Future<Output = ()>, ClientError> {
     use tokio::signal::unix::{SignalKind, signal};
     let install = |kind: SignalKind| {
-        signal(kind)
-            .map_err(|e| ClientError::Usage(format!("cannot install a signal handler: {e}")))
+        signal(kind).map_err(|source| ClientError::Setup {
+            what: "install a signal handler",
+            source,
+        })
     };
     let (mut hup, mut term, mut int) = (
         install(SignalKind::hangup())?,
@@ -216,7 +218,7 @@ fn client_exit_signal() -> Result<impl std::future::Future<Output = ()>, ClientE
     })
 }
 
-pub(super) fn forward(args: ForwardArgs) -> anyhow::Result<Status> {
+pub(super) fn forward(args: ForwardArgs) -> Result<Status, CliError> {
     init_logging(args.client.log_format, "info");
     let setup = client_setup(&args.client).map_err(|e| client_failure(e, &args.client))?;
     let url = args.client.url.clone().unwrap_or_default();
@@ -241,11 +243,11 @@ pub(super) fn forward(args: ForwardArgs) -> anyhow::Result<Status> {
         };
         let cut = arcgate::client::forward::run(listener, forwarder, stop).await;
         tracing::info!(tunnels_cut_at_deadline = cut, "stopped");
-        Ok::<_, anyhow::Error>(0)
+        Ok::<_, CliError>(0)
     })
 }
 
-pub(super) fn ssh_config(args: SshConfigArgs) -> anyhow::Result<Status> {
+pub(super) fn ssh_config(args: SshConfigArgs) -> Result<Status, CliError> {
     let absolute = |p: &Path| -> anyhow::Result<PathBuf> {
         let p = if p.is_absolute() {
             p.to_path_buf()
@@ -276,30 +278,27 @@ pub(super) fn ssh_config(args: SshConfigArgs) -> anyhow::Result<Status> {
             f.display()
         );
     }
-    print!("{}", render_host_block(&block).map_err(UsageError)?);
+    print!("{}", render_host_block(&block).map_err(CliError::Usage)?);
     Ok(0)
 }
 
 fn resolve_target(args: &ClientArgs) -> Result<(String, Option<String>), ClientError> {
-    let relay_text = match (&args.relay_info, std::env::var("SSHPROXY_RELAY_INFO")) {
-        (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
-            ClientError::Usage(format!(
-                "cannot read relay information {}: {e}",
-                path.display()
-            ))
-        })?),
-        (None, Ok(env)) if args.url.is_none() && !env.trim().is_empty() => Some(env),
-        _ => None,
-    };
+    let relay_text =
+        match (&args.relay_info, std::env::var("SSHPROXY_RELAY_INFO")) {
+            (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ClientError::RelayInfo(format!("cannot read {}: {e}", path.display()))
+            })?),
+            (None, Ok(env)) if args.url.is_none() && !env.trim().is_empty() => Some(env),
+            _ => None,
+        };
     match (relay_text, &args.url) {
         (Some(text), url) => {
             let info = client::parse_relay_info(&text, arcgate::transport::deadline::unix_now())?;
             Ok((url.clone().unwrap_or(info.url), Some(info.token)))
         }
         (None, Some(url)) => Ok((url.clone(), None)),
-        (None, None) => Err(ClientError::Usage(
-            "no gate URL: pass wss://HOST/$hc/NAME, -r RELAY_INFO_FILE or SSHPROXY_RELAY_INFO"
-                .into(),
+        (None, None) => Err(ClientError::Missing(
+            "no gate URL: pass wss://HOST/$hc/NAME, -r RELAY_INFO_FILE or SSHPROXY_RELAY_INFO",
         )),
     }
 }

@@ -11,8 +11,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use arcgate::client::{ClientError, LogFormat};
+use arcgate::config::ConfigError;
 use arcgate::state::store;
-use arcgate::token::{self};
+use arcgate::state::store::UpdateError;
+use arcgate::token;
 
 mod admin;
 mod client;
@@ -104,17 +106,71 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     token::parse_duration(s)
 }
 
-/// A usage error found after parsing (exit code 2).
+/// Every way a command fails. [`CliError::exit_code`] is the one place a failure becomes an
+/// exit code; `main` prints the error (unless it was already printed) and exits with it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub enum CliError {
+    /// A usage error found after parsing (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A configuration key or value is refused (exit code 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A configuration change failed: refused (2) or not written (1).
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// A client failed: its documented exit codes.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A client failure already printed in the requested format (`--log-format json`).
+    #[error("{0}")]
+    Reported(ClientError),
+    /// Anything else (exit code 1), with its causes.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    /// The exit code: 2 for usage and validation errors, the client's documented codes for
+    /// `connect` and `forward`, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_)
+            | CliError::Config(_)
+            | CliError::Update(UpdateError::Invalid(_)) => 2,
+            CliError::Client(e) | CliError::Reported(e) => e.exit_code(),
+            CliError::Update(_) | CliError::Other(_) => 1,
+        }
+    }
+
+    /// Whether `main` still has to print it.
+    pub fn unprinted(&self) -> bool {
+        !matches!(self, CliError::Reported(_))
+    }
+}
+
+macro_rules! other_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> CliError {
+                CliError::Other(e.into())
+            }
+        }
+    )*};
+}
+other_errors!(
+    arcgate::state::store::StoreError,
+    arcgate::state::live::StartupError,
+    arcgate::transport::tls::TlsError,
+    std::io::Error
+);
 
 /// The exit status of a command that ran to completion without an error: `extension check`
 /// answers "no" with 1.
 pub type Status = u8;
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<Status> {
+pub fn run(cli: Cli) -> Result<Status, CliError> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args),
         Command::Config(args) => admin::config(args),
@@ -155,11 +211,12 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+        .map_err(CliError::Other)
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
@@ -186,8 +243,3 @@ async fn shutdown_signal(stop: tokio::sync::watch::Sender<bool>) {
         std::process::exit(1);
     });
 }
-
-/// An error already printed in the requested format; `main` only takes its exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ReportedError(pub ClientError);

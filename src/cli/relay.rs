@@ -13,7 +13,7 @@ use arcgate::state::live::{self};
 use arcgate::transport::tls::CertStore;
 
 use super::{
-    Status, UsageError, at_least_one, init_logging, parse_duration, runtime, shutdown_signal,
+    CliError, Status, at_least_one, init_logging, parse_duration, runtime, shutdown_signal,
 };
 
 /// `arcgate relay`.
@@ -55,12 +55,15 @@ pub struct RelayArgs {
     pub log_format: LogFormat,
 }
 
-pub(super) fn relay(args: RelayArgs) -> anyhow::Result<Status> {
+pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
     init_logging(args.log_format, "info");
     if !args.keys.exists() {
-        return Err(UsageError(format!("{} does not exist", args.keys.display())).into());
+        return Err(CliError::Usage(format!(
+            "{} does not exist",
+            args.keys.display()
+        )));
     }
-    let keys = live::load_keys(&args.keys).map_err(anyhow::Error::msg)?;
+    let keys = live::load_keys(&args.keys).map_err(anyhow::Error::from)?;
     let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
     let tls = arcgate::transport::tls::server_config(certs);
     let relay = arcgate::relay::Relay::new(
@@ -103,6 +106,6 @@ pub(super) fn relay(args: RelayArgs) -> anyhow::Result<Status> {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
         arcgate::relay::run(listener, tls, relay, stop).await;
-        Ok::<_, anyhow::Error>(0)
+        Ok::<_, CliError>(0)
     })
 }

@@ -19,7 +19,7 @@ use arcgate::transport::tls::CertStore;
 use arcgate::transport::tls::ClientTrust;
 
 use super::{
-    ConfigPathArg, Status, UsageError, at_least_one, host_name, init_logging, parse_duration,
+    CliError, ConfigPathArg, Status, at_least_one, host_name, init_logging, parse_duration,
     runtime, shutdown_signal,
 };
 
@@ -120,41 +120,16 @@ pub struct ServeArgs {
     pub config: ConfigPathArg,
 }
 
-pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Status> {
+pub(super) fn serve(args: ServeArgs) -> Result<Status, CliError> {
     init_logging(args.log_format, "info");
-    let config_path = args.config.resolve();
-    let keys_path = args
-        .keys
-        .clone()
-        .unwrap_or_else(|| store::keys_path_beside(&config_path));
-    let paths = Paths {
-        config: config_path.clone(),
-        keys: keys_path.clone(),
-    };
-    let dir = config_path.parent().unwrap_or(Path::new("."));
-    store::ensure_dir(dir)?;
-    if !config_path.exists() {
-        tracing::warn!(
-            config = %config_path.display(),
-            "no configuration file: using the defaults, where incomingconnections.ports is [] \
-             and allows nothing; allow SSH with: arcgate config set incomingconnections.ports 22"
-        );
-    }
-    if live::ensure_keys(&keys_path)? {
-        tracing::warn!(
-            keys = %keys_path.display(),
-            "created a keys file with one random key named 'default'; \
-             mint a token with: arcgate token --key-name default --ttl 1h"
-        );
-    }
-    let name = args.name.clone().unwrap_or_else(host_name);
+    let paths = prepare_files(&args)?;
     // Relay-only: nothing accepts TLS here, so no certificate is loaded or watched.
     let certs = match args.relay_only {
         true => None,
         false => Some(Arc::new(CertStore::load(&args.cert, &args.key)?)),
     };
     if let Some(admin) = &args.admin {
-        arcgate::gate::admin::check_address(admin).map_err(UsageError)?;
+        arcgate::gate::admin::check_address(admin).map_err(|e| CliError::Usage(e.to_string()))?;
     }
     let audit = Arc::new(Audit::open(args.audit_log.as_deref()).with_context(|| {
         format!(
@@ -169,8 +144,39 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Status> {
              their private key is in the repository; pass --cert and --key for real use"
         );
     }
-    let opts = GateOptions {
-        name: name.clone(),
+    runtime()?.block_on(run(args, paths, certs, audit))
+}
+
+/// The files `serve` reads: the directory made if missing, a keys file created with one
+/// random key if missing, and a warning when there is no configuration file.
+fn prepare_files(args: &ServeArgs) -> anyhow::Result<Paths> {
+    let config = args.config.resolve();
+    let keys = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| store::keys_path_beside(&config));
+    store::ensure_dir(config.parent().unwrap_or(Path::new(".")))?;
+    if !config.exists() {
+        tracing::warn!(
+            config = %config.display(),
+            "no configuration file: using the defaults, where incomingconnections.ports is [] \
+             and allows nothing; allow SSH with: arcgate config set incomingconnections.ports 22"
+        );
+    }
+    if live::ensure_keys(&keys)? {
+        tracing::warn!(
+            keys = %keys.display(),
+            "created a keys file with one random key named 'default'; \
+             mint a token with: arcgate token --key-name default --ttl 1h"
+        );
+    }
+    Ok(Paths { config, keys })
+}
+
+/// Everything about the gate that comes from flags, not from the policy files.
+fn gate_options(args: &ServeArgs, name: String) -> GateOptions {
+    GateOptions {
+        name,
         public_host: args.public_host.clone(),
         handshake_timeout: args.handshake_timeout,
         max_header_bytes: args.max_header_bytes,
@@ -195,93 +201,109 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Status> {
             // for any live peer and short enough not to hold dead ones.
             close_timeout: Some(Duration::from_secs(5)),
         },
+    }
+}
+
+/// Relay mode's options, when `--relay` is given.
+fn listener_options(args: &ServeArgs) -> Option<ListenerOptions> {
+    let url = args.relay.clone()?;
+    let token = match (&args.relay_token_file, &args.relay_key) {
+        (Some(file), _) => ListenToken::File(file.clone()),
+        (None, Some(key)) => ListenToken::Key(key.clone(), args.relay_token_ttl),
+        (None, None) => ListenToken::Key("default".into(), args.relay_token_ttl),
     };
-    runtime()?.block_on(async move {
-        // The watch is armed before the files are first read: a change written at any moment
-        // after this line is either in that read or wakes the watcher (a `config set` made
-        // while the gate started was lost when the watch came after the read).
-        let watch = live::Watch::start(paths.clone())
-            .context("cannot watch the configuration directory")?;
-        let snapshot = live::load_initial(&paths)?;
-        let listener = if args.relay_only {
-            None
-        } else {
-            Some(
-                tokio::net::TcpListener::bind(args.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", args.listen))?,
-            )
-        };
-        tracing::info!(policy = %snapshot.summary(), config = %config_path.display(), "policy loaded");
-        let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
-        let gate = Gate::new(opts, rx, audit.clone());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let metrics = gate.metrics().clone();
-        let watcher = tokio::spawn(watch.run(tx, stopped(stop_rx.clone()), move |ok| {
-            metrics.reload(ok)
-        }));
-        let cert_watch = match &certs {
-            Some(certs) => Some((
-                live::FileWatch::start(&certs.paths())
-                    .context("cannot watch the certificate files")?,
-                certs.clone(),
-            )),
-            None => None,
-        };
-        tokio::spawn(reload_on_change_or_hup(
-            cert_watch,
-            audit.clone(),
-            stopped(stop_rx.clone()),
-        ));
-        if let Some(listener) = &listener {
-            // The line tests and scripts wait for: the address actually bound.
-            let local = listener.local_addr()?;
-            eprintln!("arcgate: listening on {local} as '{name}'");
-            tracing::info!(address = %local, name = %name, "gate listening");
-        }
-        if let Some(url) = args.relay.clone() {
-            let token = match (&args.relay_token_file, &args.relay_key) {
-                (Some(file), _) => ListenToken::File(file.clone()),
-                (None, Some(key)) => ListenToken::Key(key.clone(), args.relay_token_ttl),
-                (None, None) => ListenToken::Key("default".into(), args.relay_token_ttl),
-            };
-            let opts = ListenerOptions {
-                url,
-                token,
-                trust: ClientTrust {
-                    ca_files: args.relay_ca.clone(),
-                    insecure: false,
-                },
-                connect_timeout: args.relay_connect_timeout,
-                ping_interval: args.ping_interval,
-            };
-            tokio::spawn(arcgate::gate::relay_listener::run(gate.clone(), opts, stopped(stop_rx.clone())));
-        }
-        if let Some(addr) = args.admin {
-            let admin = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on --admin {addr}"))?;
-            let bound = admin.local_addr()?;
-            eprintln!("arcgate: admin endpoint on http://{bound}/");
-            tokio::spawn(arcgate::gate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone())));
-        }
-        let shutdown = shutdown_signal(stop_tx);
-        match listener.zip(certs) {
-            Some((listener, certs)) => {
-                let tls = arcgate::transport::tls::server_config(certs);
-                gate::run(listener, tls, gate, shutdown).await
-            }
-            None => gate::run_without_listener(gate, shutdown).await,
-        }
-        if let Err(e) = watcher.await {
-            tracing::error!(error = %e, "configuration watcher panicked");
-        }
-        tracing::info!("stopped");
-        Ok::<_, anyhow::Error>(0)
+    Some(ListenerOptions {
+        url,
+        token,
+        trust: ClientTrust {
+            ca_files: args.relay_ca.clone(),
+            insecure: false,
+        },
+        connect_timeout: args.relay_connect_timeout,
+        ping_interval: args.ping_interval,
     })
+}
+
+/// Resolves once `rx` says the gate is stopping.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The gate's life: the policy watched and loaded, the listeners bound, the background tasks
+/// started, the gate served until a signal, then the watcher awaited.
+async fn run(
+    args: ServeArgs,
+    paths: Paths,
+    certs: Option<Arc<CertStore>>,
+    audit: Arc<Audit>,
+) -> Result<Status, CliError> {
+    // The watch is armed before the files are first read: a change written at any moment
+    // after this line is either in that read or wakes the watcher (a `config set` made while
+    // the gate started was lost when the watch came after the read).
+    let watch =
+        live::Watch::start(paths.clone()).context("cannot watch the configuration directory")?;
+    let snapshot = live::load_initial(&paths)?;
+    let listener = match args.relay_only {
+        true => None,
+        false => Some(
+            tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?,
+        ),
+    };
+    tracing::info!(policy = %snapshot.summary(), config = %paths.config.display(), "policy loaded");
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+    let gate = Gate::new(gate_options(&args, name.clone()), rx, audit.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = gate.metrics().clone();
+    let watcher =
+        tokio::spawn(watch.run(tx, stopped(stop_rx.clone()), move |ok| metrics.reload(ok)));
+    let cert_watch = match &certs {
+        Some(certs) => Some((
+            live::FileWatch::start(&certs.paths()).context("cannot watch the certificate files")?,
+            certs.clone(),
+        )),
+        None => None,
+    };
+    tokio::spawn(reload_on_change_or_hup(
+        cert_watch,
+        audit,
+        stopped(stop_rx.clone()),
+    ));
+    if let Some(listener) = &listener {
+        // The line tests and scripts wait for: the address actually bound.
+        let local = listener.local_addr()?;
+        eprintln!("arcgate: listening on {local} as '{name}'");
+        tracing::info!(address = %local, name = %name, "gate listening");
+    }
+    if let Some(opts) = listener_options(&args) {
+        let attached =
+            arcgate::gate::relay_listener::run(gate.clone(), opts, stopped(stop_rx.clone()));
+        tokio::spawn(attached);
+    }
+    if let Some(addr) = args.admin {
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on --admin {addr}"))?;
+        let bound = admin.local_addr()?;
+        eprintln!("arcgate: admin endpoint on http://{bound}/");
+        let serving = arcgate::gate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone()));
+        tokio::spawn(serving);
+    }
+    let shutdown = shutdown_signal(stop_tx);
+    match listener.zip(certs) {
+        Some((listener, certs)) => {
+            let tls = arcgate::transport::tls::server_config(certs);
+            gate::run(listener, tls, gate, shutdown).await
+        }
+        None => gate::run_without_listener(gate, shutdown).await,
+    }
+    if let Err(e) = watcher.await {
+        tracing::error!(error = %e, "configuration watcher panicked");
+    }
+    tracing::info!("stopped");
+    Ok(0)
 }
 
 /// Reloads the certificate pair when its files change, and on SIGHUP also reopens the audit

@@ -32,7 +32,7 @@ pub struct ConnectOptions {
 
 /// Reads a token file: the token is its content, surrounding whitespace removed.
 pub fn read_token_file(path: &std::path::Path) -> Result<String, ClientError> {
-    crate::state::read_token_file(path).map_err(|e| ClientError::Usage(e.to_string()))
+    Ok(crate::state::read_token_file(path)?)
 }
 
 /// Where the token comes from. A file is read again for every tunnel, so that a long-running
@@ -70,8 +70,7 @@ impl Connector {
     /// Checks the URL and builds the TLS configuration.
     pub fn new(opts: ConnectOptions) -> Result<Connector, ClientError> {
         let url = GateUrl::parse(&opts.url)?;
-        let dialer = Dialer::new(&opts.trust, opts.proxy, opts.connect_timeout)
-            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let dialer = Dialer::new(&opts.trust, opts.proxy, opts.connect_timeout)?;
         Ok(Connector {
             url,
             port: opts.port,

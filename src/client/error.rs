@@ -2,7 +2,10 @@
 //! lines in the agent client's shape, and its exit code — each chosen in one function.
 
 use crate::hc::url::UrlError;
+use crate::state::TokenFileError;
 use crate::transport::dial::DialError;
+use crate::transport::proxy::ProxyError;
+use crate::transport::tls::TlsError;
 
 /// Exit codes of `arcgate connect`, one per kind of failure, documented in `--help`.
 pub mod exit {
@@ -33,12 +36,35 @@ pub mod exit {
 /// Why `connect` failed. The `Display` form is the one line printed after `arcgate: `.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Bad input: arguments, files, relay information.
+    /// Something the command needs was not given.
     #[error("{0}")]
-    Usage(String),
+    Missing(&'static str),
     /// The URL cannot be used.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The token file cannot be used.
+    #[error(transparent)]
+    TokenFile(#[from] TokenFileError),
+    /// The relay information cannot be used.
+    #[error("relay information: {0}")]
+    RelayInfo(String),
+    /// The CA files cannot be used.
+    #[error(transparent)]
+    Trust(#[from] TlsError),
+    /// The proxy environment variables cannot be used.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The gate's host is not a name TLS can verify.
+    #[error("{0}")]
+    BadHost(String),
+    /// The process could not set itself up (runtime, signal handlers).
+    #[error("cannot {what}: {source}")]
+    Setup {
+        /// What it was doing.
+        what: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
     /// The gate answered with something other than 101.
     #[error("{name} refused the connection: {status} {reason}{}", explain(.status, .detail))]
     Refused {
@@ -95,7 +121,14 @@ impl ClientError {
     /// The exit code: the one place a client failure becomes a number.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::Usage(_) | ClientError::Url(_) => exit::USAGE,
+            ClientError::Missing(_)
+            | ClientError::Url(_)
+            | ClientError::TokenFile(_)
+            | ClientError::RelayInfo(_)
+            | ClientError::Trust(_)
+            | ClientError::Proxy(_)
+            | ClientError::BadHost(_) => exit::USAGE,
+            ClientError::Setup { .. } => exit::OTHER,
             ClientError::Refused { status, .. } => match status {
                 403 => exit::FORBIDDEN,
                 401 => exit::UNAUTHORIZED,
@@ -155,7 +188,7 @@ impl ClientError {
             },
             DialError::Tls { host, error, hint } => ClientError::Tls { host, error, hint },
             DialError::Network { target, error } => ClientError::Network { target, error },
-            e @ DialError::BadName { .. } => ClientError::Usage(e.to_string()),
+            e @ DialError::BadName { .. } => ClientError::BadHost(e.to_string()),
             DialError::Protocol(why) => ClientError::Protocol(why.to_string()),
         }
     }

@@ -31,7 +31,7 @@ pub fn parse_relay_info(text: &str, now: u64) -> Result<RelayInfo, ClientError> 
     struct Info {
         relay: Relay,
     }
-    let bad = |why: String| ClientError::Usage(format!("relay information: {why}"));
+    let bad = ClientError::RelayInfo;
     let text = text.trim();
     let json = if text.starts_with('{') {
         text.as_bytes().to_vec()

@@ -47,16 +47,20 @@ pub struct Health {
 
 /// Whether `addr` may serve the admin endpoint: loopback only, because it has no
 /// authentication and lists who is connected.
-pub fn check_address(addr: &SocketAddr) -> Result<(), String> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(format!(
-            "--admin {addr}: the admin endpoint has no authentication and must listen on a \
-             loopback address, e.g. 127.0.0.1:9443"
-        ))
+pub fn check_address(addr: &SocketAddr) -> Result<(), NotLoopback> {
+    match addr.ip().is_loopback() {
+        true => Ok(()),
+        false => Err(NotLoopback(*addr)),
     }
 }
+
+/// An admin address that is not loopback.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--admin {0}: the admin endpoint has no authentication and must listen on a loopback \
+     address, e.g. 127.0.0.1:9443"
+)]
+pub struct NotLoopback(pub SocketAddr);
 
 fn health(gate: &Gate) -> Health {
     let snapshot = gate.snapshot();
@@ -192,34 +196,67 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
     }
 }
 
+/// Why `arcgate status` could not ask the admin endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Nothing listens there.
+    #[error(
+        "cannot reach the admin endpoint at {addr}: {source}; is the gate running with --admin {addr}?"
+    )]
+    Unreachable {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed.
+    #[error("the admin endpoint at {addr} broke the exchange: {source}")]
+    Http {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No answer in time.
+    #[error("the admin endpoint at {addr} did not answer within {after:?}")]
+    TimedOut {
+        /// Where.
+        addr: SocketAddr,
+        /// The deadline.
+        after: Duration,
+    },
+}
+
 /// `GET path` on the admin endpoint at `addr`.
-pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(StatusCode, Bytes), String> {
+pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(StatusCode, Bytes), FetchError> {
+    let http = |source: Box<dyn std::error::Error + Send + Sync>| FetchError::Http { addr, source };
     let work = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| {
-            format!("cannot reach the admin endpoint at {addr}: {e}; is the gate running with --admin {addr}?")
-        })?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| FetchError::Unreachable { addr, source })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| http(e.into()))?;
         tokio::spawn(conn);
         let req = Request::get(path)
             .header(header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            .map_err(|e| http(e.into()))?;
+        let res = sender.send_request(req).await.map_err(|e| http(e.into()))?;
         let status = res.status();
         // Bounded: a table of 10,000 sessions is a few MiB.
         let body = Limited::new(res.into_body(), 64 << 20)
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(http)?
             .to_bytes();
         Ok((status, body))
     };
     tokio::time::timeout(REQUEST_TIMEOUT, work)
         .await
-        .map_err(|_| {
-            format!("the admin endpoint at {addr} did not answer within {REQUEST_TIMEOUT:?}")
+        .map_err(|_| FetchError::TimedOut {
+            addr,
+            after: REQUEST_TIMEOUT,
         })?
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Key};
 use crate::state::store::{self, Secrecy, StoreError};
-use crate::token::KeySet;
+use crate::token::{KeySet, KeysFileError};
 
 /// How long to let a burst of file events settle before reloading: editors write, rename and
 /// chmod in quick succession. Well inside SPEC §4.4's "in force within one second".
@@ -65,20 +65,36 @@ pub enum StartupError {
     Config(StoreError),
     /// The keys file cannot be used.
     #[error("cannot start with this keys file: {0}")]
-    Keys(String),
+    Keys(KeysError),
+}
+
+/// Why the keys file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// It fails its permission check or cannot be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// It does not exist.
+    #[error("{} does not exist; no token can be checked", .0.display())]
+    Missing(PathBuf),
+    /// Its contents are refused.
+    #[error("{}: {error}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: KeysFileError,
+    },
 }
 
 /// Reads and parses a keys file after its permission check (0600, owner).
-pub fn load_keys(path: &Path) -> Result<KeySet, String> {
-    match store::read_checked(path, Secrecy::Secret) {
-        Ok(Some(bytes)) => {
-            KeySet::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-        }
-        Ok(None) => Err(format!(
-            "{} does not exist; no token can be checked",
-            path.display()
-        )),
-        Err(e) => Err(e.to_string()),
+pub fn load_keys(path: &Path) -> Result<KeySet, KeysError> {
+    match store::read_checked(path, Secrecy::Secret)? {
+        Some(bytes) => KeySet::from_json(&bytes).map_err(|error| KeysError::Invalid {
+            path: path.to_path_buf(),
+            error,
+        }),
+        None => Err(KeysError::Missing(path.to_path_buf())),
     }
 }
 
@@ -110,7 +126,9 @@ fn reload(paths: &Paths, generation: u64) -> Snapshot {
         config: store::load_config(&paths.config)
             .map(Arc::new)
             .map_err(|e| e.to_string()),
-        keys: load_keys(&paths.keys).map(Arc::new),
+        keys: load_keys(&paths.keys)
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
         generation,
         loaded_at: SystemTime::now(),
     }
