@@ -15,7 +15,7 @@ use super::{CliError, ConfigPathArg, Status, host_name, parse_duration};
 
 /// `arcgate status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The gate's admin address (its --admin).
     #[arg(long, env = "ARCGATE_ADMIN", value_name = "ADDR")]
     pub admin: SocketAddr,
@@ -26,7 +26,7 @@ pub struct StatusArgs {
 
 /// `arcgate config`.
 #[derive(Debug, Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// What to do.
     #[command(subcommand)]
     pub action: ConfigAction,
@@ -37,7 +37,7 @@ pub struct ConfigArgs {
 
 /// `arcgate config` actions.
 #[derive(Debug, Subcommand)]
-pub enum ConfigAction {
+pub(crate) enum ConfigAction {
     /// Print every key and its value.
     List {
         /// JSON output.
@@ -79,7 +79,7 @@ pub enum ConfigAction {
 
 /// `arcgate extension`.
 #[derive(Debug, Args)]
-pub struct ExtensionArgs {
+pub(crate) struct ExtensionArgs {
     /// What to do.
     #[command(subcommand)]
     pub action: ExtensionAction,
@@ -90,7 +90,7 @@ pub struct ExtensionArgs {
 
 /// `arcgate extension` actions.
 #[derive(Debug, Subcommand)]
-pub enum ExtensionAction {
+pub(crate) enum ExtensionAction {
     /// Exit 0 if Publisher/Type may be installed, 1 if not; print why.
     Check {
         /// Publisher/Type.
@@ -100,7 +100,7 @@ pub enum ExtensionAction {
 
 /// `arcgate token`.
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The key to sign with.
     #[arg(long, default_value = "default")]
     pub key_name: String,

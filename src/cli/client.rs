@@ -18,7 +18,7 @@ use super::{CliError, Status, init_logging, parse_duration, runtime, shutdown_si
 
 /// `arcgate connect`.
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub client: ClientArgs,
@@ -26,7 +26,7 @@ pub struct ConnectArgs {
 
 /// `arcgate forward`.
 #[derive(Debug, Args)]
-pub struct ForwardArgs {
+pub(crate) struct ForwardArgs {
     /// Local address to listen on, e.g. 127.0.0.1:13389 (port 0 picks a free one).
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -39,7 +39,7 @@ pub struct ForwardArgs {
 
 /// What both clients take.
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Gate URL, wss://HOST:PORT/$hc/NAME (port optional; single-quote it for $hc). Optional with
     /// -r or SSHPROXY_RELAY_INFO.
     pub url: Option<String>,
@@ -74,7 +74,7 @@ pub struct ClientArgs {
 
 /// `arcgate ssh-config`.
 #[derive(Debug, Args)]
-pub struct SshConfigArgs {
+pub(crate) struct SshConfigArgs {
     /// The Host name to use with ssh.
     pub name: String,
     /// Gate URL, wss://HOST:PORT/$hc/NAME.

@@ -21,16 +21,16 @@ mod client;
 mod relay;
 mod serve;
 
-pub use admin::{ConfigArgs, ExtensionArgs, StatusArgs, TokenArgs};
-pub use client::{ConnectArgs, ForwardArgs, SshConfigArgs};
-pub use relay::RelayArgs;
-pub use serve::ServeArgs;
+pub(crate) use admin::{ConfigArgs, ExtensionArgs, StatusArgs, TokenArgs};
+pub(crate) use client::{ConnectArgs, ForwardArgs, SshConfigArgs};
+pub(crate) use relay::RelayArgs;
+pub(crate) use serve::ServeArgs;
 
 /// arcgate: incoming SSH/RDP connections, decided by a local policy only this host's
 /// administrator can change.
 #[derive(Debug, Parser)]
 #[command(name = "arcgate", version, about, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -38,7 +38,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the gate: TLS WebSocket endpoint, policy, bridge to 127.0.0.1:PORT.
     Serve(Box<ServeArgs>),
     /// Show or change the local configuration (same keys and output as `azcmagent config`).
@@ -77,7 +77,7 @@ Exit codes:
 
 /// Where the configuration is.
 #[derive(Debug, Clone, Args)]
-pub struct ConfigPathArg {
+pub(crate) struct ConfigPathArg {
     /// Configuration file [default: /var/opt/arcgate/localconfig.json as root, else
     /// $XDG_CONFIG_HOME/arcgate/localconfig.json].
     #[arg(
@@ -109,7 +109,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Every way a command fails. [`CliError::exit_code`] is the one place a failure becomes an
 /// exit code; `main` prints the error (unless it was already printed) and exits with it.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A usage error found after parsing (exit code 2).
     #[error("{0}")]
     Usage(String),
@@ -133,7 +133,7 @@ pub enum CliError {
 impl CliError {
     /// The exit code: 2 for usage and validation errors, the client's documented codes for
     /// `connect` and `forward`, 1 for anything else.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_)
             | CliError::Config(_)
@@ -144,7 +144,7 @@ impl CliError {
     }
 
     /// Whether `main` still has to print it.
-    pub fn unprinted(&self) -> bool {
+    pub(crate) fn unprinted(&self) -> bool {
         !matches!(self, CliError::Reported(_))
     }
 }
@@ -167,10 +167,10 @@ other_errors!(
 
 /// The exit status of a command that ran to completion without an error: `extension check`
 /// answers "no" with 1.
-pub type Status = u8;
+pub(crate) type Status = u8;
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<Status, CliError> {
+pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args),
         Command::Config(args) => admin::config(args),
@@ -185,7 +185,7 @@ pub fn run(cli: Cli) -> Result<Status, CliError> {
 }
 
 /// Sets up logging to stderr. `default` is the level when `RUST_LOG` is unset.
-pub fn init_logging(format: LogFormat, default: &str) {
+pub(crate) fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -202,7 +202,7 @@ pub fn init_logging(format: LogFormat, default: &str) {
 }
 
 /// The host name: the default gate name.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())

@@ -18,7 +18,7 @@ use super::{
 
 /// `arcgate relay`.
 #[derive(Debug, Args)]
-pub struct RelayArgs {
+pub(crate) struct RelayArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
     pub listen: SocketAddr,

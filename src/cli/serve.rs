@@ -25,7 +25,7 @@ use super::{
 
 /// `arcgate serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
     pub listen: SocketAddr,

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::client::{Connector, TokenSource};
 
 /// What `forward` needs besides the listener.
+#[derive(Debug)]
 pub struct Forwarder {
     /// Opens tunnels to the gate.
     pub connector: Connector,

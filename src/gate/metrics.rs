@@ -61,7 +61,7 @@ impl fmt::Debug for LiveCollector {
 }
 
 impl Collector for LiveCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let mut by_port = self.0.sessions_by_port();
         by_port.sort_unstable();
         let mut family = encoder.encode_descriptor(

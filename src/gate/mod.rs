@@ -1,10 +1,10 @@
 //! The gate (`arcgate serve`): connect requests over TLS — direct, or announced by a relay
 //! the gate listens on — decided against the local policy and bridged to the local service.
 //!
-//! Owns SPEC §2's answers table ([`refusal`]: every status line chosen in one function),
-//! decides before `101` ([`admit`]: one admission core for both modes — snapshot, credential,
+//! Owns SPEC §2's answers table (`refusal`: every status line chosen in one function),
+//! decides before `101` (`admit`: one admission core for both modes — snapshot, credential,
 //! policy, limits, local dial), and runs each allowed session until it ends, is revoked by a
-//! policy or keys change, or the gate shuts down ([`session`]). One tracing span per
+//! policy or keys change, or the gate shuts down (`session`). One tracing span per
 //! connection, `session{id, peer, port, key}`; one audit line per decision and one per
 //! session end ([`audit`]). Also the relay-listener role ([`relay_listener`]), the live
 //! session table ([`sessions`]), the admin endpoint ([`admin`]) and [`metrics`].

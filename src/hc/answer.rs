@@ -9,12 +9,12 @@ use hyper::ext::ReasonPhrase;
 use hyper::http::{HeaderValue, Response, StatusCode, header};
 
 /// A plain-text refusal: `status` with `reason` as its phrase and `body` plus a newline.
-pub fn text(status: StatusCode, reason: &str, body: &str) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, reason: &str, body: &str) -> Response<Full<Bytes>> {
     refusal(status, reason, format!("{body}\n"), "text/plain")
 }
 
 /// A refusal: `status` with `reason` as its reason phrase, and `Connection: close`.
-pub fn refusal(
+pub(crate) fn refusal(
     status: StatusCode,
     reason: &str,
     body: String,
@@ -32,7 +32,7 @@ pub fn refusal(
 }
 
 /// `101 Switching Protocols` for a WebSocket key.
-pub fn switching_protocols(ws_key: &str) -> Response<Full<Bytes>> {
+pub(crate) fn switching_protocols(ws_key: &str) -> Response<Full<Bytes>> {
     let accept = tungstenite::handshake::derive_accept_key(ws_key.as_bytes());
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

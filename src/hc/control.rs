@@ -10,7 +10,7 @@ use crate::config::shorten;
 
 /// The `accept` control message (SPEC §7), relay → listener.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AcceptMessage {
+pub(crate) struct AcceptMessage {
     /// The body.
     pub accept: Accept,
 }
@@ -18,7 +18,7 @@ pub struct AcceptMessage {
 /// The body of an `accept` message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Accept {
+pub(crate) struct Accept {
     /// Where to open the rendezvous WebSocket (or send the rejection).
     pub address: String,
     /// The connection's id (the sender's `sb-hc-id`).
@@ -33,7 +33,7 @@ pub struct Accept {
 
 /// The sender's address in an `accept` message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemoteEndpoint {
+pub(crate) struct RemoteEndpoint {
     /// IP address.
     pub address: String,
     /// Port.
@@ -43,20 +43,20 @@ pub struct RemoteEndpoint {
 /// The `renewToken` control message, listener → relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RenewTokenMessage {
+pub(crate) struct RenewTokenMessage {
     /// The body.
     pub renew_token: RenewToken,
 }
 
 /// The body of a `renewToken` message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RenewToken {
+pub(crate) struct RenewToken {
     /// The new token.
     pub token: String,
 }
 
 /// The rejection query a listener appends to an accept address; [`rejection`] reads it.
-pub fn reject_address(address: &str, status: u16, description: &str) -> String {
+pub(crate) fn reject_address(address: &str, status: u16, description: &str) -> String {
     let sep = if address.contains('?') { '&' } else { '?' };
     format!(
         "{address}{sep}sb-hc-statusCode={status}&sb-hc-statusDescription={}",
@@ -67,7 +67,10 @@ pub fn reject_address(address: &str, status: u16, description: &str) -> String {
 /// A rejection a listener sent, read from the accept request's query: the status (a 4xx or
 /// 5xx, else 403) and its description (shortened; "connection not allowed" when missing).
 /// `None` when the request is an acceptance.
-pub fn rejection(status_code: Option<&str>, description: Option<&str>) -> Option<(u16, String)> {
+pub(crate) fn rejection(
+    status_code: Option<&str>,
+    description: Option<&str>,
+) -> Option<(u16, String)> {
     let code = status_code?;
     let status = code
         .parse::<u16>()

@@ -3,10 +3,10 @@
 //!
 //! - [`request`]: a request head (`connect`, `listen`, `accept`) → typed request, or 400;
 //! - [`url`]: gate URLs and exact addresses → what to dial and which path to ask for;
-//! - [`control`]: the control channel's `accept` and `renewToken` messages, rejections;
-//! - [`answer`]: status lines, refusal bodies and `101`.
+//! - `control`: the control channel's `accept` and `renewToken` messages, rejections;
+//! - `answer`: status lines, refusal bodies and `101`.
 
-pub mod answer;
-pub mod control;
+pub(crate) mod answer;
+pub(crate) mod control;
 pub mod request;
 pub mod url;

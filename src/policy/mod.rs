@@ -131,7 +131,7 @@ mod tests {
         let empty = Config::default();
         let only22 = ports(&["22"]);
         type Row<'a> = (&'a Config, u16, Option<&'a PortSet>, Result<(), Denied>);
-        let table: &[Row] = &[
+        let table: &[Row<'_>] = &[
             (&open, 22, None, Ok(())),
             (&open, 5905, None, Ok(())),
             (&open, 5911, None, Err(Denied::PortNotAllowed)),

@@ -2,9 +2,9 @@
 //! machine or a lab.
 //!
 //! Gates attach as *listeners* (`sb-hc-action=listen`, a token with the listen right) and
-//! keep a control WebSocket open ([`control`]). A *sender* (`sb-hc-action=connect`, send
+//! keep a control WebSocket open (`control`). A *sender* (`sb-hc-action=connect`, send
 //! right) is held — no `101` yet — while the relay sends one listener an `accept` message
-//! with a single-use address that expires after 30 s ([`rendezvous`]). The listener either
+//! with a single-use address that expires after 30 s (`rendezvous`). The listener either
 //! opens a WebSocket to that address (the relay then answers the sender `101` and joins the
 //! two sockets, [`join`]) or rejects it with `sb-hc-statusCode`/`sb-hc-statusDescription`
 //! (the relay answers that handshake `410 Gone` and the sender with the listener's status
@@ -12,7 +12,7 @@
 //!
 //! Requests are parsed by the gate's parser (`hc::request`), answered through the shared
 //! server (`transport::serve`: the same handshake limits and deadlines as the gate), and
-//! refused from one table ([`Refusal`]). The relay decides no policy and dials nothing: the
+//! refused from one table (`Refusal`). The relay decides no policy and dials nothing: the
 //! gate behind it does.
 
 mod control;

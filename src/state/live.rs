@@ -147,6 +147,7 @@ fn is_change(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
 
 /// Changes to a set of files, seen through their directories (editors and `rename` replace
 /// files, so watching a file itself would lose it at the first save).
+#[derive(Debug)]
 pub struct FileWatch {
     _watcher: notify::RecommendedWatcher,
     /// One message per burst of changes; at most one is ever pending.
@@ -204,6 +205,7 @@ impl FileWatch {
 
 /// The configuration watch and the `SIGHUP` handler, set up before the gate says it listens
 /// so that no change made after that can be missed.
+#[derive(Debug)]
 pub struct Watch {
     paths: Paths,
     files: FileWatch,

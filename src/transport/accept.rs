@@ -17,7 +17,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts the next connection; accept errors are logged and retried after a back-off,
 /// never returned: one bad moment must not end a listener. Cancel-safe.
-pub async fn accept(listener: &TcpListener, what: &'static str) -> (TcpStream, SocketAddr) {
+pub(crate) async fn accept(listener: &TcpListener, what: &'static str) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok(accepted) => return accepted,
@@ -32,14 +32,14 @@ pub async fn accept(listener: &TcpListener, what: &'static str) -> (TcpStream, S
 /// The limits on connections in their handshake (TCP accepted, TLS and the HTTP request not
 /// yet done): a total, waited for before accepting, and a cap per source address, checked
 /// once the address is known.
-pub struct Handshakes {
+pub(crate) struct Handshakes {
     total: Arc<Semaphore>,
     max_per_ip: usize,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 /// A connection's place among those in their handshake; dropping it gives the place back.
-pub struct ConnectionPermit {
+pub(crate) struct ConnectionPermit {
     _total: OwnedSemaphorePermit,
     _source: SourceCount,
 }
@@ -63,7 +63,7 @@ impl Drop for SourceCount {
 
 impl Handshakes {
     /// At most `max_total` connections in their handshake, `max_per_ip` from one address.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Handshakes {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Handshakes {
         Handshakes {
             total: Arc::new(Semaphore::new(max_total)),
             // At least one: a cap of 0 would refuse everyone and leave an entry per source.
@@ -74,7 +74,7 @@ impl Handshakes {
 
     /// Waits for a place in the total: taken *before* accepting, so that over the limit new
     /// connections wait in the kernel's backlog, not in our memory. Cancel-safe.
-    pub async fn reserve(&self) -> OwnedSemaphorePermit {
+    pub(crate) async fn reserve(&self) -> OwnedSemaphorePermit {
         self.total
             .clone()
             .acquire_owned()
@@ -84,7 +84,11 @@ impl Handshakes {
 
     /// Counts an accepted connection from `ip` against its source's cap; `None` (the caller
     /// closes the connection) when that source already has `max_per_ip` in their handshake.
-    pub fn admit(&self, total: OwnedSemaphorePermit, ip: IpAddr) -> Option<ConnectionPermit> {
+    pub(crate) fn admit(
+        &self,
+        total: OwnedSemaphorePermit,
+        ip: IpAddr,
+    ) -> Option<ConnectionPermit> {
         let ip = source(ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = per_ip.entry(ip).or_insert(0);
@@ -102,7 +106,8 @@ impl Handshakes {
     }
 
     /// Connections from `ip`'s source now in their handshake.
-    pub fn from_source(&self, ip: IpAddr) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_handshake_from(&self, ip: IpAddr) -> usize {
         let per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         per_ip.get(&source(ip)).copied().unwrap_or(0)
     }
@@ -133,7 +138,7 @@ mod tests {
         let a = limits.admit(limits.reserve().await, flooder).unwrap();
         let b = limits.admit(limits.reserve().await, flooder).unwrap();
         assert!(limits.admit(limits.reserve().await, flooder).is_none());
-        assert_eq!(limits.from_source(flooder), 2);
+        assert_eq!(limits.in_handshake_from(flooder), 2);
         assert_eq!(
             limits.total.available_permits(),
             8,
@@ -141,10 +146,10 @@ mod tests {
         );
         let c = limits.admit(limits.reserve().await, other).unwrap();
         drop(a);
-        assert_eq!(limits.from_source(flooder), 1);
+        assert_eq!(limits.in_handshake_from(flooder), 1);
         assert!(limits.admit(limits.reserve().await, flooder).is_some());
         drop((b, c));
-        assert_eq!(limits.from_source(flooder), 0);
+        assert_eq!(limits.in_handshake_from(flooder), 0);
         assert!(
             limits.per_ip.lock().unwrap().is_empty(),
             "no entry left behind"
@@ -172,7 +177,7 @@ mod tests {
             .admit(limits.reserve().await, v6("::ffff:192.0.2.8"))
             .unwrap();
         assert_eq!(
-            limits.from_source(other),
+            limits.in_handshake_from(other),
             1,
             "a mapped IPv4 address is that address"
         );

@@ -332,7 +332,7 @@ const FAR: Duration = Duration::from_secs(86400 * 365);
 /// it, not the whole future in each of the nested futures it passes through.
 ///
 /// Two halves in one task: the reading half takes the peer's frames and writes their bytes
-/// to the local side; the writing half ([`Session`]) reads the local side, answers what the
+/// to the local side; the writing half (`Session`) reads the local side, answers what the
 /// reading half posts, and keeps the timers — one handler per event.
 pub async fn run<S, LR, LW, F>(
     ws_io: S,

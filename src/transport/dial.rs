@@ -33,7 +33,7 @@ use crate::transport::tls::{self, ClientTrust, TlsError};
 const MAX_REFUSAL_BODY: usize = 8192;
 
 /// The stream a dialled WebSocket runs on.
-pub type ClientStream = TlsStream<ReadAhead<TcpStream>>;
+pub(crate) type ClientStream = TlsStream<ReadAhead<TcpStream>>;
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,7 @@ pub enum DialError {
 /// An open WebSocket after `101`: the TLS stream and the bytes that came with the answer
 /// (copied out of hyper's read buffer, so that a session does not hold that buffer).
 #[derive(Debug)]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     /// The stream.
     pub io: ClientStream,
     /// Bytes after the `101`.
@@ -91,7 +91,7 @@ pub struct Tunnel {
 
 /// Dials WebSockets with one TLS configuration, proxy setting and deadline.
 #[derive(Debug, Clone)]
-pub struct Dialer {
+pub(crate) struct Dialer {
     tls: Arc<rustls::ClientConfig>,
     proxy: Option<Proxy>,
     timeout: Duration,
@@ -99,7 +99,7 @@ pub struct Dialer {
 
 impl Dialer {
     /// Builds the TLS configuration once.
-    pub fn new(
+    pub(crate) fn new(
         trust: &ClientTrust,
         proxy: Option<Proxy>,
         timeout: Duration,
@@ -112,7 +112,11 @@ impl Dialer {
     }
 
     /// Opens a WebSocket to `to`, sending `token` in `ServiceBusAuthorization` when given.
-    pub async fn open(&self, to: &Endpoint, token: Option<&str>) -> Result<Tunnel, DialError> {
+    pub(crate) async fn open(
+        &self,
+        to: &Endpoint,
+        token: Option<&str>,
+    ) -> Result<Tunnel, DialError> {
         let phase = Phases {
             to,
             timeout: self.timeout,

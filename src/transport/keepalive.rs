@@ -12,7 +12,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 /// What to do at a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Beat {
+pub(crate) enum Beat {
     /// The peer was heard since the last tick: nothing to do.
     Heard,
     /// Nothing heard: send a ping.
@@ -23,7 +23,7 @@ pub enum Beat {
 
 /// One connection's keepalive.
 #[derive(Debug)]
-pub struct Keepalive {
+pub(crate) struct Keepalive {
     ticker: Interval,
     limit: u32,
     missed: u32,
@@ -33,7 +33,7 @@ pub struct Keepalive {
 impl Keepalive {
     /// Ticks every `every` (the first one `every` from now); gone after `limit` unanswered
     /// pings.
-    pub fn new(every: Duration, limit: u32) -> Keepalive {
+    pub(crate) fn new(every: Duration, limit: u32) -> Keepalive {
         let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Keepalive {
@@ -48,7 +48,7 @@ impl Keepalive {
     /// been heard from the peer so far (any count that grows when something arrives: read at
     /// the tick, not before the wait, since the peer may be heard by another task meanwhile).
     /// Cancel-safe.
-    pub async fn tick(&mut self, heard: impl FnOnce() -> u64) -> Beat {
+    pub(crate) async fn tick(&mut self, heard: impl FnOnce() -> u64) -> Beat {
         self.ticker.tick().await;
         self.judge(heard())
     }

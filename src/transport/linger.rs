@@ -18,7 +18,7 @@ use crate::transport::accept::ConnectionPermit;
 use crate::transport::server_tls::ServerTls;
 
 /// The gate's (and the relay's) connection stream: TLS over a socket.
-pub type GateStream = ServerTls<TcpStream>;
+pub(crate) type GateStream = ServerTls<TcpStream>;
 
 /// How long a closed connection's input is drained: enough for a client to finish sending
 /// a request we refused and read the answer; short enough that it holds little.
@@ -27,7 +27,7 @@ const LINGER_FOR: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 2 << 20;
 
 /// A connection's stream that drains on drop unless taken with [`Lingering::into_inner`].
-pub struct Lingering {
+pub(crate) struct Lingering {
     io: Option<GateStream>,
     /// Held until the draining ends, so lingering connections count against the limit on
     /// connections in their handshake.
@@ -36,7 +36,7 @@ pub struct Lingering {
 
 impl Lingering {
     /// Wraps a connection; `permit` is released when the connection is fully closed.
-    pub fn new(io: GateStream, permit: ConnectionPermit) -> Lingering {
+    pub(crate) fn new(io: GateStream, permit: ConnectionPermit) -> Lingering {
         Lingering {
             io: Some(io),
             permit: Some(permit),
@@ -44,7 +44,7 @@ impl Lingering {
     }
 
     /// Takes the stream for a WebSocket session: no lingering, and the permit is released.
-    pub fn into_inner(mut self) -> GateStream {
+    pub(crate) fn into_inner(mut self) -> GateStream {
         self.permit.take();
         self.io.take().expect("present until taken")
     }

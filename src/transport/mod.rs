@@ -5,28 +5,28 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`accept`] | accepting without spinning on errors; the limits on connections in their handshake |
-//! | [`serve`] | the accept loop and each connection's TLS + HTTP/1.1, for the gate and the relay |
-//! | [`linger`] | lingering close, so that refusals reach clients that were still sending |
+//! | `accept` | accepting without spinning on errors; the limits on connections in their handshake |
+//! | `serve` | the accept loop and each connection's TLS + HTTP/1.1, for the gate and the relay |
+//! | `linger` | lingering close, so that refusals reach clients that were still sending |
 //! | [`tls`] | TLS configurations and certificate reload |
 //! | [`server_tls`] | the gate's TLS stream on rustls' unbuffered API: buffers freed while idle |
-//! | [`readahead`] | clients' large socket reads under TLS while data streams, none while idle |
+//! | `readahead` | clients' large socket reads under TLS while data streams, none while idle |
 //! | [`ws`] | WebSocket framing for the data path |
 //! | [`bridge`] | one session: WebSocket ⇄ local stream, half-close, pings, close codes |
-//! | [`keepalive`] | the one ping rule for sessions and control channels |
-//! | [`dial`] | the one outbound dialer: TCP or proxy, TLS, the upgrade |
+//! | `keepalive` | the one ping rule for sessions and control channels |
+//! | `dial` | the one outbound dialer: TCP or proxy, TLS, the upgrade |
 //! | [`proxy`] | outbound HTTP CONNECT proxies and their bypass rules |
 //! | [`deadline`] | named timeouts for every phase; the Unix clock for tokens |
 
-pub mod accept;
+pub(crate) mod accept;
 pub mod bridge;
 pub mod deadline;
-pub mod dial;
-pub mod keepalive;
-pub mod linger;
+pub(crate) mod dial;
+pub(crate) mod keepalive;
+pub(crate) mod linger;
 pub mod proxy;
-pub mod readahead;
-pub mod serve;
+pub(crate) mod readahead;
+pub(crate) mod serve;
 pub mod server_tls;
 pub mod tls;
 pub mod ws;

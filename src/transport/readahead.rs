@@ -25,7 +25,7 @@ use crate::transport::CHUNK;
 /// reader stops early — a client pipelining bytes behind a request the gate is still
 /// deciding, say — holds at most this much here, not 256 KiB for each of the thousands of
 /// connections that may be in their handshake at once.
-pub const FIRST_AHEAD: usize = 16 * 1024;
+pub(crate) const FIRST_AHEAD: usize = 16 * 1024;
 
 /// A stream whose small reads are served from one large read while data keeps coming.
 #[derive(Debug)]

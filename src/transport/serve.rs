@@ -34,7 +34,7 @@ use crate::transport::linger::{GateStream, Lingering};
 
 /// The limits a server keeps.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// TCP accept → TLS → HTTP request head must finish within this.
     pub handshake_timeout: Duration,
     /// Largest request head.
@@ -46,7 +46,7 @@ pub struct Limits {
 }
 
 /// What answers the requests a server accepts.
-pub trait Handler: Send + Sync + 'static {
+pub(crate) trait Handler: Send + Sync + 'static {
     /// The listener's name in logs (`gate`, `relay`).
     const NAME: &'static str;
 
@@ -66,7 +66,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Accepts connections on `listener` and serves them with `handler` until `shutdown`
 /// resolves; connections already accepted go on in their own tasks.
-pub async fn run<H: Handler>(
+pub(crate) async fn run<H: Handler>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
@@ -161,7 +161,7 @@ async fn serve_connection<H: Handler>(
 /// idle session's task 9 KiB (`-Zprint-type-sizes`); boxed, it is stored once. The leftover
 /// is copied so that hyper's whole read buffer, which `read_buf` shares, is not held for the
 /// life of the session; it is almost always empty.
-pub fn take_stream(upgraded: Upgraded) -> Result<(Box<GateStream>, Vec<u8>), Upgraded> {
+pub(crate) fn take_stream(upgraded: Upgraded) -> Result<(Box<GateStream>, Vec<u8>), Upgraded> {
     let parts = upgraded.downcast::<TokioIo<Lingering>>()?;
     let leftover = parts.read_buf.to_vec();
     Ok((Box::new(parts.io.into_inner().into_inner()), leftover))

@@ -6,7 +6,7 @@
 //! stream keeps three buffers of its own, each empty (no allocation) while the session is
 //! idle:
 //!
-//! - input read from the socket, decrypted in place by rustls: from [`FIRST_AHEAD`] up to
+//! - input read from the socket, decrypted in place by rustls: from `FIRST_AHEAD` up to
 //!   [`CHUNK`] while reads keep filling it (one large read takes many records), freed when a
 //!   read finds nothing waiting and no partial record is held;
 //! - encrypted output not yet taken by the socket: at most about [`SEND_BUFFER`]; a write
@@ -16,7 +16,7 @@
 //!   than the read asking for it.
 //!
 //! Reading through it also costs one copy fewer per byte than tokio-rustls over
-//! [`crate::transport::readahead::ReadAhead`] (no copy from our read-ahead into rustls' own buffer).
+//! `crate::transport::readahead::ReadAhead` (no copy from our read-ahead into rustls' own buffer).
 //!
 //! The stream never holds more than these bounds for a client: records are at most 16 KiB
 //! (rustls refuses larger ones before we would grow past [`CHUNK`]), and nothing is read from

@@ -139,6 +139,7 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
 }
 
 /// Reads frames from one side of a WebSocket.
+#[derive(Debug)]
 pub struct FrameReader<R> {
     io: R,
     buf: BytesMut,
@@ -350,6 +351,7 @@ fn parse_close(payload: &[u8]) -> Result<CloseFrame, WsError> {
 }
 
 /// Writes frames to one side of a WebSocket.
+#[derive(Debug)]
 pub struct FrameWriter<W> {
     io: W,
     role: Role,

@@ -14,12 +14,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
-pub fn arcgate() -> &'static str {
+pub(crate) fn arcgate() -> &'static str {
     env!("CARGO_BIN_EXE_arcgate")
 }
 
 /// A file in the repository.
-pub fn repo(path: &str) -> PathBuf {
+pub(crate) fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
@@ -41,20 +41,20 @@ fn safe_base() -> &'static Path {
 }
 
 /// A temporary directory with `mode`, in [`safe_base`].
-pub fn temp_dir_with_mode(mode: u32) -> tempfile::TempDir {
+pub(crate) fn temp_dir_with_mode(mode: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir_in(safe_base()).expect("temporary directory");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
     dir
 }
 
 /// A temporary directory only we can read or write (the config checks insist on it).
-pub fn private_dir() -> tempfile::TempDir {
+pub(crate) fn private_dir() -> tempfile::TempDir {
     temp_dir_with_mode(0o700)
 }
 
 /// Lines a child process writes to stderr, collected by a thread, waitable.
 #[derive(Clone, Default)]
-pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
+pub(crate) struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Log {
     fn collect(self, stream: impl Read + Send + 'static) {
@@ -69,12 +69,12 @@ impl Log {
     }
 
     /// Every line so far.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.0.0.lock().unwrap().clone()
     }
 
     /// Waits until a line satisfies `pred` (checking lines from index `from`), up to `limit`.
-    pub fn wait_for_from(
+    pub(crate) fn wait_for_from(
         &self,
         from: usize,
         limit: Duration,
@@ -96,7 +96,7 @@ impl Log {
     }
 
     /// Waits for a line containing every one of `needles`; panics with the log if none comes.
-    pub fn expect(&self, needles: &[&str]) -> String {
+    pub(crate) fn expect(&self, needles: &[&str]) -> String {
         self.wait_for_from(0, Duration::from_secs(10), |l| {
             needles.iter().all(|n| l.contains(n))
         })
@@ -109,14 +109,14 @@ impl Log {
     }
 
     /// Number of lines so far (to look only at what comes after).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.0.lock().unwrap().len()
     }
 }
 
 /// A child process killed on drop (after a SIGTERM first when `terminate_first`, for
 /// programs that clean up after themselves, like Xvfb's lock files).
-pub struct Running {
+pub(crate) struct Running {
     pub child: Child,
     pub log: Log,
     pub terminate_first: bool,
@@ -124,7 +124,7 @@ pub struct Running {
 
 impl Running {
     /// Sends a signal (`TERM`, `INT`, `HUP`, ...) to the process.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
             .args([&format!("-{name}"), &pid])
@@ -134,7 +134,7 @@ impl Running {
     }
 
     /// Starts `cmd` with stderr (or stdout, `from_stdout`) collected into the log.
-    pub fn spawn(cmd: &mut Command, from_stdout: bool) -> Running {
+    pub(crate) fn spawn(cmd: &mut Command, from_stdout: bool) -> Running {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(if from_stdout {
@@ -163,7 +163,12 @@ impl Running {
     }
 
     /// Waits for a line with `ready` (or `failed`); panics with the log otherwise.
-    pub fn wait_ready(&self, what: &str, ready: &str, failed: &[&str]) -> Result<String, String> {
+    pub(crate) fn wait_ready(
+        &self,
+        what: &str,
+        ready: &str,
+        failed: &[&str],
+    ) -> Result<String, String> {
         let line = self
             .log
             .wait_for_from(0, Duration::from_secs(20), |l| {
@@ -180,7 +185,7 @@ impl Running {
 
 impl Running {
     /// Waits for the process to exit on its own; kills it and fails the test after `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let (tx, rx) = std::sync::mpsc::channel();
         let child = &mut self.child;
@@ -223,7 +228,7 @@ impl Drop for Running {
 
 /// A real OpenSSH server on a free loopback port, with a temporary host key and one
 /// authorized test key.
-pub struct Sshd {
+pub(crate) struct Sshd {
     pub port: u16,
     pub client_key: PathBuf,
     pub user: String,
@@ -251,7 +256,7 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Kills sshd and every process under it (its per-connection children start their own
     /// sessions, so a process-group kill would miss them): walks /proc for descendants.
-    pub fn kill_all(&self) {
+    pub(crate) fn kill_all(&self) {
         let mut pids = vec![self.running.child.id()];
         let mut i = 0;
         while i < pids.len() {
@@ -283,7 +288,7 @@ impl Sshd {
         assert!(status.success(), "kill -KILL {list:?}");
     }
 
-    pub fn start() -> Sshd {
+    pub(crate) fn start() -> Sshd {
         let dir = private_dir();
         let d = dir.path();
         keygen(&d.join("host_key"));
@@ -337,26 +342,26 @@ impl Sshd {
 }
 
 /// A running `arcgate serve` with its own configuration directory.
-pub struct Gate {
+pub(crate) struct Gate {
     pub addr: std::net::SocketAddr,
     pub name: String,
     pub dir: tempfile::TempDir,
     pub running: Running,
 }
 
-pub const GATE_NAME: &str = "testhost";
+pub(crate) const GATE_NAME: &str = "testhost";
 
 impl Gate {
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("localconfig.json")
     }
 
-    pub fn keys_path(&self) -> PathBuf {
+    pub(crate) fn keys_path(&self) -> PathBuf {
         self.dir.path().join("keys.json")
     }
 
     /// Starts a gate whose configuration allows `ports`; more `serve` flags in `extra`.
-    pub fn start(ports: &[u16], extra: &[&str]) -> Gate {
+    pub(crate) fn start(ports: &[u16], extra: &[&str]) -> Gate {
         let dir = private_dir();
         let config = dir.path().join("localconfig.json");
         if !ports.is_empty() {
@@ -375,18 +380,18 @@ impl Gate {
     }
 
     /// Starts a gate on an existing configuration directory.
-    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gate {
+    pub(crate) fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gate {
         Gate::start_at("127.0.0.1:0", dir, extra)
     }
 
     /// Starts a gate listening on `listen`.
-    pub fn start_at(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> Gate {
+    pub(crate) fn start_at(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> Gate {
         let running = Gate::spawn_at(listen, dir.path(), extra);
         Gate::when_listening(running, dir)
     }
 
     /// Starts `arcgate serve` on `dir`'s files without waiting for it to listen.
-    pub fn spawn_at(listen: &str, dir: &Path, extra: &[&str]) -> Running {
+    pub(crate) fn spawn_at(listen: &str, dir: &Path, extra: &[&str]) -> Running {
         let config = dir.join("localconfig.json");
         let mut cmd = Command::new(arcgate());
         cmd.arg("serve")
@@ -404,7 +409,7 @@ impl Gate {
     }
 
     /// Waits until a gate started by [`Gate::spawn_at`] says where it listens.
-    pub fn when_listening(running: Running, dir: tempfile::TempDir) -> Gate {
+    pub(crate) fn when_listening(running: Running, dir: tempfile::TempDir) -> Gate {
         let line = running
             .wait_ready("the gate", "arcgate: listening on ", &["arcgate: "])
             .unwrap_or_else(|l| panic!("gate failed: {l}\n{}", running.log.lines().join("\n")));
@@ -422,7 +427,7 @@ impl Gate {
     }
 
     /// The admin endpoint's address (the gate must run with `--admin 127.0.0.1:0`).
-    pub fn admin_addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn admin_addr(&self) -> std::net::SocketAddr {
         let line = self
             .running
             .log
@@ -433,17 +438,17 @@ impl Gate {
             .unwrap()
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("wss://localhost:{}/$hc/{}", self.addr.port(), self.name)
     }
 
     /// `arcgate config ...` on this gate's file.
-    pub fn config(&self, args: &[&str]) -> Output {
+    pub(crate) fn config(&self, args: &[&str]) -> Output {
         config_cmd(&self.config_path(), args)
     }
 
     /// `arcgate config ...` that must succeed.
-    pub fn config_ok(&self, args: &[&str]) {
+    pub(crate) fn config_ok(&self, args: &[&str]) {
         let out = self.config(args);
         assert!(
             out.status.success(),
@@ -453,7 +458,7 @@ impl Gate {
     }
 
     /// A token from `arcgate token`, written to a file; returns the file.
-    pub fn token_file(&self, extra: &[&str]) -> PathBuf {
+    pub(crate) fn token_file(&self, extra: &[&str]) -> PathBuf {
         let token = self.token(extra);
         let path = self
             .dir
@@ -464,7 +469,7 @@ impl Gate {
     }
 
     /// A token from `arcgate token`.
-    pub fn token(&self, extra: &[&str]) -> String {
+    pub(crate) fn token(&self, extra: &[&str]) -> String {
         let out = Command::new(arcgate())
             .arg("token")
             .arg("--config")
@@ -488,7 +493,7 @@ impl Gate {
     }
 
     /// The first audit line of a session's end logged after line `from`.
-    pub fn session_end_after(&self, from: usize) -> String {
+    pub(crate) fn session_end_after(&self, from: usize) -> String {
         self.running
             .log
             .wait_for_from(from, Duration::from_secs(10), |l| {
@@ -504,7 +509,7 @@ impl Gate {
 
     /// Sends SIGHUP-free configuration through the CLI and waits until the gate logs that
     /// it reloaded (any reload after `from`).
-    pub fn wait_reload(&self, from: usize) {
+    pub(crate) fn wait_reload(&self, from: usize) {
         self.running
             .log
             .wait_for_from(from, Duration::from_secs(5), |l| {
@@ -519,7 +524,7 @@ impl Gate {
 }
 
 /// `arcgate config --config PATH ARGS`.
-pub fn config_cmd(config: &Path, args: &[&str]) -> Output {
+pub(crate) fn config_cmd(config: &Path, args: &[&str]) -> Output {
     Command::new(arcgate())
         .arg("config")
         .args(args)
@@ -530,7 +535,7 @@ pub fn config_cmd(config: &Path, args: &[&str]) -> Output {
 }
 
 /// The `ProxyCommand` for `ssh`: `arcgate connect` with the dev CA and a token file.
-pub fn proxy_command(gate: &Gate, token_file: &Path, extra: &str) -> String {
+pub(crate) fn proxy_command(gate: &Gate, token_file: &Path, extra: &str) -> String {
     format!(
         "'{}' connect '{}' -p %p --ca '{}' --token-file '{}' {extra}",
         arcgate(),
@@ -541,12 +546,12 @@ pub fn proxy_command(gate: &Gate, token_file: &Path, extra: &str) -> String {
 }
 
 /// An `ssh` command through the gate to `sshd`, running `remote` there.
-pub fn ssh(sshd: &Sshd, proxy: &str, remote: &[&str]) -> Command {
+pub(crate) fn ssh(sshd: &Sshd, proxy: &str, remote: &[&str]) -> Command {
     ssh_to(sshd.port, &sshd.client_key, &sshd.user, proxy, remote)
 }
 
 /// An `ssh` command through the gate to `port`, as `user` with `key`.
-pub fn ssh_to(port: u16, key: &Path, user: &str, proxy: &str, remote: &[&str]) -> Command {
+pub(crate) fn ssh_to(port: u16, key: &Path, user: &str, proxy: &str, remote: &[&str]) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.args(["-F", "/dev/null"])
         .args(["-o", "StrictHostKeyChecking=no"])
@@ -567,7 +572,10 @@ pub fn ssh_to(port: u16, key: &Path, user: &str, proxy: &str, remote: &[&str]) -
 }
 
 /// Waits for a child to exit, failing the test if it has not within `limit`.
-pub fn wait_with_deadline(mut child: Child, limit: Duration) -> (std::process::ExitStatus, Child) {
+pub(crate) fn wait_with_deadline(
+    mut child: Child,
+    limit: Duration,
+) -> (std::process::ExitStatus, Child) {
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let status = child.wait();
@@ -582,14 +590,14 @@ pub fn wait_with_deadline(mut child: Child, limit: Duration) -> (std::process::E
 
 /// Asserts that a finished command exited with `code`; returns what it printed on stderr
 /// (shown if the code is not the one expected).
-pub fn exit_stderr(out: &Output, code: i32) -> String {
+pub(crate) fn exit_stderr(out: &Output, code: i32) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(code), "{err}");
     err
 }
 
 /// Everything a finished child printed on stderr.
-pub fn stderr_of(child: &mut Child) -> String {
+pub(crate) fn stderr_of(child: &mut Child) -> String {
     let mut err = String::new();
     child
         .stderr
@@ -601,12 +609,12 @@ pub fn stderr_of(child: &mut Child) -> String {
 }
 
 /// Reads exactly `buf.len()` bytes from a running child's stdout.
-pub fn read_stdout(child: &mut Child, buf: &mut [u8]) {
+pub(crate) fn read_stdout(child: &mut Child, buf: &mut [u8]) {
     child.stdout.as_mut().unwrap().read_exact(buf).unwrap();
 }
 
 /// Runs a command, returning (status success, stdout, stderr).
-pub fn run(cmd: &mut Command) -> (bool, String, String) {
+pub(crate) fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("command runs");
     (
         out.status.success(),
@@ -616,7 +624,7 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
 }
 
 /// A TLS client configuration that trusts only the development CA.
-pub fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
+pub(crate) fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in arcgate::transport::tls::load_certs(&repo("certs-dev/ca.pem")).unwrap() {
         roots.add(cert).unwrap();
@@ -633,7 +641,7 @@ pub fn dev_ca_client_config() -> Arc<rustls::ClientConfig> {
 
 /// The gate's TLS configuration with the development certificate, for servers the tests
 /// script by hand (a relay, an endpoint that never answers).
-pub fn dev_server_config() -> Arc<rustls::ServerConfig> {
+pub(crate) fn dev_server_config() -> Arc<rustls::ServerConfig> {
     let certs = Arc::new(
         arcgate::transport::tls::CertStore::load(
             &repo("certs-dev/server.pem"),
@@ -646,7 +654,7 @@ pub fn dev_server_config() -> Arc<rustls::ServerConfig> {
 
 /// `arcgate serve --listen 127.0.0.1:0 --config CONFIG` with the development certificate,
 /// for runs that are expected to stop at once.
-pub fn serve_cmd(config: &Path) -> Command {
+pub(crate) fn serve_cmd(config: &Path) -> Command {
     let mut cmd = Command::new(arcgate());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -658,7 +666,7 @@ pub fn serve_cmd(config: &Path) -> Command {
 }
 
 /// Spawns a command with stdin, stdout and stderr piped.
-pub fn spawn_piped(cmd: &mut Command) -> Child {
+pub(crate) fn spawn_piped(cmd: &mut Command) -> Child {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -668,7 +676,7 @@ pub fn spawn_piped(cmd: &mut Command) -> Child {
 
 /// Sends raw bytes over TLS (trusting the dev CA) and returns everything the gate answers
 /// until it closes (bounded at 64 KiB).
-pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
+pub(crate) fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use rustls::pki_types::ServerName;
     let config = dev_ca_client_config();
     let conn =
@@ -692,7 +700,7 @@ pub fn raw_tls(addr: std::net::SocketAddr, request: &[u8]) -> String {
 
 /// Sends a request over TLS (trusting the dev CA) and returns the answer's head only, up to
 /// its blank line; the connection is dropped after (a `101` session ends with it).
-pub fn answer_head(addr: std::net::SocketAddr, request: &[u8]) -> String {
+pub(crate) fn answer_head(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let conn = rustls::ClientConnection::new(
         dev_ca_client_config(),
         rustls::pki_types::ServerName::try_from("localhost").unwrap(),
@@ -711,7 +719,7 @@ pub fn answer_head(addr: std::net::SocketAddr, request: &[u8]) -> String {
 }
 
 /// A token for GATE_NAME signed with `key_name`'s `secret`, valid for an hour.
-pub fn mint_token(key_name: &str, secret: &str) -> String {
+pub(crate) fn mint_token(key_name: &str, secret: &str) -> String {
     let expiry = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -726,7 +734,7 @@ pub fn mint_token(key_name: &str, secret: &str) -> String {
 }
 
 /// A WebSocket upgrade request head for `path` with `headers`.
-pub fn upgrade_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn upgrade_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -739,13 +747,13 @@ pub fn upgrade_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// `arcgate forward` in front of a gate, for one target port.
-pub struct Forward {
+pub(crate) struct Forward {
     pub addr: std::net::SocketAddr,
     pub running: Running,
 }
 
 impl Forward {
-    pub fn start(gate: &Gate, port: u16, token_file: &Path, extra: &[&str]) -> Forward {
+    pub(crate) fn start(gate: &Gate, port: u16, token_file: &Path, extra: &[&str]) -> Forward {
         let running = Running::spawn(
             Command::new(arcgate())
                 .args(["forward", "127.0.0.1:0"])
@@ -771,14 +779,14 @@ impl Forward {
 }
 
 /// A real RDP server (Debian's xrdp) on a free loopback port, its own ini, log to stderr.
-pub struct Xrdp {
+pub(crate) struct Xrdp {
     pub port: u16,
     pub running: Running,
     _dir: tempfile::TempDir,
 }
 
 impl Xrdp {
-    pub fn start() -> Xrdp {
+    pub(crate) fn start() -> Xrdp {
         let dir = private_dir();
         let ini = std::fs::read_to_string("/etc/xrdp/xrdp.ini")
             .expect("/etc/xrdp/xrdp.ini (is xrdp installed?)");
@@ -825,13 +833,13 @@ impl Xrdp {
 }
 
 /// A virtual X display (Xvfb) for X clients; the display number comes from `-displayfd`.
-pub struct Xvfb {
+pub(crate) struct Xvfb {
     pub display: String,
     pub running: Running,
 }
 
 impl Xvfb {
-    pub fn start() -> Xvfb {
+    pub(crate) fn start() -> Xvfb {
         let mut running = Running::spawn(
             Command::new("Xvfb").args([
                 "-displayfd",
@@ -861,14 +869,14 @@ impl Xvfb {
 
 /// A real HTTP CONNECT proxy (Debian's tinyproxy) on a free loopback port; it logs each
 /// request, so a test can see that traffic went through it.
-pub struct Tinyproxy {
+pub(crate) struct Tinyproxy {
     pub port: u16,
     pub running: Running,
     _dir: tempfile::TempDir,
 }
 
 impl Tinyproxy {
-    pub fn start(extra_config: &str) -> Tinyproxy {
+    pub(crate) fn start(extra_config: &str) -> Tinyproxy {
         let dir = private_dir();
         for _ in 0..5 {
             let port = free_port();
@@ -906,12 +914,12 @@ impl Tinyproxy {
 }
 
 /// `GET path` over plain HTTP; returns the status code and body.
-pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     http_get_as(addr, path, &addr.to_string())
 }
 
 /// `GET path` over plain HTTP with `host` as the `Host` header.
-pub fn http_get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+pub(crate) fn http_get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -932,7 +940,7 @@ pub fn http_get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, 
 }
 
 /// An echo service on a free loopback port, serving any number of connections.
-pub fn echo_service() -> u16 {
+pub(crate) fn echo_service() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -949,14 +957,14 @@ pub fn echo_service() -> u16 {
 
 /// An interactive `ssh ... cat` session through a gate: proof that other sessions keep
 /// working while a test throws bad input at the same gate.
-pub struct Witness {
+pub(crate) struct Witness {
     child: Child,
     to_cat: std::process::ChildStdin,
     from_cat: BufReader<std::process::ChildStdout>,
 }
 
 impl Witness {
-    pub fn start(gate: &Gate, sshd: &Sshd) -> Witness {
+    pub(crate) fn start(gate: &Gate, sshd: &Sshd) -> Witness {
         let token = gate.token_file(&[]);
         let mut child = spawn_piped(&mut ssh(sshd, &proxy_command(gate, &token, ""), &["cat"]));
         let to_cat = child.stdin.take().unwrap();
@@ -971,7 +979,7 @@ impl Witness {
     }
 
     /// Echoes a line through the session; fails the test if it does not come back.
-    pub fn check(&mut self, label: &str) {
+    pub(crate) fn check(&mut self, label: &str) {
         let line = format!("still here after {label}");
         writeln!(self.to_cat, "{line}")
             .unwrap_or_else(|e| panic!("witness lost after {label}: {e}"));
@@ -994,13 +1002,13 @@ impl Drop for Witness {
 }
 
 /// A WebSocket session opened by hand over TLS, for sending frames no real client would.
-pub struct RawWs {
+pub(crate) struct RawWs {
     pub tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
 }
 
 impl RawWs {
     /// Upgrades to a session to `port` through `gate`; fails unless the answer is 101.
-    pub fn open(gate: &Gate, port: u16) -> RawWs {
+    pub(crate) fn open(gate: &Gate, port: u16) -> RawWs {
         let conn = rustls::ClientConnection::new(
             dev_ca_client_config(),
             rustls::pki_types::ServerName::try_from("localhost").unwrap(),
@@ -1026,13 +1034,13 @@ impl RawWs {
         RawWs { tls }
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.tls.write_all(bytes).unwrap();
         self.tls.flush().unwrap();
     }
 
     /// Reads frames until a Close; its code, or `None` if the connection ends first.
-    pub fn close_code(&mut self) -> Option<u16> {
+    pub(crate) fn close_code(&mut self) -> Option<u16> {
         loop {
             let mut h = [0u8; 2];
             self.tls.read_exact(&mut h).ok()?;
@@ -1056,7 +1064,7 @@ impl RawWs {
 }
 
 /// A client frame: `first` is the FIN/RSV/opcode byte; masked unless `masked` is false.
-pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+pub(crate) fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     let mut out = vec![first];
     let mask_bit = if masked { 0x80 } else { 0 };
     match payload.len() {
@@ -1081,7 +1089,7 @@ pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 }
 
 /// A process's resident memory, in KiB, from /proc.
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -1092,22 +1100,22 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// Key names and secrets of the test relay: senders sign with the first, gates listen with
 /// the second (each has only its right).
-pub const RELAY_SEND_KEY: (&str, &str) = ("senders", "send-secret-0123456789abcdef");
-pub const RELAY_LISTEN_KEY: (&str, &str) = ("gates", "listen-secret-0123456789abcdef");
+pub(crate) const RELAY_SEND_KEY: (&str, &str) = ("senders", "send-secret-0123456789abcdef");
+pub(crate) const RELAY_LISTEN_KEY: (&str, &str) = ("gates", "listen-secret-0123456789abcdef");
 
 /// A running `arcgate relay`.
-pub struct RelayServer {
+pub(crate) struct RelayServer {
     pub addr: std::net::SocketAddr,
     pub running: Running,
     pub dir: tempfile::TempDir,
 }
 
 impl RelayServer {
-    pub fn start() -> RelayServer {
+    pub(crate) fn start() -> RelayServer {
         RelayServer::start_at("127.0.0.1:0", private_dir())
     }
 
-    pub fn start_at(listen: &str, dir: tempfile::TempDir) -> RelayServer {
+    pub(crate) fn start_at(listen: &str, dir: tempfile::TempDir) -> RelayServer {
         let keys = dir.path().join("relay-keys.json");
         if !keys.exists() {
             write_secret(
@@ -1141,12 +1149,12 @@ impl RelayServer {
     }
 
     /// The URL gates listen on and senders connect to for `name`.
-    pub fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         format!("wss://localhost:{}/$hc/{name}", self.addr.port())
     }
 
     /// A sender token for `name`, in a file.
-    pub fn sender_token_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn sender_token_file(&self, name: &str) -> PathBuf {
         let expiry = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -1168,7 +1176,7 @@ impl RelayServer {
 }
 
 /// Writes a file only its owner may read (keys files insist).
-pub fn write_secret(path: &Path, content: &str) {
+pub(crate) fn write_secret(path: &Path, content: &str) {
     std::fs::write(path, content).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
@@ -1176,12 +1184,12 @@ pub fn write_secret(path: &Path, content: &str) {
 impl Gate {
     /// A gate in relay mode only (no inbound socket), listening on `relay` for GATE_NAME,
     /// with its listen token minted from the relay's listen key.
-    pub fn start_relayed(ports: &[u16], relay_url: &str, extra: &[&str]) -> Gate {
+    pub(crate) fn start_relayed(ports: &[u16], relay_url: &str, extra: &[&str]) -> Gate {
         Gate::start_relayed_configured(ports, &[], relay_url, extra)
     }
 
     /// [`Gate::start_relayed`] with more configuration keys set first.
-    pub fn start_relayed_configured(
+    pub(crate) fn start_relayed_configured(
         ports: &[u16],
         settings: &[(&str, &str)],
         relay_url: &str,
@@ -1248,7 +1256,7 @@ impl Gate {
 }
 
 /// The `ProxyCommand` for `ssh` through a relay.
-pub fn relay_proxy_command(relay: &RelayServer, token_file: &Path) -> String {
+pub(crate) fn relay_proxy_command(relay: &RelayServer, token_file: &Path) -> String {
     format!(
         "'{}' connect '{}' -p %p --ca '{}' --token-file '{}'",
         arcgate(),
@@ -1264,7 +1272,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Pushes 64 MiB of random bytes into `cat > file` over ssh through `proxy`, reads them back
 /// with `cat file`, and checks both directions' SHA-256 against the original.
-pub fn round_trip_64_mib(sshd: &Sshd, proxy: &str) {
+pub(crate) fn round_trip_64_mib(sshd: &Sshd, proxy: &str) {
     use sha2::{Digest, Sha256};
     let remote_dir = private_dir();
     let remote_file = remote_dir.path().join("blob");
@@ -1310,7 +1318,7 @@ pub fn round_trip_64_mib(sshd: &Sshd, proxy: &str) {
 }
 
 /// `arcgate connect URL -p PORT --ca <dev CA> --token-file TOKEN`.
-pub fn connect_cmd(url: &str, port: u16, token: &Path) -> Command {
+pub(crate) fn connect_cmd(url: &str, port: u16, token: &Path) -> Command {
     let mut cmd = Command::new(arcgate());
     cmd.arg("connect")
         .arg(url)
@@ -1322,14 +1330,14 @@ pub fn connect_cmd(url: &str, port: u16, token: &Path) -> Command {
 }
 
 /// `ssh ... echo WORD` through `proxy` must succeed and print WORD.
-pub fn assert_ssh_echo(sshd: &Sshd, proxy: &str, word: &str) {
+pub(crate) fn assert_ssh_echo(sshd: &Sshd, proxy: &str, word: &str) {
     let (ok, out, err) = run(&mut ssh(sshd, proxy, &["echo", word]));
     assert!(ok, "{err}");
     assert_eq!(out, format!("{word}\n"));
 }
 
 /// The gate at `addr` still answers a new client, with the exact 404 status line.
-pub fn assert_still_answers(addr: std::net::SocketAddr) {
+pub(crate) fn assert_still_answers(addr: std::net::SocketAddr) {
     let answer = raw_tls(
         addr,
         &upgrade_request("/$hc/nobody?sb-hc-action=connect", &[]),
