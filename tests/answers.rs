@@ -63,8 +63,13 @@ fn every_refusal_has_its_status_line_and_other_sessions_keep_working() {
             "HTTP/1.1 401 Unauthorized\r\n",
         ),
         (
-            "token in the query",
-            upgrade_request(&path("&port=2"), &[]),
+            // Read from the query like a header's (the valid one below gets through), and
+            // refused like one: a bad signature is 401 whatever the port.
+            "a bad token in the query",
+            upgrade_request(
+                &path("&port=2&sb-hc-token=SharedAccessSignature%20sr%3Dx%26sig%3Dbogus%26se%3D1%26skn%3Dops"),
+                &[],
+            ),
             "HTTP/1.1 401 Unauthorized\r\n",
         ),
     ];

@@ -46,7 +46,7 @@ fn ssh_config_block_works_with_spaces_and_quotes_in_paths() {
     let config = dir.path().join("ssh_config");
     std::fs::write(&config, &block).unwrap();
 
-    let out = Command::new("ssh")
+    let out = clean_env(&mut Command::new("ssh"))
         .arg("-F")
         .arg(&config)
         .args([
@@ -78,19 +78,13 @@ fn ssh_config_block_works_with_spaces_and_quotes_in_paths() {
 }
 
 fn connect_with(gate_url: &str, port: u16, token: &std::path::Path) -> Command {
-    let mut cmd = Command::new(arcgate());
+    let mut cmd = arcgate_cmd();
     cmd.arg("connect")
         .arg(gate_url)
         .args(["-p", &port.to_string(), "--connect-timeout", "10s", "--ca"])
         .arg(repo("certs-dev/ca.pem"))
         .arg("--token-file")
         .arg(token)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
         .stdin(Stdio::null());
     cmd
 }
@@ -230,7 +224,7 @@ fn insecure_warns_and_still_connects() {
     let gate = Gate::start(&[sshd.port], &[]);
     let token = gate.token_file(&[]);
     let mut child = spawn_piped(
-        Command::new(arcgate())
+        arcgate_cmd()
             .arg("connect")
             .arg(gate.url())
             .args(["-p", &sshd.port.to_string(), "--insecure", "--token-file"])

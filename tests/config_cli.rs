@@ -279,7 +279,7 @@ fn a_file_linked_into_a_world_writable_directory_is_refused() {
     let keys = outside.path().join("keys.json");
     write_secret(&keys, r#"[{"name":"ops","key":"0123456789abcdef0123"}]"#);
     std::os::unix::fs::symlink(&keys, dir.path().join("keys.json")).unwrap();
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .args(["token", "--key-name", "ops", "--name", "h", "--config"])
         .arg(&cfg)
         .output()
@@ -324,7 +324,7 @@ fn extension_check_follows_the_agents_rule() {
     let dir = private_dir();
     let cfg = dir.path().join("localconfig.json");
     let check = |name: &str| {
-        let out = Command::new(arcgate())
+        let out = arcgate_cmd()
             .args(["extension", "check", name, "--config"])
             .arg(&cfg)
             .output()

@@ -48,7 +48,7 @@ fn the_gate_dying_during_a_handshake_is_a_clear_client_error_and_a_restart_serve
     let dir = private_dir();
     let token = dir.path().join("token");
     std::fs::write(&token, "SharedAccessSignature sr=a&sig=b&se=1&skn=c").unwrap();
-    let client = Command::new(arcgate())
+    let client = arcgate_cmd()
         .arg("connect")
         .arg(format!("wss://localhost:{}/$hc/{GATE_NAME}", addr.port()))
         .args([

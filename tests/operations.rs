@@ -86,7 +86,7 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
     assert!(list[0]["bytes_to_client"].as_u64().unwrap() > 0);
     let id = list[0]["id"].as_str().unwrap().to_string();
 
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .args(["status", "--admin", &gate.admin_addr().to_string()])
         .output()
         .unwrap();
@@ -112,7 +112,7 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
         row.contains(&format!(" {} ", sshd.port)) && row.contains("default"),
         "{row}"
     );
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .args([
             "status",
             "--json",
@@ -303,7 +303,7 @@ fn echo_through(
     ca: &std::path::Path,
     token: &std::path::Path,
 ) -> std::process::Output {
-    let mut child = Command::new(arcgate())
+    let mut child = arcgate_cmd()
         .arg("connect")
         .arg(gate.url())
         .args(["-p", &port.to_string(), "--ca"])
@@ -347,7 +347,7 @@ fn a_certificate_swap_reaches_new_clients_and_spares_live_sessions() {
 
     // A session opened with the old certificate.
     let mut old = spawn_piped(
-        Command::new(arcgate())
+        arcgate_cmd()
             .arg("connect")
             .arg(gate.url())
             .args(["-p", &port.to_string(), "--ca"])

@@ -136,7 +136,7 @@ fn connect_and_forward_give_up_on_an_endpoint_that_never_answers_the_upgrade() {
     // forward: the tunnel gives up, closes its local connection and says why; the listener
     // keeps serving.
     let running = Running::spawn(
-        Command::new(arcgate())
+        arcgate_cmd()
             .args(["forward", "127.0.0.1:0", &url, "-p", "22", "--ca"])
             .arg(repo("certs-dev/ca.pem"))
             .arg("--token-file")

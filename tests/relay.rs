@@ -2,7 +2,6 @@
 //! --relay --relay-only` (no inbound port) → `sshd`.
 
 use std::io::Write;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -56,7 +55,7 @@ fn refusals_reach_the_sender_with_the_gates_status_lines() {
 
     // A name with no listener: 404.
     let other = format!("wss://localhost:{}/$hc/nobody", relay.addr.port());
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .args([
             "connect",
             &other,
@@ -342,7 +341,7 @@ fn the_listener_authenticates_to_a_proxy_from_the_url() {
 #[test]
 fn relay_only_refuses_a_certificate_it_would_not_use() {
     let dir = private_dir();
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .args([
             "serve",
             "--relay-only",

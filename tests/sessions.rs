@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -281,7 +281,7 @@ fn relay_info_gives_the_url_and_token() {
     let file = dir.path().join("relay-info");
     std::fs::write(&file, &encoded).unwrap();
     let mut child = spawn_piped(
-        Command::new(arcgate())
+        arcgate_cmd()
             .args(["connect", "-p", &port.to_string(), "--ca"])
             .arg(repo("certs-dev/ca.pem"))
             .arg("-r")
@@ -298,7 +298,7 @@ fn relay_info_gives_the_url_and_token() {
     assert_eq!(service.join().unwrap(), 3);
 
     // The same through SSHPROXY_RELAY_INFO, here to a port the gate refuses.
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .args(["connect", "-p", "1", "--ca"])
         .arg(repo("certs-dev/ca.pem"))
         .env("SSHPROXY_RELAY_INFO", &encoded)
@@ -352,7 +352,7 @@ fn an_untrusted_certificate_is_a_tls_error_with_a_hint() {
     let dir = private_dir();
     let store = dir.path().join("other.pem");
     std::fs::write(&store, other.cert.pem()).unwrap();
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .arg("connect")
         .arg(gate.url())
         .arg("--token-file")
@@ -377,7 +377,7 @@ fn a_gate_that_never_answers_times_out_naming_the_phase() {
     let dir = private_dir();
     let token = dir.path().join("token");
     std::fs::write(&token, "SharedAccessSignature sr=a&sig=b&se=1&skn=c").unwrap();
-    let out = Command::new(arcgate())
+    let out = arcgate_cmd()
         .arg("connect")
         .arg(format!("wss://localhost:{port}/$hc/h"))
         .args(["--connect-timeout", "1s", "--token-file"])
