@@ -2,9 +2,11 @@
 //!
 //! Remote SSH and RDP sessions arrive as WebSocket connect requests over TLS; the gate decides
 //! each against a local policy only the host's administrator can change, and either refuses it
-//! (`403 connection not allowed`) or bridges it to the local service. The map:
+//! (`403 connection not allowed`) or bridges it to the local service.
 //!
-//! Folders per role; a folder imports only from the rows below its own:
+//! The map: folders per role, and a folder imports only from the layers below its own
+//! (within the middle layer, `transport` speaks `hc`'s wire protocol; nothing else there
+//! imports sideways):
 //!
 //! | layer | folder | owns |
 //! |---|---|---|
@@ -18,7 +20,10 @@
 //! | | [`config`] | the configuration keys, their types and defaults, the one value parser |
 //! | | [`token`] | SAS access tokens: format, keys file contents, verification |
 //!
-//! The command line (clap, signals, logging, binding sockets) is the binary's, in `src/cli/`.
+//! The command line (clap, signals, logging, binding sockets) is the binary's, in `src/cli/`,
+//! and may use any of these. `tests/layout.rs` checks the direction on the source: the roles
+//! never import each other, no folder imports from a layer above its own, the pure core and
+//! `hc` never use tokio, and no two modules of `transport` import each other.
 
 pub mod client;
 pub mod config;
