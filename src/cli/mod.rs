@@ -1,8 +1,10 @@
-//! The command line: clap definitions and what each subcommand does with the library.
+//! The binary's edge: clap definitions and what each subcommand does with the library.
 //!
-//! This is the only module that binds sockets, installs signal handlers, reads the clock for
-//! tokens and prints to stdout; everything it calls takes those as arguments. Errors are
-//! returned typed; `main` turns them into exit codes.
+//! Only here are sockets bound, signal handlers installed (the library's `Watch` aside, which
+//! takes SIGHUP for a reload), logging set up and command output printed to stdout; the
+//! library takes bound listeners and shutdown futures. (The library does read the clock — token
+//! checks, audit times — and prints the few lines tests and scripts wait for on stderr.)
+//! Every command returns a [`CliError`]; `main` prints it and exits with its code.
 
 use std::path::PathBuf;
 use std::time::Duration;

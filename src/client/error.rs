@@ -54,9 +54,6 @@ pub enum ClientError {
     /// The proxy environment variables cannot be used.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
-    /// The gate's host is not a name TLS can verify.
-    #[error("{0}")]
-    BadHost(String),
     /// The process could not set itself up (runtime, signal handlers).
     #[error("cannot {what}: {source}")]
     Setup {
@@ -77,27 +74,10 @@ pub enum ClientError {
         /// The explanation from the body (403 reason, 503 detail).
         detail: Option<String>,
     },
-    /// TLS failed.
-    #[error("TLS with {host} failed: {error}; {hint}")]
-    Tls {
-        /// Host dialled.
-        host: String,
-        /// The TLS error.
-        error: String,
-        /// What to check.
-        hint: &'static str,
-    },
-    /// The gate could not be reached.
-    #[error("cannot reach {target}: {error}")]
-    Network {
-        /// host:port.
-        target: String,
-        /// What happened.
-        error: String,
-    },
-    /// The server answered 101 but not as a WebSocket server should.
-    #[error("{0}")]
-    Protocol(String),
+    /// The gate could not be reached, TLS failed, or it did not answer as a gate: the
+    /// dialer's own words.
+    #[error(transparent)]
+    Dial(DialError),
     /// The session ended abnormally.
     #[error("{0}")]
     SessionLost(String),
@@ -127,18 +107,13 @@ impl ClientError {
             | ClientError::RelayInfo(_)
             | ClientError::Trust(_)
             | ClientError::Proxy(_)
-            | ClientError::BadHost(_) => exit::USAGE,
+            | ClientError::Dial(DialError::BadName { .. }) => exit::USAGE,
             ClientError::Setup { .. } => exit::OTHER,
-            ClientError::Refused { status, .. } => match status {
-                403 => exit::FORBIDDEN,
-                401 => exit::UNAUTHORIZED,
-                404 => exit::NOT_FOUND,
-                503 => exit::UNAVAILABLE,
-                _ => exit::HTTP_OTHER,
-            },
-            ClientError::Tls { .. } => exit::TLS,
-            ClientError::Network { .. } => exit::NETWORK,
-            ClientError::Protocol(_) | ClientError::Interrupted(_) => exit::OTHER,
+            ClientError::Refused { status, .. } => Self::refused_code(*status),
+            ClientError::Dial(DialError::Tls { .. }) => exit::TLS,
+            ClientError::Dial(DialError::Network { .. }) => exit::NETWORK,
+            ClientError::Dial(DialError::Protocol(_)) | ClientError::Interrupted(_) => exit::OTHER,
+            ClientError::Dial(DialError::Refused { status, .. }) => Self::refused_code(*status),
             ClientError::SessionLost(_) => exit::SESSION_LOST,
         }
     }
@@ -173,7 +148,7 @@ impl ClientError {
 }
 
 impl ClientError {
-    /// A dial's failure, for gate `name`.
+    /// A dial's failure, for gate `name`: a refusal is told in the gate's name.
     pub fn dialling(name: &str, e: DialError) -> ClientError {
         match e {
             DialError::Refused {
@@ -186,10 +161,17 @@ impl ClientError {
                 reason,
                 detail,
             },
-            DialError::Tls { host, error, hint } => ClientError::Tls { host, error, hint },
-            DialError::Network { target, error } => ClientError::Network { target, error },
-            e @ DialError::BadName { .. } => ClientError::BadHost(e.to_string()),
-            DialError::Protocol(why) => ClientError::Protocol(why.to_string()),
+            other => ClientError::Dial(other),
+        }
+    }
+
+    fn refused_code(status: u16) -> u8 {
+        match status {
+            403 => exit::FORBIDDEN,
+            401 => exit::UNAUTHORIZED,
+            404 => exit::NOT_FOUND,
+            503 => exit::UNAVAILABLE,
+            _ => exit::HTTP_OTHER,
         }
     }
 }

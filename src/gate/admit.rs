@@ -24,7 +24,7 @@ use crate::gate::refusal::Refusal;
 use crate::gate::sessions::{LiveSession, Slot};
 use crate::hc::answer::switching_protocols;
 use crate::hc::request;
-use crate::policy::{self, Candidate};
+use crate::policy::{self, Candidate, Permit};
 use crate::token::{self, Audience, Grant, TokenError};
 use crate::transport::bridge::Counters;
 use crate::transport::deadline::{unix_now, within};
@@ -51,6 +51,8 @@ pub(crate) struct Ask<'a> {
 
 /// What passed every check before `101`.
 pub(crate) struct Admitted {
+    /// What the policy allowed: the session's stop signal re-decides for its port.
+    pub(crate) permit: Permit,
     /// The token's grant, re-checked against every new keys file (direct sessions only).
     pub(crate) grant: Option<Grant>,
     /// The key the session is recorded under.
@@ -106,7 +108,8 @@ impl Gate {
             port: ask.port,
             key_ports: grant.as_ref().and_then(|g| g.ports.as_ref()),
         };
-        policy::decide(config, &candidate).map_err(|d| Refusal::Forbidden(d, ask.port.get()))?;
+        let permit = policy::decide(config, &candidate)
+            .map_err(|d| Refusal::Forbidden(d, ask.port.get()))?;
         let slot = self
             .sessions
             .take(LiveSession {
@@ -123,6 +126,7 @@ impl Gate {
             .await
             .map_err(|e| Refusal::DialFailed(ask.port.get(), e))?;
         Ok(Admitted {
+            permit,
             grant,
             key,
             service,

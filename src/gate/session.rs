@@ -16,7 +16,7 @@ use crate::gate::Gate;
 use crate::gate::admit::Admitted;
 use crate::gate::audit;
 use crate::hc::request::ConnectRequest;
-use crate::policy::{self, Candidate};
+use crate::policy::{self, Candidate, Permit};
 use crate::token::Grant;
 use crate::transport::bridge::{self, BridgeConfig, ClosedBy, Stop};
 use crate::transport::serve;
@@ -67,6 +67,7 @@ impl Gate {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let Admitted {
+            permit,
             grant,
             key,
             service,
@@ -79,7 +80,7 @@ impl Gate {
         let (service_r, service_w) = service.into_split();
         // Boxed: by value, its 376 bytes were stored twice more in the session's task, which
         // put the task in the allocator's 4 KiB size class instead of 3 KiB (-Zprint-type-sizes).
-        let stop = Box::pin(self.stop_signal(meta.port, grant));
+        let stop = Box::pin(self.stop_signal(permit, grant));
         let outcome = bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;
         let (closed_by, reason) = match &outcome.closed_by {
             ClosedBy::Peer => ("client", String::new()),
@@ -118,7 +119,11 @@ impl Gate {
 
     /// Resolves when the session must end: the gate stops, or a new snapshot's policy (or the
     /// keys file, for the session's grant) no longer allows it.
-    fn stop_signal(&self, port: Port, grant: Option<Grant>) -> impl Future<Output = Stop> + use<> {
+    fn stop_signal(
+        &self,
+        permit: Permit,
+        grant: Option<Grant>,
+    ) -> impl Future<Output = Stop> + use<> {
         let mut live = self.live.clone();
         let mut stopping = self.stopping.subscribe();
         async move {
@@ -140,7 +145,10 @@ impl Gate {
                             Err(why) => return format!("key '{}' {why}", grant.key_name),
                         },
                     };
-                    let candidate = Candidate { port, key_ports };
+                    let candidate = Candidate {
+                        port: permit.port,
+                        key_ports,
+                    };
                     if let Err(denied) = policy::decide(config, &candidate) {
                         return denied.audit_reason().to_string();
                     }

@@ -18,8 +18,8 @@ pub struct Candidate<'a> {
     pub key_ports: Option<&'a PortSet>,
 }
 
-/// The policy allows the connection. Carried into the bridge so that a session knows what
-/// it was allowed for.
+/// The policy allows the connection. Carried with the admitted session (`gate::admit`) into
+/// its stop signal, which re-decides for the permitted port on every policy change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permit {
     /// The port that was allowed.

@@ -1,7 +1,7 @@
 //! Outbound connections through an HTTP proxy (HTTP `CONNECT`), and which destinations skip it.
 //!
-//! Used by the clients (`HTTPS_PROXY`/`NO_PROXY`, as curl reads them) and, later, by relay
-//! mode's listener (`proxy.url`/`proxy.bypass`). Owns the CONNECT exchange; the URL and the
+//! Used by the one dialer (`transport::dial`) for the clients (`HTTPS_PROXY`/`NO_PROXY`, as
+//! curl reads them) and for relay mode's listener (`proxy.url`/`proxy.bypass`). Owns the CONNECT exchange; the URL and the
 //! bypass rules are parsed by [`crate::config`]'s one grammar ([`ProxyUrl`], [`BypassEntry`]),
 //! so what `config set` accepts is exactly what works here. Knows nothing about TLS or
 //! WebSockets, which run over the stream it returns.

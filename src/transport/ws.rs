@@ -8,6 +8,12 @@
 //! role accepts, masking, size limits, and streaming a data frame's payload in pieces so that a
 //! session never holds a whole 1 MiB frame in memory.
 //!
+//! The contract: frames that tungstenite's codec would accept for the role are read with the
+//! same meaning, and tungstenite reads what we write as we meant it (the differential test
+//! `frames_read_and_written_mean_the_same_to_tungstenite`; the e2e suite runs real clients), and what is written is standard framing any RFC 6455 peer reads. The
+//! choice rests on the half-close above and on memory: a data frame's payload streams in
+//! chunks instead of being held whole.
+//!
 //! It does not know about sessions, policy or the local socket: that is [`crate::transport::bridge`].
 
 use std::io::{self, Cursor};
@@ -616,5 +622,80 @@ mod tests {
             apply_mask(&mut buf[..], [1, 2, 3, 4], offset);
             assert_eq!(buf, data);
         }
+    }
+
+    /// The framing differential: what tungstenite writes, we read with the same meaning; what
+    /// we write, tungstenite reads as we meant it — data across many reads, control frames,
+    /// and a Close with its code and reason.
+    #[tokio::test]
+    async fn frames_read_and_written_mean_the_same_to_tungstenite() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::{CloseFrame as TCloseFrame, Role as TRole};
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let (theirs, ours) = tokio::io::duplex(1 << 20);
+        let mut client =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(theirs, TRole::Client, None).await;
+        for m in [
+            Message::binary(b"hello".to_vec()),
+            Message::Ping(Bytes::from_static(b"p1")),
+            Message::binary(big.clone()),
+            Message::Pong(Bytes::new()),
+            Message::Close(Some(TCloseFrame {
+                code: 1000.into(),
+                reason: "bye".into(),
+            })),
+        ] {
+            client.send(m).await.unwrap();
+        }
+        let (ours_r, ours_w) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(ours_r, Role::Server, 1 << 20, 4096);
+        let (mut data, mut events) = (Vec::new(), Vec::new());
+        loop {
+            match reader.next().await.unwrap() {
+                Event::Data(d) => data.extend_from_slice(d),
+                Event::Ping(p) => events.push(format!("ping {}", String::from_utf8_lossy(&p))),
+                Event::Pong => events.push("pong".into()),
+                Event::Close(c) => {
+                    events.push(format!("close {} {}", c.code, c.reason));
+                    break;
+                }
+            }
+        }
+        let mut want = b"hello".to_vec();
+        want.extend_from_slice(&big);
+        assert!(data == want, "the data bytes differ");
+        assert_eq!(events, ["ping p1", "pong", "close 1000 bye"]);
+
+        let mut writer = FrameWriter::new(ours_w, Role::Server);
+        writer.send_binary_from(&big).await.unwrap();
+        writer.send_ping(b"p2").await.unwrap();
+        writer.send_pong(b"").await.unwrap();
+        writer
+            .send_close(close::POLICY, "connection not allowed")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = client.next().await {
+            match m.unwrap() {
+                Message::Binary(b) => got.push(format!("binary {}", b.len())),
+                Message::Ping(p) => got.push(format!("ping {}", String::from_utf8_lossy(&p))),
+                Message::Pong(_) => got.push("pong".into()),
+                Message::Close(Some(c)) => {
+                    got.push(format!("close {} {}", u16::from(c.code), c.reason));
+                    break;
+                }
+                other => got.push(format!("unexpected {other:?}")),
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                "binary 70000",
+                "ping p2",
+                "pong",
+                "close 1008 connection not allowed"
+            ]
+        );
     }
 }
