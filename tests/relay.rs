@@ -2,7 +2,7 @@
 //! --relay --relay-only` (no inbound port) → `sshd`.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -359,4 +359,95 @@ fn relay_only_refuses_a_certificate_it_would_not_use() {
         err.contains("--relay-only") && err.contains("--cert"),
         "{err}"
     );
+}
+
+#[test]
+fn the_relay_parses_requests_with_the_gates_rules() {
+    // One sb-hc-id rule in every mode: the gate answers 400 for an id over 64 characters,
+    // and so does the relay now (it used to replace it with one of its own), for senders and
+    // listeners alike; a port given twice is a 400 there too.
+    let relay = RelayServer::start();
+    let long_id = "a".repeat(65);
+    for (what, query) in [
+        (
+            "long sender id",
+            format!("sb-hc-action=connect&sb-hc-id={long_id}"),
+        ),
+        (
+            "long listener id",
+            format!("sb-hc-action=listen&sb-hc-id={long_id}"),
+        ),
+        (
+            "port twice",
+            "sb-hc-action=connect&port=22&port=23".to_string(),
+        ),
+        ("no action", "sb-hc-id=x".to_string()),
+    ] {
+        let request = upgrade_request(&format!("/$hc/{GATE_NAME}?{query}"), &[]);
+        let answer = answer_head(relay.addr, &request);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{what}: {answer}"
+        );
+    }
+    // 64 characters are fine: it goes on to the token check.
+    let request = upgrade_request(
+        &format!(
+            "/$hc/{GATE_NAME}?sb-hc-action=connect&sb-hc-id={}",
+            "a".repeat(64)
+        ),
+        &[],
+    );
+    let answer = answer_head(relay.addr, &request);
+    assert!(
+        answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_flooding_source_cannot_hold_the_relays_handshakes() {
+    // The gate's rule, now the relay's too: one source holds at most 64 connections in
+    // their handshake; more are closed at once, unanswered, however long the handshake
+    // deadline. Before, the relay counted only its total and let a 65th wait.
+    let sshd = Sshd::start();
+    let relay = RelayServer::start_with(&["--handshake-timeout", "60s"]);
+    let gate = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
+    let addr = relay.addr;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (flood, closed_after) = rt.block_on(async move {
+        use tokio::io::AsyncReadExt;
+        let connect = || async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            socket.connect(addr).await.unwrap()
+        };
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            held.push(connect().await);
+        }
+        // Each of those is in its TLS handshake (it never sends a ClientHello): the next
+        // one from the same source is closed without an answer.
+        let started = Instant::now();
+        let mut over = connect().await;
+        let read = tokio::time::timeout(Duration::from_secs(30), over.read(&mut [0u8; 16])).await;
+        let closed = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => Some(started.elapsed()),
+            _ => None,
+        };
+        (held, closed)
+    });
+    let closed_after = closed_after.expect("the 65th connection from one source was not closed");
+    assert!(
+        closed_after < Duration::from_secs(10),
+        "closed only after {closed_after:?}: it waited for the 60 s handshake deadline"
+    );
+    // Everyone else is served meanwhile.
+    let token = relay.sender_token_file(GATE_NAME);
+    assert_ssh_echo(
+        &sshd,
+        &relay_proxy_command(&relay, &token),
+        "through-the-flood",
+    );
+    drop((flood, gate));
 }

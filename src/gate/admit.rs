@@ -27,7 +27,7 @@ use crate::hc::request;
 use crate::policy::{self, Candidate, Permit};
 use crate::token::{self, Audience, Grant, TokenError};
 use crate::transport::bridge::Counters;
-use crate::transport::deadline::{unix_now, within};
+use crate::transport::deadline::{TimedOut, unix_now, within};
 
 /// What vouches for a connection.
 pub(crate) enum Credential<'a> {
@@ -258,9 +258,20 @@ impl Gate {
     }
 }
 
+/// Why the local service could not be dialled; its text ends the `503` status line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LocalDialError {
+    /// The connection failed (refused, unreachable).
+    #[error("{0}")]
+    Failed(std::io::Error),
+    /// It did not finish in time.
+    #[error("{0}")]
+    TimedOut(TimedOut),
+}
+
 /// Dials the local service: `127.0.0.1:{port}`, then `[::1]:{port}`. Never another host.
-async fn dial_local(port: Port, timeout: Duration) -> Result<TcpStream, String> {
-    let mut last = String::new();
+async fn dial_local(port: Port, timeout: Duration) -> Result<TcpStream, LocalDialError> {
+    let mut first = None;
     for ip in [
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -268,13 +279,11 @@ async fn dial_local(port: Port, timeout: Duration) -> Result<TcpStream, String> 
         let addr = SocketAddr::new(ip, port.get());
         let error = match within("dialling", timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => e.to_string(),
-            Err(t) => t.to_string(),
+            Ok(Err(e)) => LocalDialError::Failed(e),
+            Err(t) => LocalDialError::TimedOut(t),
         };
         // The IPv4 error is the one to report: [::1] is only a fallback.
-        if last.is_empty() {
-            last = error;
-        }
+        first.get_or_insert(error);
     }
-    Err(last)
+    Err(first.expect("two addresses were tried"))
 }

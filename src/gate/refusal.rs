@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::http::{HeaderValue, Response, StatusCode, header};
 
+use crate::gate::admit::LocalDialError;
 use crate::gate::sessions::Limit;
 use crate::hc::answer::refusal;
 use crate::hc::request::RequestError;
@@ -20,7 +21,7 @@ pub(crate) enum Refusal {
     Unauthorized(TokenError),
     Forbidden(Denied, u16),
     Unavailable(String),
-    DialFailed(u16, String),
+    DialFailed(u16, LocalDialError),
     OverLimit(Limit),
 }
 
@@ -110,7 +111,7 @@ impl Refusal {
             Refusal::Unauthorized(e) => ("unauthorized", e.to_string(), e.kind()),
             Refusal::Forbidden(d, _) => ("deny", d.audit_reason().to_string(), d.audit_reason()),
             Refusal::Unavailable(e) => ("unavailable", e.clone(), "config_invalid"),
-            Refusal::DialFailed(_, e) => ("dial_failed", e.clone(), "dial_failed"),
+            Refusal::DialFailed(_, e) => ("dial_failed", e.to_string(), "dial_failed"),
             Refusal::OverLimit(Limit::Total) => {
                 ("over_limit", "max sessions reached".into(), "max_sessions")
             }

@@ -324,6 +324,50 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
     }
 }
 
+/// The reading half: the peer's frames, their bytes written to the local side, everything
+/// else posted to the writing half; its last message says how the peer's side ended.
+async fn read_peer<R, LW>(
+    reader: &mut FrameReader<R>,
+    mut local_w: LW,
+    mailbox: &Mailbox,
+    heard: &AtomicU64,
+    counters: &Counters,
+) where
+    R: AsyncRead + Unpin,
+    LW: AsyncWrite + Unpin,
+{
+    let last = loop {
+        match reader.next().await {
+            Ok(Event::Data(d)) => {
+                heard.fetch_add(1, Ordering::Relaxed);
+                let n = d.len() as u64;
+                let written = match local_w.write_all(d).await {
+                    Ok(()) => local_w.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    break FromReader::LocalWriteFailed(e);
+                }
+                counters.from_peer.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(Event::Ping(p)) => {
+                heard.fetch_add(1, Ordering::Relaxed);
+                mailbox.post(FromReader::Ping(p));
+            }
+            Ok(Event::Pong) => {
+                heard.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Close(frame)) => {
+                // Half-close: the peer sends no more; the local side hears EOF.
+                let _ = local_w.shutdown().await;
+                break FromReader::Closed(frame);
+            }
+            Err(e) => break FromReader::Failed(e),
+        }
+    };
+    mailbox.post(last);
+}
+
 /// A deadline that never comes, for timers that are off.
 const FAR: Duration = Duration::from_secs(86400 * 365);
 
@@ -357,39 +401,7 @@ where
     let mailbox = Mailbox::default();
     let heard = AtomicU64::new(0);
 
-    let reading = async {
-        let mut local_w = local_w;
-        let last = loop {
-            match reader.next().await {
-                Ok(Event::Data(d)) => {
-                    heard.fetch_add(1, Ordering::Relaxed);
-                    let n = d.len() as u64;
-                    let written = match local_w.write_all(d).await {
-                        Ok(()) => local_w.flush().await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = written {
-                        break FromReader::LocalWriteFailed(e);
-                    }
-                    counters.from_peer.fetch_add(n, Ordering::Relaxed);
-                }
-                Ok(Event::Ping(p)) => {
-                    heard.fetch_add(1, Ordering::Relaxed);
-                    mailbox.post(FromReader::Ping(p));
-                }
-                Ok(Event::Pong) => {
-                    heard.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Event::Close(frame)) => {
-                    // Half-close: the peer sends no more; the local side hears EOF.
-                    let _ = local_w.shutdown().await;
-                    break FromReader::Closed(frame);
-                }
-                Err(e) => break FromReader::Failed(e),
-            }
-        };
-        mailbox.post(last);
-    };
+    let reading = read_peer(&mut reader, local_w, &mailbox, &heard, counters);
 
     let writing = async {
         let mut s = Session {

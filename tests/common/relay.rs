@@ -21,7 +21,16 @@ impl RelayServer {
         RelayServer::start_at("127.0.0.1:0", private_dir())
     }
 
+    /// A relay with extra flags.
+    pub(crate) fn start_with(extra: &[&str]) -> RelayServer {
+        RelayServer::spawn("127.0.0.1:0", private_dir(), extra)
+    }
+
     pub(crate) fn start_at(listen: &str, dir: tempfile::TempDir) -> RelayServer {
+        RelayServer::spawn(listen, dir, &[])
+    }
+
+    fn spawn(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> RelayServer {
         let keys = dir.path().join("relay-keys.json");
         if !keys.exists() {
             write_secret(
@@ -41,6 +50,7 @@ impl RelayServer {
                 .arg(repo("certs-dev/server.pem"))
                 .arg("--key")
                 .arg(repo("certs-dev/server-key.pem"))
+                .args(extra)
                 .env("RUST_LOG", "info"),
             false,
         );
