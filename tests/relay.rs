@@ -451,3 +451,16 @@ fn a_flooding_source_cannot_hold_the_relays_handshakes() {
     );
     drop((flood, gate));
 }
+
+#[test]
+fn a_sender_waiting_for_its_listener_holds_no_handshake_place() {
+    // Everything comes from 127.0.0.1 here: the listener, the sender and the gate's
+    // rendezvous. With one handshake place per source, the rendezvous gets through only if
+    // the sender, waiting for it, no longer holds that place.
+    let sshd = Sshd::start();
+    let relay = RelayServer::start_with(&["--max-handshakes-per-ip", "1"]);
+    let gate = Gate::start_relayed(&[sshd.port], &relay.url(GATE_NAME), &[]);
+    let token = relay.sender_token_file(GATE_NAME);
+    assert_ssh_echo(&sshd, &relay_proxy_command(&relay, &token), "one-place");
+    drop(gate);
+}

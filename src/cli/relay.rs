@@ -63,7 +63,8 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
             args.keys.display()
         )));
     }
-    let keys = live::load_keys(&args.keys).map_err(anyhow::Error::from)?;
+    // As one line: the error's text already holds its cause.
+    let keys = live::load_keys(&args.keys).map_err(|e| anyhow::anyhow!("{e}"))?;
     let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
     let tls = arcgate::transport::tls::server_config(certs);
     let relay = arcgate::relay::Relay::new(

@@ -201,21 +201,21 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
 pub enum FetchError {
     /// Nothing listens there.
     #[error(
-        "cannot reach the admin endpoint at {addr}: {source}; is the gate running with --admin {addr}?"
+        "cannot reach the admin endpoint at {addr}: {error}; is the gate running with --admin {addr}?"
     )]
     Unreachable {
         /// Where.
         addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a `source`, so that it is printed once).
+        error: std::io::Error,
     },
     /// The HTTP exchange failed.
-    #[error("the admin endpoint at {addr} broke the exchange: {source}")]
+    #[error("the admin endpoint at {addr} broke the exchange: {error}")]
     Http {
         /// Where.
         addr: SocketAddr,
         /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
     /// No answer in time.
     #[error("the admin endpoint at {addr} did not answer within {after:?}")]
@@ -229,11 +229,11 @@ pub enum FetchError {
 
 /// `GET path` on the admin endpoint at `addr`.
 pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(StatusCode, Bytes), FetchError> {
-    let http = |source: Box<dyn std::error::Error + Send + Sync>| FetchError::Http { addr, source };
+    let http = |error: Box<dyn std::error::Error + Send + Sync>| FetchError::Http { addr, error };
     let work = async {
         let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|source| FetchError::Unreachable { addr, source })?;
+            .map_err(|error| FetchError::Unreachable { addr, error })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| http(e.into()))?;

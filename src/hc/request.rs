@@ -116,27 +116,16 @@ pub enum RequestError {
 }
 
 /// The parameters that may appear once only.
-const SINGLE: [&str; 6] = [
-    "sb-hc-action",
-    "sb-hc-id",
-    "port",
-    "sb-hc-token",
-    "sb-hc-statusCode",
-    "sb-hc-statusDescription",
-];
+const SINGLE: [&str; 4] = ["sb-hc-action", "sb-hc-id", "port", "sb-hc-token"];
+/// The parameters that may appear once only in an accept (a listener's rejection).
+const SINGLE_IN_ACCEPT: [&str; 2] = ["sb-hc-statusCode", "sb-hc-statusDescription"];
 
 /// Parses a request head of any action: the one parser the gate and the relay share.
 pub fn parse_hc(head: &Parts) -> Result<HcRequest, RequestError> {
     let ws_key = check_upgrade(head)?;
     let name = parse_path(head.uri.path())?;
     let query = query_pairs(head.uri.query().unwrap_or(""))?;
-    for (i, (k, _)) in query.iter().enumerate() {
-        if let Some(single) = SINGLE.iter().find(|s| *s == k)
-            && query[..i].iter().any(|(earlier, _)| earlier == k)
-        {
-            return Err(RequestError::Duplicate(single));
-        }
-    }
+    once_each(&query, &SINGLE)?;
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let action = match get("sb-hc-action").map(String::as_str) {
         Some("connect") => Action::Connect,
@@ -149,6 +138,9 @@ pub fn parse_hc(head: &Parts) -> Result<HcRequest, RequestError> {
             });
         }
     };
+    if action == Action::Accept {
+        once_each(&query, &SINGLE_IN_ACCEPT)?;
+    }
     let port = get("port")
         .map(|p| {
             parse_port(p).map_err(|why| RequestError::BadPort {
@@ -175,10 +167,29 @@ pub fn parse_hc(head: &Parts) -> Result<HcRequest, RequestError> {
     })
 }
 
+/// A [`RequestError::Duplicate`] for the first of `names` that appears twice.
+fn once_each(query: &[(String, String)], names: &[&'static str]) -> Result<(), RequestError> {
+    for (i, (k, _)) in query.iter().enumerate() {
+        if let Some(single) = names.iter().find(|s| *s == k)
+            && query[..i].iter().any(|(earlier, _)| earlier == k)
+        {
+            return Err(RequestError::Duplicate(single));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a connect request: [`parse_hc`], the action `connect`, the default port and an id
 /// of our own when the client sent none.
 pub fn parse(head: &Parts) -> Result<ConnectRequest, RequestError> {
-    let hc = parse_hc(head)?;
+    // What the gate serves is connect only, and its 400 says so.
+    let hc = parse_hc(head).map_err(|e| match e {
+        RequestError::BadAction { given, .. } => RequestError::BadAction {
+            given,
+            expected: "connect",
+        },
+        other => other,
+    })?;
     if hc.action != Action::Connect {
         return Err(RequestError::BadAction {
             given: shorten(hc.param("sb-hc-action").unwrap_or_default()),
@@ -450,11 +461,26 @@ mod tests {
         for bad in [
             "/$hc/h?sb-hc-action=other",
             "/$hc/h?sb-hc-action=listen&sb-hc-id=".to_string().as_str(),
-            "/$hc/h?sb-hc-action=accept&sb-hc-statusCode=1&sb-hc-statusCode=2",
+            "/$hc/h?sb-hc-action=accept&sb-hc-id=x&sb-hc-statusCode=1&sb-hc-statusCode=2",
             "/$hc/h?sb-hc-action=connect&port=22&port=23",
         ] {
             assert!(parse_hc(&head(bad, &[])).is_err(), "{bad} accepted");
         }
+        assert!(
+            parse(&head(
+                "/$hc/h?sb-hc-action=connect&sb-hc-statusCode=1&sb-hc-statusCode=2",
+                &[]
+            ))
+            .is_ok(),
+            "rejection parameters are an accept's business"
+        );
+        assert!(matches!(
+            parse(&head("/$hc/h?sb-hc-action=other", &[])),
+            Err(RequestError::BadAction {
+                expected: "connect",
+                ..
+            })
+        ));
         let long_id = format!("/$hc/h?sb-hc-action=listen&sb-hc-id={}", "é".repeat(64));
         assert!(
             parse_hc(&head(&long_id, &[])).is_ok(),

@@ -20,6 +20,7 @@ use crate::hc::answer::switching_protocols;
 use crate::hc::control::{Accept, AcceptMessage, RemoteEndpoint, rejection};
 use crate::hc::request::HcRequest;
 use crate::token::Right;
+use crate::transport::accept::HandshakePlace;
 
 /// Headers never passed to a listener in `connectHeaders`: credentials.
 const WITHHELD: [&str; 4] = [
@@ -43,6 +44,12 @@ impl Relay {
             return Err(Refusal::Unauthorized);
         }
         let place = self.connection_place()?;
+        // Counted among the established connections now: the wait for the listener (up to
+        // 30 s) must not hold one of the source's handshake places, or a few waiting senders
+        // would shut out the gate's own rendezvous from the same address.
+        if let Some(handshake) = request.extensions().get::<HandshakePlace>() {
+            handshake.release();
+        }
         let (host, listener) = self.choose_listener(&hc.name).ok_or(Refusal::NoListener)?;
         // The address carries a fresh, unguessable handle: it is the listener's only credential.
         let handle = uuid::Uuid::new_v4().simple().to_string();
@@ -87,10 +94,16 @@ impl Relay {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(handle.clone(), done_tx);
+        // Spent whatever happens, also when the sender goes away while it waits (this
+        // future is then dropped, not finished).
+        let _spent = Spent {
+            relay: self,
+            handle: &handle,
+        };
         let sent = listener
             .send(serde_json::to_string(&message).expect("plain data serializes"))
             .await;
-        let answer = match sent {
+        match sent {
             // The listener went away before it could be told.
             Err(_) => Err(Refusal::ListenerGone),
             Ok(()) => match tokio::time::timeout(ACCEPT_TTL, done_rx).await {
@@ -101,12 +114,7 @@ impl Relay {
                     Err(Refusal::Rejected(status, description))
                 }
             },
-        };
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&handle);
-        answer
+        }
     }
 
     /// A listener's answer at an accept address: a rejection passed on (`410` to it), or
@@ -123,6 +131,15 @@ impl Relay {
                 .remove(id)
         });
         let waiting = waiting.ok_or(Refusal::UnknownAddress)?;
+        // The sender is told, not left to think the listener went away.
+        let place = match self.connection_place() {
+            Ok(place) => place,
+            Err(busy) => {
+                let why = "the relay holds as many connections as it may; retry later";
+                let _ = waiting.send(Rendezvous::Rejected(503, why.into()));
+                return Err(busy);
+            }
+        };
         let rejected = rejection(
             hc.param("sb-hc-statusCode"),
             hc.param("sb-hc-statusDescription"),
@@ -131,10 +148,25 @@ impl Relay {
             let _ = waiting.send(Rendezvous::Rejected(status, description));
             return Err(Refusal::RejectionDelivered);
         }
-        let place = self.connection_place()?;
         let upgrade = hyper::upgrade::on(&mut request);
         let _ = waiting.send(Rendezvous::Accepted(Accepted { upgrade, place }));
         Ok(switching_protocols(&hc.ws_key))
+    }
+}
+
+/// Removes a pending accept address when dropped.
+struct Spent<'a> {
+    relay: &'a Relay,
+    handle: &'a str,
+}
+
+impl Drop for Spent<'_> {
+    fn drop(&mut self) {
+        self.relay
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.handle);
     }
 }
 

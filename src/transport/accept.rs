@@ -39,11 +39,13 @@ pub(crate) struct Handshakes {
 }
 
 /// A connection's place among those in their handshake; dropping it gives the place back.
+#[derive(Debug)]
 pub(crate) struct ConnectionPermit {
     _total: OwnedSemaphorePermit,
     _source: SourceCount,
 }
 
+#[derive(Debug)]
 struct SourceCount {
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     ip: IpAddr,
@@ -123,6 +125,24 @@ fn source(ip: IpAddr) -> IpAddr {
             IpAddr::V6(prefix.into())
         }
         v4 => v4,
+    }
+}
+
+/// A connection's handshake place, shared by its stream (which gives it back when the
+/// connection closes or is taken for a session) and the request being answered (a handler
+/// that will hold the request a long time, like a relay sender waiting for its listener,
+/// gives it back once the head is read and the connection is counted elsewhere).
+#[derive(Debug, Clone)]
+pub(crate) struct HandshakePlace(Arc<Mutex<Option<ConnectionPermit>>>);
+
+impl HandshakePlace {
+    pub(crate) fn new(permit: ConnectionPermit) -> HandshakePlace {
+        HandshakePlace(Arc::new(Mutex::new(Some(permit))))
+    }
+
+    /// Gives the place back (once; later calls do nothing).
+    pub(crate) fn release(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 

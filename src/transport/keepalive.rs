@@ -32,8 +32,12 @@ pub(crate) struct Keepalive {
 
 impl Keepalive {
     /// Ticks every `every` (the first one `every` from now); gone after `limit` unanswered
-    /// pings.
+    /// pings. Zero means never (`--ping-interval 0`).
     pub(crate) fn new(every: Duration, limit: u32) -> Keepalive {
+        let every = match every.is_zero() {
+            true => Duration::from_secs(86400 * 365),
+            false => every,
+        };
         let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Keepalive {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::transport::accept::ConnectionPermit;
+use crate::transport::accept::HandshakePlace;
 use crate::transport::server_tls::ServerTls;
 
 /// The gate's (and the relay's) connection stream: TLS over a socket.
@@ -31,12 +31,12 @@ pub(crate) struct Lingering {
     io: Option<GateStream>,
     /// Held until the draining ends, so lingering connections count against the limit on
     /// connections in their handshake.
-    permit: Option<ConnectionPermit>,
+    permit: Option<HandshakePlace>,
 }
 
 impl Lingering {
     /// Wraps a connection; `permit` is released when the connection is fully closed.
-    pub(crate) fn new(io: GateStream, permit: ConnectionPermit) -> Lingering {
+    pub(crate) fn new(io: GateStream, permit: HandshakePlace) -> Lingering {
         Lingering {
             io: Some(io),
             permit: Some(permit),
@@ -45,7 +45,9 @@ impl Lingering {
 
     /// Takes the stream for a WebSocket session: no lingering, and the permit is released.
     pub(crate) fn into_inner(mut self) -> GateStream {
-        self.permit.take();
+        if let Some(place) = self.permit.take() {
+            place.release();
+        }
         self.io.take().expect("present until taken")
     }
 
@@ -77,7 +79,9 @@ impl Drop for Lingering {
                 }
             };
             let _ = tokio::time::timeout(LINGER_FOR, drain).await;
-            drop(permit);
+            if let Some(place) = permit {
+                place.release();
+            }
         });
     }
 }

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use crate::transport::accept::{ConnectionPermit, Handshakes, accept};
+use crate::transport::accept::{ConnectionPermit, HandshakePlace, Handshakes, accept};
 use crate::transport::deadline::within;
 use crate::transport::linger::{GateStream, Lingering};
 
@@ -135,7 +135,10 @@ async fn serve_connection<H: Handler>(
         }
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let service = hyper::service::service_fn(move |req| {
+    let place = HandshakePlace::new(permit);
+    let for_requests = place.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(for_requests.clone());
         let answer = handler.clone().answer(req, peer);
         async move { Ok::<_, Infallible>(answer.await) }
     });
@@ -145,7 +148,7 @@ async fn serve_connection<H: Handler>(
         .max_buf_size(limits.max_header_bytes.max(8192));
     // The handshake permit covers the HTTP exchange and a lingering close; a session that
     // takes the stream releases it (the gate's sessions have their own limit).
-    let io = TokioIo::new(Lingering::new(tls, permit));
+    let io = TokioIo::new(Lingering::new(tls, place));
     let conn = http.serve_connection(io, service).with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
