@@ -65,7 +65,7 @@ pub enum TokenError {
         resource: String,
     },
     /// The key may not do this (its `rights` lack it).
-    #[error("key '{key}' lacks the {right:?} right")]
+    #[error("key '{key}' lacks the {right} right")]
     MissingRight {
         /// Key name.
         key: String,
@@ -211,6 +211,15 @@ pub enum Right {
     Listen,
 }
 
+impl fmt::Display for Right {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Right::Send => "send",
+            Right::Listen => "listen",
+        })
+    }
+}
+
 /// One key from the keys file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyEntry {
@@ -219,7 +228,8 @@ pub struct KeyEntry {
     key: String,
     /// When set, the only ports this key's tokens may reach.
     pub ports: Option<PortSet>,
-    /// What its tokens may do; a key without `rights` may do both.
+    /// What its tokens may do; a key without `rights` may only send (`listen` is granted
+    /// by name, never by default).
     pub rights: Vec<Right>,
 }
 
@@ -239,6 +249,21 @@ impl KeyEntry {
     pub fn secret(&self) -> &str {
         &self.key
     }
+
+    /// Whether its tokens may do `right`.
+    pub fn may(&self, right: Right) -> bool {
+        self.rights.contains(&right)
+    }
+
+    /// Whether its tokens may reach `port` (a key without `ports` reaches any).
+    pub fn covers(&self, port: u16) -> bool {
+        covers(self.ports.as_ref(), port)
+    }
+}
+
+/// Whether a key's `ports` (none: any port) let its tokens reach `port`.
+fn covers(ports: Option<&PortSet>, port: u16) -> bool {
+    ports.is_none_or(|p| p.contains(port))
 }
 
 /// The keys file's contents.
@@ -321,7 +346,9 @@ impl KeySet {
                     })?),
                 };
             let rights = match k.rights {
-                None => vec![Right::Send, Right::Listen],
+                // No rights: send only. A key that may attach listeners takes over a
+                // name's sessions, so that right is never implied.
+                None => vec![Right::Send],
                 Some(list) => list
                     .iter()
                     .map(|r| match r.to_ascii_lowercase().as_str() {
@@ -349,7 +376,7 @@ impl KeySet {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
         let key = base64::engine::general_purpose::STANDARD.encode(secret);
-        let file = serde_json::json!([{ "name": name, "key": key }]);
+        let file = serde_json::json!([{ "name": name, "key": key, "rights": ["send"] }]);
         let mut out = serde_json::to_vec_pretty(&file).expect("plain JSON serializes");
         out.push(b'\n');
         out
@@ -365,15 +392,26 @@ impl KeySet {
         self.0.iter().map(|k| k.name.as_str()).collect()
     }
 
-    /// The key that still backs `grant` — same name, same secret, still with the send right —
-    /// or why none does. Its `ports` are the ones that now apply to the grant's sessions.
+    /// The names of keys that may both send and listen: whoever holds one can attach a
+    /// listener beside the real gate and take its senders' sessions.
+    pub fn with_both_rights(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|k| k.may(Right::Send) && k.may(Right::Listen))
+            .map(|k| k.name.as_str())
+            .collect()
+    }
+
+    /// The key that still backs `grant` — same name, same secret, still with the right the
+    /// grant was for — or why none does. Its `ports` are the ones that now apply to the
+    /// grant's sessions.
     pub fn still_backs(&self, grant: &Grant) -> Result<&KeyEntry, Withdrawn> {
         let entry = self.get(&grant.key_name).ok_or(Withdrawn::Removed)?;
         if digest(&entry.key) != grant.secret_digest {
             return Err(Withdrawn::SecretChanged);
         }
-        if !entry.rights.contains(&Right::Send) {
-            return Err(Withdrawn::RightRemoved);
+        if !entry.may(grant.right) {
+            return Err(Withdrawn::RightRemoved(grant.right));
         }
         Ok(entry)
     }
@@ -388,8 +426,17 @@ pub struct Grant {
     pub key_name: String,
     /// The key's ports, if it lists any.
     pub ports: Option<PortSet>,
+    /// The right the token was checked for.
+    pub right: Right,
     /// SHA-256 of the secret that signed the token: never the secret itself.
     secret_digest: [u8; 32],
+}
+
+impl Grant {
+    /// Whether the key's `ports`, as they were when the token was checked, reach `port`.
+    pub fn covers(&self, port: u16) -> bool {
+        covers(self.ports.as_ref(), port)
+    }
 }
 
 /// Why a keys file no longer backs a grant: each ends the sessions it opened (SPEC §5).
@@ -402,8 +449,8 @@ pub enum Withdrawn {
     #[error("given a new secret")]
     SecretChanged,
     /// The key lost the right the grant was for.
-    #[error("no longer has the send right")]
-    RightRemoved,
+    #[error("no longer has the {0} right")]
+    RightRemoved(Right),
 }
 
 fn digest(secret: &str) -> [u8; 32] {
@@ -506,6 +553,7 @@ pub fn verify_for(
     Ok(Grant {
         key_name: entry.name.clone(),
         ports: entry.ports.clone(),
+        right,
         secret_digest: digest(&entry.key),
     })
 }
@@ -724,6 +772,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_without_rights_may_send_but_never_listen() {
+        // The README's old set-up: the relay's listen key in the gate's keys file without
+        // `rights` opened sessions at the direct gate, and any sender key could attach
+        // listeners beside the real gate.
+        let keys = KeySet::from_json(
+            br#"[{"name":"plain","key":"0123456789abcdef0123"},
+                 {"name":"both","key":"fedcba9876543210fedc","rights":["send","listen"]}]"#,
+        )
+        .unwrap();
+        let t = mint(
+            "http://r/myhost/",
+            "plain",
+            "0123456789abcdef0123",
+            NOW + 60,
+        );
+        assert!(verify_for(&keys, &t, &gate(), NOW, Right::Send).is_ok());
+        let err = verify_for(&keys, &t, &gate(), NOW, Right::Listen).unwrap_err();
+        assert_eq!(err.to_string(), "key 'plain' lacks the listen right");
+        assert_eq!(keys.with_both_rights(), vec!["both"]);
+        let generated = KeySet::from_json(&KeySet::generate_json("default")).unwrap();
+        assert_eq!(generated.get("default").unwrap().rights, vec![Right::Send]);
+        assert!(generated.with_both_rights().is_empty());
+    }
+
+    #[test]
     fn a_grant_is_backed_only_by_its_own_key_secret_and_right() {
         let t = mint(
             "http://g/myhost/",
@@ -745,7 +818,7 @@ mod tests {
             ),
             (
                 br#"[{"name":"narrow","key":"fedcba9876543210fedc","rights":["listen"]}]"#,
-                Err(Withdrawn::RightRemoved),
+                Err(Withdrawn::RightRemoved(Right::Send)),
             ),
             // Narrower ports still back the grant: the caller re-decides with them.
             (

@@ -12,5 +12,6 @@ mod layout;
 mod operations;
 mod promise;
 mod relay;
+mod relay_trust;
 mod sessions;
 mod ssh;

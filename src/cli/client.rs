@@ -55,6 +55,11 @@ pub(crate) struct ClientArgs {
     /// File holding the token (read again for every tunnel).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Through a relay: file holding a token for the gate itself, signed with a key from the
+    /// gate's keys file (read again for every tunnel). Sent beside the relay's token; a gate
+    /// started with --relay-require-gate-token admits no one without it.
+    #[arg(long, value_name = "FILE")]
+    pub gate_token_file: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust besides the system store; repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
@@ -132,6 +137,10 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
         },
         proxy,
         connect_timeout: args.connect_timeout,
+        gate_token: match &args.gate_token_file {
+            Some(file) => TokenSource::File(file.clone()),
+            None => TokenSource::None,
+        },
     })?;
     Ok(ClientSetup {
         connector,

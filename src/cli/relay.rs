@@ -28,9 +28,13 @@ pub(crate) struct RelayArgs {
     /// Private key (PEM).
     #[arg(long, default_value = "certs-dev/server-key.pem", value_name = "PEM")]
     pub key: PathBuf,
-    /// Keys file: SAS keys with optional "rights": ["listen"], ["send"] (default: both).
+    /// Keys file: SAS keys with "rights": ["send"] (the default) or ["listen"], and optional
+    /// "ports" a sender key may reach.
     #[arg(long, value_name = "PATH")]
     pub keys: PathBuf,
+    /// The host tokens must name in their resource (http://HOST/NAME/); without it, any.
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
     /// TLS and the HTTP request head must arrive within this.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
@@ -63,6 +67,10 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
             args.keys.display()
         )));
     }
+    // Armed before the first read: a change written at any moment after this line is either
+    // in that read or wakes the watcher (the gate's rule, SPEC §4.4).
+    let mut watch =
+        live::FileWatch::start(&[args.keys.as_path()]).context("cannot watch the keys file")?;
     // As one line: the error's text already holds its cause.
     let keys = live::load_keys(&args.keys).map_err(|e| anyhow::anyhow!("{e}"))?;
     let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
@@ -75,6 +83,7 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
             ping_interval: args.ping_interval,
             max_connections: args.max_connections,
             max_handshakes_per_ip: args.max_handshakes_per_ip,
+            public_host: args.public_host.clone(),
         },
         keys,
     );
@@ -83,8 +92,6 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
-        let mut watch = live::FileWatch::start(&[args.keys.as_path()])
-            .context("cannot watch the keys file")?;
         {
             let relay = relay.clone();
             let path = args.keys.clone();
@@ -92,10 +99,13 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
                 while watch.next().await.is_some() {
                     match live::load_keys(&path) {
                         Ok(keys) => {
-                            relay.set_keys(keys).await;
-                            tracing::info!("relay keys reloaded");
+                            tracing::info!(keys = ?keys.names(), "relay keys reloaded");
+                            relay.set_keys(Ok(keys));
                         }
-                        Err(e) => tracing::error!(error = %e, "relay keys reload FAILED; keeping the previous keys"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "relay keys reload FAILED; no token is accepted until the keys file is valid again");
+                            relay.set_keys(Err(e.to_string()));
+                        }
                     }
                 }
             });

@@ -10,7 +10,7 @@ use clap::Args;
 
 use arcgate::client::LogFormat;
 use arcgate::gate::audit::Audit;
-use arcgate::gate::relay_listener::{ListenToken, ListenerOptions};
+use arcgate::gate::relay_listener::{self, ListenToken, ListenerOptions};
 use arcgate::gate::{self, Gate, GateOptions};
 use arcgate::state::live::{self, Paths};
 use arcgate::state::store;
@@ -111,6 +111,11 @@ pub(crate) struct ServeArgs {
     /// WebSocket handshake together), for the control channel and for each rendezvous.
     #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
     pub relay_connect_timeout: Duration,
+    /// With --relay: admit a relayed sender only with a gate token (`connect
+    /// --gate-token-file`) signed with a key from this gate's keys file, checked as a direct
+    /// token is; a relay that admits a stranger then still cannot open this host.
+    #[arg(long, requires = "relay")]
+    pub relay_require_gate_token: bool,
     /// With --relay: no inbound listening socket at all, and so no certificate (--cert, --key
     /// and --listen are refused with it).
     #[arg(long, requires = "relay", conflicts_with_all = ["cert", "key", "listen"])]
@@ -205,14 +210,20 @@ fn gate_options(args: &ServeArgs, name: String) -> GateOptions {
 }
 
 /// Relay mode's options, when `--relay` is given.
-fn listener_options(args: &ServeArgs) -> Option<ListenerOptions> {
-    let url = args.relay.clone()?;
+fn listener_options(args: &ServeArgs) -> Result<Option<ListenerOptions>, CliError> {
+    let Some(url) = args.relay.clone() else {
+        return Ok(None);
+    };
     let token = match (&args.relay_token_file, &args.relay_key) {
         (Some(file), _) => ListenToken::File(file.clone()),
         (None, Some(key)) => ListenToken::Key(key.clone(), args.relay_token_ttl),
-        (None, None) => ListenToken::Key("default".into(), args.relay_token_ttl),
+        (None, None) => return Err(CliError::Usage(
+            "--relay needs the listen credentials: --relay-key NAME (a key in the keys file with \
+             the listen right) or --relay-token-file FILE"
+                .into(),
+        )),
     };
-    Some(ListenerOptions {
+    Ok(Some(ListenerOptions {
         url,
         token,
         trust: ClientTrust {
@@ -221,7 +232,8 @@ fn listener_options(args: &ServeArgs) -> Option<ListenerOptions> {
         },
         connect_timeout: args.relay_connect_timeout,
         ping_interval: args.ping_interval,
-    })
+        require_gate_token: args.relay_require_gate_token,
+    }))
 }
 
 /// Resolves once `rx` says the gate is stopping.
@@ -277,10 +289,17 @@ async fn run(
         eprintln!("arcgate: listening on {local} as '{name}'");
         tracing::info!(address = %local, name = %name, "gate listening");
     }
-    if let Some(opts) = listener_options(&args) {
-        let attached =
-            arcgate::gate::relay_listener::run(gate.clone(), opts, stopped(stop_rx.clone()));
-        tokio::spawn(attached);
+    // Relay mode whose credentials never work ends `serve` with the reason.
+    let (unusable_tx, unusable_rx) = tokio::sync::oneshot::channel();
+    if let Some(opts) = listener_options(&args)? {
+        relay_listener::check_credentials(&gate, &opts)
+            .map_err(|e| CliError::Usage(format!("relay mode: {e}")))?;
+        let attached = relay_listener::run(gate.clone(), opts, stopped(stop_rx.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = attached.await {
+                let _ = unusable_tx.send(e);
+            }
+        });
     }
     if let Some(addr) = args.admin {
         let admin = tokio::net::TcpListener::bind(addr)
@@ -291,7 +310,19 @@ async fn run(
         let serving = arcgate::gate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone()));
         tokio::spawn(serving);
     }
-    let shutdown = shutdown_signal(stop_tx);
+    let (unusable, unusable_seen) = (Arc::new(std::sync::Mutex::new(None)), stop_tx.clone());
+    let shutdown = {
+        let unusable = unusable.clone();
+        async move {
+            tokio::select! {
+                () = shutdown_signal(stop_tx) => {}
+                Ok(e) = unusable_rx => {
+                    *unusable.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    let _ = unusable_seen.send(true);
+                }
+            }
+        }
+    };
     match listener.zip(certs) {
         Some((listener, certs)) => {
             let tls = arcgate::transport::tls::server_config(certs);
@@ -303,6 +334,9 @@ async fn run(
         tracing::error!(error = %e, "configuration watcher panicked");
     }
     tracing::info!("stopped");
+    if let Some(e) = unusable.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(CliError::Usage(format!("relay mode: {e}")));
+    }
     Ok(0)
 }
 

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::client::ClientError;
 use crate::hc::url::GateUrl;
 use crate::transport::bridge::{self, BridgeConfig, ClosedBy, Counters};
-use crate::transport::dial::{self, Dialer};
+use crate::transport::dial::{self, Credentials, Dialer};
 use crate::transport::proxy::Proxy;
 use crate::transport::tls::ClientTrust;
 use crate::transport::ws::close;
@@ -28,6 +28,9 @@ pub struct ConnectOptions {
     pub proxy: Option<Proxy>,
     /// TCP + TLS + HTTP handshake deadline.
     pub connect_timeout: Duration,
+    /// Through a relay: a token for the gate behind it (signed with a key from the gate's
+    /// keys file), sent beside the relay's token and checked by the gate itself.
+    pub gate_token: TokenSource,
 }
 
 /// Reads a token file: the token is its content, surrounding whitespace removed.
@@ -64,6 +67,7 @@ pub struct Connector {
     url: GateUrl,
     port: u16,
     dialer: Dialer,
+    gate_token: TokenSource,
 }
 
 impl Connector {
@@ -71,10 +75,13 @@ impl Connector {
     pub fn new(opts: ConnectOptions) -> Result<Connector, ClientError> {
         let url = GateUrl::parse(&opts.url)?;
         let dialer = Dialer::new(&opts.trust, opts.proxy, opts.connect_timeout)?;
+        // Fail now, not at the first tunnel, if the file is unreadable.
+        opts.gate_token.read()?;
         Ok(Connector {
             url,
             port: opts.port,
             dialer,
+            gate_token: opts.gate_token,
         })
     }
 
@@ -83,13 +90,19 @@ impl Connector {
         self.url.name()
     }
 
-    /// Opens a tunnel: TCP (through the proxy when one applies), TLS, the upgrade request.
-    /// A refusal is a [`ClientError::Refused`].
+    /// Opens a tunnel: TCP (through the proxy when one applies), TLS, the upgrade request
+    /// with `token` (and the gate token, read now, when there is one). A refusal is a
+    /// [`ClientError::Refused`].
     pub async fn open(&self, token: Option<&str>) -> Result<Tunnel, ClientError> {
         let id = uuid::Uuid::new_v4().to_string();
+        let gate_token = self.gate_token.read()?;
+        let credentials = Credentials {
+            token,
+            gate_token: gate_token.as_deref(),
+        };
         let tunnel = self
             .dialer
-            .open(&self.url.connect(self.port, &id), token)
+            .open(&self.url.connect(self.port, &id), credentials)
             .await
             .map_err(|e| ClientError::dialling(self.name(), e))?;
         Ok(Tunnel {

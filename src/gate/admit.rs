@@ -29,15 +29,22 @@ use crate::token::{self, Audience, Grant, TokenError};
 use crate::transport::bridge::Counters;
 use crate::transport::deadline::{TimedOut, unix_now, within};
 
+/// The key relayed sessions without a gate token are recorded under: only the relay's word
+/// (its check of the sender's relay token) vouches for them.
+pub(crate) const RELAYED_KEY: &str = "relay";
+
 /// What vouches for a connection.
 pub(crate) enum Credential<'a> {
     /// The token a client presented (direct mode), checked against the gate's keys.
     Token(Option<&'a str>),
-    /// A relay announced it (relay mode): the relay checked the sender; the session is
-    /// recorded under the key the gate attached with.
+    /// A relay announced it (relay mode): the relay checked the sender's relay token. A gate
+    /// token the sender sent beside it (`Arcgate-Gate-Token` in `connectHeaders`) is checked
+    /// exactly as a direct token; without one, the relay's word is enough unless `required`.
     Relayed {
-        /// The key the gate's listener attached with.
-        listen_key: &'a str,
+        /// The end-to-end token, when the sender sent one.
+        gate_token: Option<&'a str>,
+        /// `serve --relay-require-gate-token`: no gate token, no session.
+        required: bool,
     },
 }
 
@@ -80,9 +87,20 @@ impl Gate {
             .config
             .as_ref()
             .map_err(|e| Refusal::Unavailable(e.clone()))?;
-        let grant = match ask.credential {
-            Credential::Relayed { .. } => None,
-            Credential::Token(token) => {
+        let token = match ask.credential {
+            Credential::Token(token) => Some(token),
+            Credential::Relayed {
+                gate_token: Some(token),
+                ..
+            } => Some(Some(token)),
+            Credential::Relayed {
+                gate_token: None,
+                required,
+            } => required.then_some(None),
+        };
+        let grant = match token {
+            None => None,
+            Some(token) => {
                 let keys = snapshot
                     .keys
                     .as_ref()
@@ -98,11 +116,10 @@ impl Gate {
                 Some(grant)
             }
         };
-        let key = match (&grant, &ask.credential) {
-            (Some(grant), _) => grant.key_name.clone(),
-            (None, Credential::Relayed { listen_key }) => listen_key.to_string(),
-            (None, Credential::Token(_)) => unreachable!("a token credential has a grant"),
-        };
+        let key = grant
+            .as_ref()
+            .map_or(RELAYED_KEY, |g| g.key_name.as_str())
+            .to_string();
         known.key.clone_from(&key);
         let candidate = Candidate {
             port: ask.port,
@@ -134,27 +151,27 @@ impl Gate {
         })
     }
 
-    /// Decides a connection a relay announced: the same core as a direct one (the relay has
-    /// checked the sender's token). Recorded like any decision.
+    /// Decides a connection a relay announced: the same core as a direct one, with the
+    /// relay's word or the sender's gate token as the credential. Recorded like any decision.
     pub(crate) async fn admit_relayed(
         &self,
         id: &str,
         port: Port,
         peer: SocketAddr,
-        listen_key: &str,
+        credential: Credential<'_>,
     ) -> Result<Admitted, Refusal> {
         let started = Instant::now();
         let mut known = Known {
             id: id.to_string(),
             name: self.opts.name.clone(),
             port: port.get(),
-            key: listen_key.to_string(),
+            key: RELAYED_KEY.to_string(),
         };
         let ask = Ask {
             id,
             port,
             peer,
-            credential: Credential::Relayed { listen_key },
+            credential,
         };
         let result = self.admit(&ask, &mut known).await;
         self.record_decision(&known, peer, result.as_ref().err(), started);

@@ -8,7 +8,7 @@ use hyper::http::{HeaderValue, Response, StatusCode, header};
 
 use crate::gate::admit::LocalDialError;
 use crate::gate::sessions::Limit;
-use crate::hc::answer::refusal;
+use crate::hc::answer::{NOT_ALLOWED, not_allowed_body, refusal};
 use crate::hc::request::RequestError;
 use crate::policy::Denied;
 use crate::token::TokenError;
@@ -68,14 +68,8 @@ impl Refusal {
             ),
             Refusal::Forbidden(denied, port) => (
                 StatusCode::FORBIDDEN,
-                "connection not allowed".into(),
-                serde_json::json!({
-                    "error": "connection not allowed",
-                    "reason": denied.wire_reason(),
-                    "port": port,
-                    "detail": denied.explain(*port),
-                })
-                .to_string(),
+                NOT_ALLOWED.into(),
+                not_allowed_body(denied.wire_reason(), *port, &denied.explain(*port)),
                 "application/json",
             ),
             Refusal::DialFailed(port, error) => {

@@ -24,14 +24,15 @@ use tracing::Instrument;
 
 use crate::config::{Port, parse_port, shorten};
 use crate::gate::Gate;
+use crate::gate::admit::Credential;
 use crate::gate::session::SessionMeta;
 use crate::hc::control::{Accept, AcceptMessage, RenewToken, RenewTokenMessage, reject_address};
-use crate::hc::request::{DEFAULT_PORT, RequestError, check_id};
+use crate::hc::request::{DEFAULT_PORT, GATE_TOKEN_HEADER, RequestError, check_id};
 use crate::hc::url::{Endpoint, GateUrl, UrlError};
 use crate::state::{TokenFileError, read_token_file};
 use crate::transport::bridge::BridgeConfig;
 use crate::transport::deadline::unix_now;
-use crate::transport::dial::{ClientStream, DialError, Dialer};
+use crate::transport::dial::{ClientStream, Credentials, DialError, Dialer};
 use crate::transport::keepalive::{Beat, Keepalive};
 use crate::transport::proxy::{Proxy, ProxyError};
 use crate::transport::tls::{ClientTrust, TlsError};
@@ -43,8 +44,6 @@ const BACKOFF: [u64; 6] = [0, 1, 2, 5, 10, 30];
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Unanswered pings after which the relay is taken for gone and the channel reconnected.
 const MISSED_PINGS: u32 = 3;
-/// The key relayed sessions are recorded under: the relay checked the sender's.
-const RELAYED_KEY: &str = "relay";
 
 /// Where the listen token comes from.
 #[derive(Debug, Clone)]
@@ -68,23 +67,71 @@ pub struct ListenerOptions {
     pub connect_timeout: Duration,
     /// Ping the relay after this long without hearing from it.
     pub ping_interval: Duration,
+    /// Admit only senders whose gate token (signed with a key from the gate's own keys file)
+    /// passes, whatever the relay says.
+    pub require_gate_token: bool,
 }
 
-/// Why attaching to the relay failed (it is retried on the backoff schedule).
+/// Why attaching to the relay failed. Retried on the backoff schedule, except that
+/// credentials that never worked end relay mode ([`AttachError::is_credential`]).
 #[derive(Debug, thiserror::Error)]
-enum AttachError {
+pub enum AttachError {
+    /// The listen token file cannot be used.
     #[error(transparent)]
     TokenFile(#[from] TokenFileError),
+    /// The keys file cannot be used.
     #[error("the keys file is unusable: {0}")]
     Keys(String),
-    #[error("no key named '{0}' in the keys file")]
+    /// `--relay-key` names no key.
+    #[error(
+        "no key named '{0}' in the keys file; add one with the listen right, or pass --relay-token-file"
+    )]
     NoKey(String),
+    /// `--relay-key` names a key without the listen right.
+    #[error(
+        "key '{0}' lacks the listen right; add \"listen\" to its rights in the keys file (a key needs it to attach a gate to a relay)"
+    )]
+    NotListen(String),
+    /// The relay refused the listen token.
+    #[error(
+        "the relay refused the listen token: {0}; check that the relay's keys file holds the key with the listen right for this name"
+    )]
+    Refused(DialError),
+    /// `proxy.url` cannot be used.
     #[error("proxy.url cannot be used: {0}")]
     Proxy(#[from] ProxyError),
+    /// The relay's TLS settings cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Connecting to the relay failed.
     #[error(transparent)]
-    Dial(#[from] DialError),
+    Dial(DialError),
+}
+
+impl From<DialError> for AttachError {
+    fn from(e: DialError) -> AttachError {
+        match e {
+            DialError::Refused {
+                status: 401 | 403, ..
+            } => AttachError::Refused(e),
+            e => AttachError::Dial(e),
+        }
+    }
+}
+
+impl AttachError {
+    /// Whether it is about the listen credentials (the token, its key, the relay's verdict
+    /// on it), as opposed to the network or the relay's availability.
+    pub fn is_credential(&self) -> bool {
+        matches!(
+            self,
+            AttachError::TokenFile(_)
+                | AttachError::Keys(_)
+                | AttachError::NoKey(_)
+                | AttachError::NotListen(_)
+                | AttachError::Refused(_)
+        )
+    }
 }
 
 /// How a control channel ended.
@@ -111,6 +158,9 @@ impl ListenerOptions {
                 let key = keys
                     .get(name)
                     .ok_or_else(|| AttachError::NoKey(name.clone()))?;
+                if !key.may(crate::token::Right::Listen) {
+                    return Err(AttachError::NotListen(name.clone()));
+                }
                 let resource = crate::token::resource_for(relay.host(), relay.name());
                 let expiry = unix_now() + ttl.as_secs();
                 let token = crate::token::mint(&resource, &key.name, key.secret(), expiry);
@@ -144,24 +194,34 @@ pub fn check_url(url: &str) -> Result<(), UrlError> {
     GateUrl::parse(url).map(|_| ())
 }
 
-/// Keeps the gate attached to the relay until `shutdown` resolves.
-pub async fn run(gate: Arc<Gate>, opts: ListenerOptions, shutdown: impl Future<Output = ()>) {
+/// Checks the listen credentials before `serve` starts: a token file that can be read, or a
+/// key that exists and has the listen right.
+pub fn check_credentials(gate: &Gate, opts: &ListenerOptions) -> Result<(), AttachError> {
+    let relay = GateUrl::parse(&opts.url).map_err(|e| AttachError::Keys(e.to_string()))?;
+    opts.token(gate, &relay).map(|_| ())
+}
+
+/// Keeps the gate attached to the relay until `shutdown` resolves. Returns an error only
+/// when the listen credentials never worked — the first attachments all failed on them — so
+/// that `serve` exits with it instead of retrying for ever; once attached, every failure is
+/// retried (a key being rotated at the relay must not stop the gate).
+pub async fn run(
+    gate: Arc<Gate>,
+    opts: ListenerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AttachError> {
     let mut shutdown = std::pin::pin!(shutdown);
-    let relay = match GateUrl::parse(&opts.url) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "relay mode disabled: bad --relay URL");
-            return;
-        }
-    };
+    let relay = GateUrl::parse(&opts.url).map_err(|e| AttachError::Keys(e.to_string()))?;
     let mut attempt = 0usize;
+    let mut ever_attached = false;
     loop {
         let started = Instant::now();
-        match attach(&gate, &opts, &relay, &mut shutdown).await {
-            Ok(Done::Shutdown) => return,
+        match attach(&gate, &opts, &relay, &mut shutdown, &mut ever_attached).await {
+            Ok(Done::Shutdown) => return Ok(()),
             Ok(Done::Lost(why)) => {
                 tracing::warn!(relay = %opts.url, why = %why, "relay control channel lost; reconnecting")
             }
+            Err(e) if e.is_credential() && !ever_attached => return Err(e),
             Err(e) => {
                 tracing::warn!(relay = %opts.url, error = %e, "cannot attach to the relay; will retry")
             }
@@ -173,7 +233,7 @@ pub async fn run(gate: Arc<Gate>, opts: ListenerOptions, shutdown: impl Future<O
         attempt += 1;
         tracing::info!(delay = ?delay, attempt, "reconnecting to the relay");
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => return Ok(()),
             () = tokio::time::sleep(delay) => {}
         }
     }
@@ -195,11 +255,13 @@ async fn attach<F: Future<Output = ()> + Unpin>(
     opts: &ListenerOptions,
     relay: &GateUrl,
     shutdown: &mut F,
+    ever_attached: &mut bool,
 ) -> Result<Done, AttachError> {
     let (token, renew_after) = opts.token(gate, relay)?;
     let dialer = opts.dialer(gate)?;
     let listen = relay.listen(&uuid::Uuid::new_v4().to_string());
-    let tunnel = dialer.open(&listen, Some(&token)).await?;
+    let tunnel = dialer.open(&listen, Credentials::token(&token)).await?;
+    *ever_attached = true;
     let ws = WebSocketStream::from_partially_read(tunnel.io, tunnel.leftover, WsRole::Client, None)
         .await;
     eprintln!(
@@ -263,8 +325,12 @@ impl Channel<'_> {
                     Ok(message) => {
                         let span =
                             tracing::info_span!("relayed", id = %shorten(&message.accept.id));
-                        let task =
-                            handle_accept(self.gate.clone(), self.dialer.clone(), message.accept);
+                        let task = handle_accept(
+                            self.gate.clone(),
+                            self.dialer.clone(),
+                            message.accept,
+                            self.opts.require_gate_token,
+                        );
                         tokio::spawn(task.instrument(span));
                     }
                     Err(_) => {
@@ -334,8 +400,17 @@ fn announced(accept: &Accept) -> Result<(String, Port), RequestError> {
     Ok((accept.id.clone(), port))
 }
 
+/// The sender's gate token, from `connectHeaders` (header names in any case).
+fn gate_token(accept: &Accept) -> Option<&str> {
+    accept
+        .connect_headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(GATE_TOKEN_HEADER))
+        .map(|(_, token)| token.as_str())
+}
+
 /// Decides one relayed connection and accepts or rejects it at the relay.
-async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept) {
+async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept, required: bool) {
     let (id, port) = match announced(&accept) {
         Ok(announced) => announced,
         Err(e) => {
@@ -348,7 +423,11 @@ async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept) {
         .as_ref()
         .and_then(|r| r.address.parse().ok().map(|ip| SocketAddr::new(ip, r.port)))
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let admitted = match gate.admit_relayed(&id, port, peer, RELAYED_KEY).await {
+    let credential = Credential::Relayed {
+        gate_token: gate_token(&accept),
+        required,
+    };
+    let admitted = match gate.admit_relayed(&id, port, peer, credential).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             let (status, reason) = refusal.status_line();
@@ -357,7 +436,10 @@ async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept) {
         }
     };
     let rendezvous = match Endpoint::exact(&accept.address) {
-        Ok(address) => dialer.open(&address, None).await.map_err(|e| e.to_string()),
+        Ok(address) => dialer
+            .open(&address, Credentials::NONE)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(format!("unusable accept address: {e}")),
     };
     let tunnel = match rendezvous {
@@ -389,7 +471,7 @@ async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept) {
 async fn reject(dialer: &Dialer, address: &str, status: u16, description: &str) {
     let address = reject_address(address, status, description);
     let result = match Endpoint::exact(&address) {
-        Ok(target) => dialer.open(&target, None).await.map(|_| ()),
+        Ok(target) => dialer.open(&target, Credentials::NONE).await.map(|_| ()),
         Err(e) => {
             tracing::warn!(error = %e, "unusable accept address");
             return;

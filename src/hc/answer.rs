@@ -13,6 +13,31 @@ pub(crate) fn text(status: StatusCode, reason: &str, body: &str) -> Response<Ful
     refusal(status, reason, format!("{body}\n"), "text/plain")
 }
 
+/// `403 connection not allowed` with the JSON body clients read the explanation from:
+/// `{"error":"connection not allowed","reason":REASON,"port":PORT,"detail":DETAIL}`.
+pub(crate) fn not_allowed(reason: &str, port: u16, detail: &str) -> Response<Full<Bytes>> {
+    refusal(
+        StatusCode::FORBIDDEN,
+        NOT_ALLOWED,
+        not_allowed_body(reason, port, detail),
+        "application/json",
+    )
+}
+
+/// The reason phrase of every policy refusal (SPEC §2).
+pub(crate) const NOT_ALLOWED: &str = "connection not allowed";
+
+/// The body of [`not_allowed`].
+pub(crate) fn not_allowed_body(reason: &str, port: u16, detail: &str) -> String {
+    serde_json::json!({
+        "error": NOT_ALLOWED,
+        "reason": reason,
+        "port": port,
+        "detail": detail,
+    })
+    .to_string()
+}
+
 /// A refusal: `status` with `reason` as its reason phrase, and `Connection: close`.
 pub(crate) fn refusal(
     status: StatusCode,

@@ -21,6 +21,10 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 253;
 /// Header the agent's clients put the token in.
 pub const SB_AUTH_HEADER: &str = "servicebusauthorization";
+/// The header carrying the end-to-end token in relay mode: a token signed with a key from
+/// the *gate's* keys file, beside the relay's own. Not a credential to the relay, so the
+/// relay passes it to the listener in `connectHeaders`, where the gate checks it.
+pub const GATE_TOKEN_HEADER: &str = "arcgate-gate-token";
 
 /// `sb-hc-action`: what the request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,13 @@
 //! Listeners: attaching (`sb-hc-action=listen`, a token with the listen right, at most
 //! [`MAX_LISTENERS_PER_NAME`] per name) and each one's control channel — `accept` messages
-//! out, `renewToken` in, and the shared keepalive rule.
+//! out (each write within a deadline), `renewToken` in, the shared keepalive rule, and the
+//! listen key re-checked against every new keys file. A listener that goes away takes its
+//! waiting senders' answers with it: they are told at once.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -13,20 +17,24 @@ use hyper::http::{Request, Response};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole};
 
-use super::{ListenerHandle, MAX_LISTENERS_PER_NAME, Refusal, Relay, Stream, upgraded};
+use super::{ListenerHandle, MAX_LISTENERS_PER_NAME, Refusal, Relay, Stream, upgraded, withdrawn};
 use crate::config::shorten;
 use crate::hc::answer::switching_protocols;
 use crate::hc::control::RenewTokenMessage;
 use crate::hc::request::HcRequest;
-use crate::token::Right;
+use crate::token::{Grant, Right};
 use crate::transport::keepalive::{Beat, Keepalive};
 
 /// Control messages queued for one listener before a sender waits for room.
 const OUTBOX: usize = 64;
 /// Unanswered pings after which a listener is detached.
 const MISSED_PINGS: u32 = 3;
+/// The shortest write deadline on a control channel (it is the ping interval otherwise): an
+/// accept message is under 20 KiB, which any live listener takes in far less.
+const MIN_WRITE_DEADLINE: Duration = Duration::from_secs(1);
 
 impl Relay {
     /// Attaches a listener: checks its token, records it, and answers `101`; its control
@@ -37,9 +45,8 @@ impl Relay {
         host: String,
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
-        let key_name = self
+        let grant = self
             .check(&hc.name, hc.token.as_deref(), Right::Listen)
-            .await
             .map_err(|e| {
                 tracing::info!(target: "arcgate::audit", name = %hc.name, error = %e, "listener refused");
                 Refusal::Unauthorized
@@ -53,15 +60,20 @@ impl Relay {
             if list.len() >= MAX_LISTENERS_PER_NAME {
                 return Err(Refusal::TooManyListeners);
             }
-            list.push(ListenerHandle { id, host, tx });
+            list.push(ListenerHandle {
+                id,
+                key: grant.key_name.clone(),
+                host,
+                tx,
+            });
         }
-        tracing::info!(name = %hc.name, key = %key_name, listener = id, "listener attached");
+        tracing::info!(target: "arcgate::audit", name = %hc.name, key = %grant.key_name, listener = id, "listener attached");
         let relay = self.clone();
         let name = hc.name.clone();
         tokio::spawn(async move {
             if let Ok(up) = hyper::upgrade::on(request).await {
                 let (io, leftover) = upgraded(up);
-                relay.control(&name, io, leftover, rx).await;
+                relay.control(&name, io, leftover, rx, grant).await;
             }
             relay.detach(&name, id);
             drop(place);
@@ -69,76 +81,129 @@ impl Relay {
         Ok(switching_protocols(&hc.ws_key))
     }
 
+    /// Forgets a listener, and answers at once the senders it was offered and had not yet
+    /// answered (their wait ends as "the listener went away", not at the 30 s limit).
     fn detach(&self, name: &str, id: u64) {
-        let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = all.get_mut(name) {
-            list.retain(|l| l.id != id);
-            if list.is_empty() {
-                all.remove(name);
+        {
+            let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(list) = all.get_mut(name) {
+                list.retain(|l| l.id != id);
+                if list.is_empty() {
+                    all.remove(name);
+                }
             }
         }
-        tracing::info!(name, listener = id, "listener detached");
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, waiting| waiting.listener != id);
+        tracing::info!(target: "arcgate::audit", name, listener = id, "listener detached");
     }
 
-    /// One listener's control channel: accept messages out, renewToken in, pings when quiet.
+    /// One listener's control channel: accept messages out, renewToken in, pings when quiet,
+    /// and a 1008 Close when the keys file withdraws its key. Every write must finish within
+    /// the ping interval: a listener that stops reading is detached, not waited for.
     async fn control(
         &self,
         name: &str,
         io: Box<dyn Stream>,
         leftover: Vec<u8>,
         mut outbox: mpsc::Receiver<String>,
+        mut grant: Grant,
     ) {
         let mut ws = WebSocketStream::from_partially_read(io, leftover, WsRole::Server, None).await;
         let mut keepalive = Keepalive::new(self.opts.ping_interval, MISSED_PINGS);
+        let deadline = self.opts.ping_interval.max(MIN_WRITE_DEADLINE);
         let mut heard = 0u64;
+        // Subscribed, then checked once: a change made since the token was checked is seen.
+        let mut keys = self.keys.subscribe();
+        keys.mark_changed();
         loop {
-            tokio::select! {
+            let sent = tokio::select! {
                 msg = outbox.recv() => match msg {
-                    Some(text) => if ws.send(Message::text(text)).await.is_err() { return },
+                    Some(text) => within(deadline, ws.send(Message::text(text))).await,
                     None => return,
                 },
                 incoming = ws.next() => {
                     heard += 1;
                     match incoming {
-                        Some(Ok(Message::Text(t))) => {
-                            if !self.renewal(name, &t).await {
-                                let _ = ws.close(None).await;
+                        Some(Ok(Message::Text(t))) => match self.renewal(name, &t) {
+                            Renewal::Ignored => Ok(()),
+                            Renewal::Renewed(new) => {
+                                grant = new;
+                                Ok(())
+                            }
+                            Renewal::Refused => {
+                                let _ = within(deadline, ws.close(None)).await;
                                 return;
                             }
-                        }
+                        },
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                        Some(Ok(_)) => {}
+                        Some(Ok(_)) => Ok(()),
                     }
                 }
                 beat = keepalive.tick(|| heard) => match beat {
-                    Beat::Heard => {}
-                    Beat::Ping => {
-                        if ws.send(Message::Ping(Bytes::from_static(b"relay"))).await.is_err() {
-                            return;
-                        }
-                    }
+                    Beat::Heard => Ok(()),
+                    Beat::Ping => within(deadline, ws.send(Message::Ping(Bytes::from_static(b"relay")))).await,
                     Beat::Gone => {
-                        tracing::warn!(name = %name, "listener stopped answering; detaching it");
+                        tracing::warn!(name = %name, listener_key = %grant.key_name, "listener stopped answering pings; detaching it");
                         return;
                     }
                 },
+                Ok(()) = keys.changed() => {
+                    let now = keys.borrow_and_update().clone();
+                    if let Some(why) = withdrawn(&now, &grant, None) {
+                        tracing::info!(target: "arcgate::audit", name = %name, key = %grant.key_name, reason = %why, "listener detached by the keys file");
+                        let close = CloseFrame { code: CloseCode::Policy, reason: why.into() };
+                        let _ = within(deadline, ws.close(Some(close))).await;
+                        return;
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(why) = sent {
+                tracing::warn!(name = %name, listener_key = %grant.key_name, error = %why, "cannot write to the listener; detaching it");
+                return;
             }
         }
     }
 
-    /// A text message from a listener; `false` when it was a renewed token that does not
-    /// pass, which detaches the listener.
-    async fn renewal(&self, name: &str, text: &str) -> bool {
+    /// A text message from a listener: a renewed token that passes replaces the listener's
+    /// grant; one that does not detaches it; anything else is ignored.
+    fn renewal(&self, name: &str, text: &str) -> Renewal {
         let Ok(renew) = serde_json::from_str::<RenewTokenMessage>(text) else {
             tracing::warn!(name = %name, message = %shorten(text), "unknown control message ignored");
-            return true;
+            return Renewal::Ignored;
         };
         let token = Some(renew.renew_token.token.as_str());
-        if let Err(e) = self.check(name, token, Right::Listen).await {
-            tracing::warn!(name = %name, error = %e, "renewed token refused; detaching the listener");
-            return false;
+        match self.check(name, token, Right::Listen) {
+            Ok(grant) => {
+                tracing::info!(name = %name, key = %grant.key_name, "listener token renewed");
+                Renewal::Renewed(grant)
+            }
+            Err(e) => {
+                tracing::warn!(target: "arcgate::audit", name = %name, error = %e, "renewed token refused; detaching the listener");
+                Renewal::Refused
+            }
         }
-        tracing::info!(name = %name, "listener token renewed");
-        true
+    }
+}
+
+/// What a listener's text message did.
+enum Renewal {
+    Ignored,
+    Renewed(Grant),
+    Refused,
+}
+
+/// Runs one write to a control channel within `deadline`.
+async fn within<E: std::fmt::Display>(
+    deadline: Duration,
+    write: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(deadline, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("the listener took no data for {deadline:?}")),
     }
 }

@@ -1,47 +1,92 @@
-//! The join: two WebSocket connections relayed to each other, message by message.
+//! The join: two WebSocket connections relayed to each other, message by message, until
+//! both close, either fails, or the keys that admitted the sender are withdrawn.
+
+use std::future::Future;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use crate::transport::CHUNK;
 use crate::transport::ws::{Event, FrameReader, FrameWriter, Role, close};
 
-/// Joins two WebSocket connections message by message, each direction with backpressure:
-/// each data message is read whole (up to `max_frame`) and written again as one binary frame
-/// with the same payload, unmasked as a server writes; pings are passed on with their
-/// payload, pongs as empty pongs (any frame tells a keepalive that its peer is there), and a
-/// Close with its code and reason. Not byte for byte: the two sides mask differently, so every
-/// frame is re-framed. The join ends when both sides have closed or either connection fails.
-pub async fn join<A, B>(a: A, a_leftover: &[u8], b: B, b_leftover: &[u8], max_frame: u64)
-where
+/// After a revocation, how long the two directions have to write their 1008 Close before
+/// the join is dropped: RFC 6455 leaves the wait to the endpoint, and the gate's own is 5 s.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Joins two WebSocket connections frame by frame, each direction with backpressure: each
+/// data frame (text or binary, up to `max_frame`, fragmented or not) is written again with
+/// the same opcode, FIN bit and length, its payload streamed through in pieces and unmasked
+/// as a server writes, so messages keep their kind and their boundaries; pings are passed on
+/// with their payload, pongs as empty pongs (any frame tells a keepalive that its peer is
+/// there), and a Close with its code and reason. Not byte for byte: the two sides mask
+/// differently. The join ends when both sides have closed or either connection fails;
+/// when `revoked` resolves first, each side is sent a 1008 Close with its reason (within
+/// [`CLOSE_GRACE`]) and the join ends.
+pub async fn join<A, B>(
+    a: A,
+    a_leftover: &[u8],
+    b: B,
+    b_leftover: &[u8],
+    max_frame: u64,
+    revoked: impl Future<Output = String>,
+) where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
+    let (stop, stopped) = watch::channel(None::<String>);
     let ab = pump(
         FrameReader::new(ar, Role::Server, max_frame, CHUNK).with_leftover(a_leftover),
         FrameWriter::new(bw, Role::Server),
+        stopped.clone(),
     );
     let ba = pump(
         FrameReader::new(br, Role::Server, max_frame, CHUNK).with_leftover(b_leftover),
         FrameWriter::new(aw, Role::Server),
+        stopped,
     );
-    tokio::pin!(ab, ba);
-    // A direction that ends with a Close lets the other finish; one that fails ends both.
+    let pumps = async {
+        tokio::pin!(ab, ba);
+        // A direction that ends with a Close lets the other finish; one that fails ends both.
+        tokio::select! {
+            closed = &mut ab => if closed { ba.await; },
+            closed = &mut ba => if closed { ab.await; },
+        }
+    };
+    tokio::pin!(pumps, revoked);
     tokio::select! {
-        closed = &mut ab => if closed { ba.await; },
-        closed = &mut ba => if closed { ab.await; },
+        () = &mut pumps => {}
+        why = &mut revoked => {
+            stop.send_replace(Some(why));
+            let _ = tokio::time::timeout(CLOSE_GRACE, pumps).await;
+        }
     }
 }
 
-/// Forwards one direction; `true` if it ended with a Close.
-async fn pump<R, W>(mut from: FrameReader<R>, mut to: FrameWriter<W>) -> bool
+/// Forwards one direction; `true` if it ended with a Close. When `stop` holds a reason, the
+/// next wait for a frame ends instead with a 1008 Close carrying it.
+async fn pump<R, W>(
+    mut from: FrameReader<R>,
+    mut to: FrameWriter<W>,
+    mut stop: watch::Receiver<Option<String>>,
+) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     loop {
-        let result = match from.next().await {
+        let next = tokio::select! {
+            next = from.next() => Some(next),
+            _ = stop.wait_for(Option::is_some) => None,
+        };
+        let Some(next) = next else {
+            let why = stop.borrow().clone().unwrap_or_default();
+            let _ = to.send_close(close::POLICY, &why).await;
+            return true;
+        };
+        let result = match next {
             Ok(Event::Data(d)) => to.send_binary_from(d).await,
             Ok(Event::Ping(p)) => to.send_ping(&p).await,
             Ok(Event::Pong) => to.send_pong(&[]).await,
@@ -77,7 +122,14 @@ mod tests {
         // Room for the whole frame, so that the relay reads it in pieces over 64 KiB.
         let (a_client, a_relay) = tokio::io::duplex(1 << 20);
         let (b_client, b_relay) = tokio::io::duplex(64 * 1024);
-        let joined = tokio::spawn(join(a_relay, &[], b_relay, &[], 1 << 20));
+        let joined = tokio::spawn(join(
+            a_relay,
+            &[],
+            b_relay,
+            &[],
+            1 << 20,
+            std::future::pending(),
+        ));
         let data: Vec<u8> = (0..(CHUNK + 100_000) as u32)
             .map(|i| (i % 253) as u8)
             .collect();

@@ -3,17 +3,22 @@
 //!
 //! Gates attach as *listeners* (`sb-hc-action=listen`, a token with the listen right) and
 //! keep a control WebSocket open (`control`). A *sender* (`sb-hc-action=connect`, send
-//! right) is held — no `101` yet — while the relay sends one listener an `accept` message
-//! with a single-use address that expires after 30 s (`rendezvous`). The listener either
-//! opens a WebSocket to that address (the relay then answers the sender `101` and joins the
-//! two sockets, [`join`]) or rejects it with `sb-hc-statusCode`/`sb-hc-statusDescription`
-//! (the relay answers that handshake `410 Gone` and the sender with the listener's status
-//! line).
+//! right, a key whose `ports` cover the requested port) is held — no `101` yet — while the
+//! relay sends one listener an `accept` message with a single-use address that expires after
+//! 30 s (`rendezvous`). The listener either opens a WebSocket to that address (the relay then
+//! answers the sender `101` and joins the two sockets, [`join`]) or rejects it with
+//! `sb-hc-statusCode`/`sb-hc-statusDescription` (the relay answers that handshake `410 Gone`
+//! and the sender with the listener's status line).
+//!
+//! The keys decide for as long as a connection lives: a keys file that no longer backs a
+//! joined sender's key (or its port) closes the session with 1008, and one that no longer
+//! backs a listener's key detaches it with 1008; a file that does not parse means no keys
+//! until a valid one appears (live connections are left as they are, as the gate does).
 //!
 //! Requests are parsed by the gate's parser (`hc::request`), answered through the shared
 //! server (`transport::serve`: the same handshake limits and deadlines as the gate), and
-//! refused from one table (`Refusal`). The relay decides no policy and dials nothing: the
-//! gate behind it does.
+//! refused from one table (`Refusal`). The relay decides no host policy and dials nothing:
+//! the gate behind it does.
 
 mod control;
 mod join;
@@ -34,11 +39,11 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::hc::answer::text;
+use crate::hc::answer::{not_allowed, text};
 use crate::hc::request::{Action, RequestError, parse_hc};
-use crate::token::{self, Audience, KeySet, Right, TokenError};
+use crate::token::{self, Audience, Grant, KeySet, Right, TokenError};
 use crate::transport::deadline::unix_now;
 use crate::transport::serve::{self, Handler, Limits};
 
@@ -51,6 +56,17 @@ pub const MAX_LISTENERS_PER_NAME: usize = 25;
 /// Connections in their handshake at once, all sources together: a handshake is short, and
 /// established connections have their own limit (`max_connections`).
 const MAX_HANDSHAKES: usize = 1024;
+/// Senders waiting for one name's listeners at once. A waiting sender holds its connection
+/// (about 60 KiB with its TLS buffers) and a queued accept message for up to 30 s; a live
+/// gate answers in milliseconds, so this is only reached when a name's listeners stall.
+pub const MAX_WAITING_PER_NAME: usize = 256;
+/// Senders waiting at once from one source (an IPv4 address or an IPv6 /64), all names
+/// together: one client cannot use up every name's waiting places.
+pub const MAX_WAITING_PER_SOURCE: usize = 64;
+
+/// The keys in force, or why there are none: a keys file that does not parse leaves the
+/// relay with no keys (fail closed) until a valid one appears.
+pub type Keys = Result<KeySet, String>;
 
 /// How the relay behaves.
 #[derive(Debug, Clone)]
@@ -67,6 +83,8 @@ pub struct RelayOptions {
     pub max_connections: usize,
     /// Connections in their handshake from one source (an IPv4 address or an IPv6 /64).
     pub max_handshakes_per_ip: usize,
+    /// When set, tokens' resources must name this host (`http://{host}/{name}/`).
+    pub public_host: Option<String>,
 }
 
 /// Why the relay refuses a request: one variant per answer, written in [`Refusal::response`]
@@ -77,6 +95,15 @@ enum Refusal {
     BadRequest(RequestError),
     /// The token is missing, invalid, or lacks the right; no detail, as in the gate.
     Unauthorized,
+    /// The sender's key does not cover the requested port.
+    PortNotCovered {
+        /// The key.
+        key: String,
+        /// The port asked for.
+        port: u16,
+    },
+    /// The name, or the sender's source, already has as many senders waiting as it may.
+    TooManyWaiting,
     /// The name already has [`MAX_LISTENERS_PER_NAME`] listeners.
     TooManyListeners,
     /// Every established-connection place is taken.
@@ -102,6 +129,16 @@ impl Refusal {
         match self {
             Refusal::BadRequest(e) => text(StatusCode::BAD_REQUEST, "Bad Request", &e.to_string()),
             Refusal::Unauthorized => text(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"),
+            Refusal::PortNotCovered { key, port } => not_allowed(
+                "port_not_allowed",
+                *port,
+                &format!("the relay's key '{key}' does not allow port {port}"),
+            ),
+            Refusal::TooManyWaiting => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "too many senders are waiting for this name or from this address; retry later",
+            ),
             Refusal::TooManyListeners => text(
                 StatusCode::FORBIDDEN,
                 "too many listeners",
@@ -152,17 +189,27 @@ enum Rendezvous {
 
 struct ListenerHandle {
     id: u64,
+    /// The key it attached with, for the audit of the sessions it takes.
+    key: String,
     /// The host the listener reached us by: accept addresses use it.
     host: String,
     tx: mpsc::Sender<String>,
 }
 
+/// A sender waiting at an accept address: the listener it was offered to, and where its
+/// answer goes.
+struct Pending {
+    listener: u64,
+    done: oneshot::Sender<Rendezvous>,
+}
+
 /// The relay's state.
 pub struct Relay {
     opts: RelayOptions,
-    keys: RwLock<Arc<KeySet>>,
+    keys: watch::Sender<Arc<Keys>>,
     listeners: Mutex<HashMap<String, Vec<ListenerHandle>>>,
-    pending: Mutex<HashMap<String, oneshot::Sender<Rendezvous>>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    waiting: Mutex<rendezvous::Waiting>,
     connections: Arc<Semaphore>,
     next_listener: AtomicUsize,
     round_robin: AtomicUsize,
@@ -196,17 +243,20 @@ impl Relay {
         Arc::new(Relay {
             connections: Arc::new(Semaphore::new(opts.max_connections)),
             opts,
-            keys: RwLock::new(Arc::new(keys)),
+            keys: watch::channel(Arc::new(Ok(keys))).0,
             listeners: Mutex::default(),
             pending: Mutex::default(),
+            waiting: Mutex::default(),
             next_listener: AtomicUsize::new(1),
             round_robin: AtomicUsize::new(0),
         })
     }
 
-    /// Replaces the keys (after the keys file changed).
-    pub async fn set_keys(&self, keys: KeySet) {
-        *self.keys.write().await = Arc::new(keys);
+    /// Replaces the keys (after the keys file changed, or became invalid: then no token is
+    /// accepted until it is valid again). Joined senders and listeners whose key no longer
+    /// backs them are closed with 1008.
+    pub fn set_keys(&self, keys: Keys) {
+        self.keys.send_replace(Arc::new(keys));
     }
 
     /// How many listeners are attached for `name`.
@@ -218,17 +268,38 @@ impl Relay {
             .map_or(0, Vec::len)
     }
 
-    /// Checks a token for `name` and `right`; the key's name when it passes.
-    async fn check(
-        &self,
-        name: &str,
-        token: Option<&str>,
-        right: Right,
-    ) -> Result<String, TokenError> {
-        let keys = self.keys.read().await.clone();
+    /// Checks a token for `name` and `right`: what it grants when it passes.
+    fn check(&self, name: &str, token: Option<&str>, right: Right) -> Result<Grant, TokenError> {
+        let keys = self.keys.borrow().clone();
+        let keys = keys
+            .as_ref()
+            .as_ref()
+            .map_err(|e| TokenError::KeysUnavailable(e.clone()))?;
         let token = token.ok_or(TokenError::Missing)?;
-        let audience = Audience { name, host: None };
-        token::verify_for(&keys, token, &audience, unix_now(), right).map(|g| g.key_name)
+        let audience = Audience {
+            name,
+            host: self.opts.public_host.as_deref(),
+        };
+        token::verify_for(keys, token, &audience, unix_now(), right)
+    }
+
+    /// Resolves, with the reason, once a keys file no longer backs `grant` (or no longer lets
+    /// it reach `port`). A file that does not parse leaves live connections alone.
+    fn revoked(&self, grant: Grant, port: Option<u16>) -> impl Future<Output = String> + use<> {
+        let mut keys = self.keys.subscribe();
+        // Checked once at the start too: a change made since the token was checked counts.
+        keys.mark_changed();
+        async move {
+            loop {
+                if keys.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let now = keys.borrow_and_update().clone();
+                if let Some(why) = withdrawn(&now, &grant, port) {
+                    return why;
+                }
+            }
+        }
     }
 
     /// A place for one more established connection, or [`Refusal::Busy`].
@@ -278,6 +349,21 @@ impl Handler for Relay {
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Full<Bytes>>> + Send + 'static {
         self.answer_request(request, peer)
+    }
+}
+
+/// Why `keys` no longer back `grant` (or its `port`), if they do not.
+fn withdrawn(keys: &Keys, grant: &Grant, port: Option<u16>) -> Option<String> {
+    let keys = keys.as_ref().ok()?;
+    match keys.still_backs(grant) {
+        Err(why) => Some(format!("key '{}' {why}", grant.key_name)),
+        Ok(entry) => match port {
+            Some(port) if !entry.covers(port) => Some(format!(
+                "key '{}' no longer allows port {port}",
+                grant.key_name
+            )),
+            _ => None,
+        },
     }
 }
 

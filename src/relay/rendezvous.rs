@@ -1,10 +1,13 @@
-//! Senders and rendezvous: a sender (`sb-hc-action=connect`, send right) is held while one
-//! listener, chosen round-robin, is offered the connection through an `accept` message with
-//! a single-use address; the listener's answer at that address (`sb-hc-action=accept`)
-//! either joins the two sockets or passes its rejection to the sender.
+//! Senders and rendezvous: a sender (`sb-hc-action=connect`, send right, its key's `ports`
+//! covering the port) is held while one listener, chosen round-robin, is offered the
+//! connection through an `accept` message with a single-use address; the listener's answer
+//! at that address (`sb-hc-action=accept`) either joins the two sockets or passes its
+//! rejection to the sender. The whole wait is bounded by [`ACCEPT_TTL`] and the number of
+//! waiting senders per name and per source by [`MAX_WAITING_PER_NAME`] and
+//! [`MAX_WAITING_PER_SOURCE`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -15,33 +18,76 @@ use hyper::http::{HeaderMap, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{ACCEPT_TTL, Accepted, Refusal, Relay, Rendezvous, join, upgraded};
+use super::{
+    ACCEPT_TTL, Accepted, MAX_WAITING_PER_NAME, MAX_WAITING_PER_SOURCE, Pending, Refusal, Relay,
+    Rendezvous, join, upgraded,
+};
 use crate::hc::answer::switching_protocols;
 use crate::hc::control::{Accept, AcceptMessage, RemoteEndpoint, rejection};
-use crate::hc::request::HcRequest;
+use crate::hc::request::{DEFAULT_PORT, HcRequest};
 use crate::token::Right;
-use crate::transport::accept::HandshakePlace;
+use crate::transport::accept::{HandshakePlace, source};
 
-/// Headers never passed to a listener in `connectHeaders`: credentials.
-const WITHHELD: [&str; 4] = [
-    "servicebusauthorization",
-    "authorization",
-    "sec-websocket-key",
-    "cookie",
-];
+/// Headers never passed to a listener in `connectHeaders`: the relay's credentials. The
+/// sender's `Sec-WebSocket-Key` is passed (Microsoft's listener libraries answer with it).
+const WITHHELD: [&str; 3] = ["servicebusauthorization", "authorization", "cookie"];
+
+/// How many senders wait, per name and per source.
+#[derive(Debug, Default)]
+pub(super) struct Waiting {
+    per_name: HashMap<String, usize>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// One sender's waiting place; given back when dropped.
+struct WaitingPlace<'a> {
+    relay: &'a Relay,
+    name: String,
+    source: IpAddr,
+}
 
 impl Relay {
-    /// A sender: checked, offered to a listener, and answered `101` (joined) or with the
-    /// listener's refusal.
+    /// A waiting place for a sender to `name` from `peer`, or [`Refusal::TooManyWaiting`].
+    fn waiting_place(&self, name: &str, peer: IpAddr) -> Result<WaitingPlace<'_>, Refusal> {
+        let source = source(peer);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let by_name = waiting.per_name.get(name).copied().unwrap_or(0);
+        let by_source = waiting.per_source.get(&source).copied().unwrap_or(0);
+        if by_name >= MAX_WAITING_PER_NAME || by_source >= MAX_WAITING_PER_SOURCE {
+            return Err(Refusal::TooManyWaiting);
+        }
+        *waiting.per_name.entry(name.to_string()).or_default() += 1;
+        *waiting.per_source.entry(source).or_default() += 1;
+        Ok(WaitingPlace {
+            relay: self,
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    /// A sender: checked (token, right, the key's ports), offered to a listener, and
+    /// answered `101` (joined) or with the listener's refusal.
     pub(super) async fn connect(
         self: Arc<Self>,
         hc: HcRequest,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
-        if let Err(e) = self.check(&hc.name, hc.token.as_deref(), Right::Send).await {
-            tracing::info!(target: "arcgate::audit", name = %hc.name, peer = %peer, error = %e, "sender refused");
-            return Err(Refusal::Unauthorized);
+        let grant = match self.check(&hc.name, hc.token.as_deref(), Right::Send) {
+            Ok(grant) => grant,
+            Err(e) => {
+                tracing::info!(target: "arcgate::audit", name = %hc.name, peer = %peer, error = %e, "sender refused");
+                return Err(Refusal::Unauthorized);
+            }
+        };
+        // The port the gate will be asked for, parsed by the gate's own parser (`parse_hc`).
+        let port = hc.port.map_or(DEFAULT_PORT, |p| p.get());
+        if !grant.covers(port) {
+            tracing::info!(target: "arcgate::audit", name = %hc.name, peer = %peer, key = %grant.key_name, port, "sender refused: its key does not allow the port");
+            return Err(Refusal::PortNotCovered {
+                key: grant.key_name,
+                port,
+            });
         }
         let place = self.connection_place()?;
         // Counted among the established connections now: the wait for the listener (up to
@@ -50,12 +96,26 @@ impl Relay {
         if let Some(handshake) = request.extensions().get::<HandshakePlace>() {
             handshake.release();
         }
-        let (host, listener) = self.choose_listener(&hc.name).ok_or(Refusal::NoListener)?;
+        let waiting = self.waiting_place(&hc.name, peer.ip())?;
+        let chosen = self.choose_listener(&hc.name).ok_or(Refusal::NoListener)?;
         // The address carries a fresh, unguessable handle: it is the listener's only credential.
         let handle = uuid::Uuid::new_v4().simple().to_string();
-        let message = accept_message(&hc, &host, &handle, request.headers(), peer);
-        let accepted = self.offer(listener, handle, message).await?;
+        let message = accept_message(&hc, &chosen.host, &handle, request.headers(), peer);
+        let offered = self.offer(&chosen, handle, message);
+        let accepted = match tokio::time::timeout(ACCEPT_TTL, offered).await {
+            Ok(answer) => answer?,
+            Err(_) => return Err(Refusal::ListenerSilent),
+        };
+        drop(waiting);
+        tracing::info!(
+            target: "arcgate::audit",
+            name = %hc.name, peer = %peer, key = %grant.key_name, port,
+            listener = chosen.id, listener_key = %chosen.key,
+            "sender joined"
+        );
         let max_frame = self.opts.max_frame;
+        let revoked = self.revoked(grant, Some(port));
+        let name = hc.name.clone();
         tokio::spawn(
             async move {
                 let (Ok(listener_side), Ok(sender_side)) =
@@ -65,7 +125,12 @@ impl Relay {
                 };
                 let (a, a_leftover) = upgraded(sender_side);
                 let (b, b_leftover) = upgraded(listener_side);
-                join(a, &a_leftover, b, &b_leftover, max_frame).await;
+                let revoked = async move {
+                    let why = revoked.await;
+                    tracing::info!(target: "arcgate::audit", name = %name, reason = %why, "relayed session closed by the keys file");
+                    why
+                };
+                join(a, &a_leftover, b, &b_leftover, max_frame, revoked).await;
                 drop((place, accepted.place));
             }
             .in_current_span(),
@@ -73,47 +138,56 @@ impl Relay {
         Ok(switching_protocols(&hc.ws_key))
     }
 
-    /// One of `name`'s listeners, round-robin: the host it reached us by and its outbox.
-    fn choose_listener(&self, name: &str) -> Option<(String, mpsc::Sender<String>)> {
+    /// One of `name`'s listeners, round-robin.
+    fn choose_listener(&self, name: &str) -> Option<Chosen> {
         let all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         let list = all.get(name).filter(|l| !l.is_empty())?;
-        let i = self.round_robin.fetch_add(1, Ordering::Relaxed) % list.len();
-        Some((list[i].host.clone(), list[i].tx.clone()))
+        let l = &list[self.round_robin.fetch_add(1, Ordering::Relaxed) % list.len()];
+        Some(Chosen {
+            id: l.id,
+            key: l.key.clone(),
+            host: l.host.clone(),
+            tx: l.tx.clone(),
+        })
     }
 
     /// Sends the accept message and waits for the listener's answer at the address; the
-    /// address is spent whatever happens.
+    /// address is spent whatever happens. The caller bounds the whole wait.
     async fn offer(
         &self,
-        listener: mpsc::Sender<String>,
+        listener: &Chosen,
         handle: String,
         message: AcceptMessage,
     ) -> Result<Accepted, Refusal> {
-        let (done_tx, done_rx) = oneshot::channel();
+        let (done, answer) = oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(handle.clone(), done_tx);
-        // Spent whatever happens, also when the sender goes away while it waits (this
-        // future is then dropped, not finished).
+            .insert(
+                handle.clone(),
+                Pending {
+                    listener: listener.id,
+                    done,
+                },
+            );
+        // Spent whatever happens, also when the sender goes away or its time is up while it
+        // waits (this future is then dropped, not finished).
         let _spent = Spent {
             relay: self,
             handle: &handle,
         };
-        let sent = listener
-            .send(serde_json::to_string(&message).expect("plain data serializes"))
-            .await;
-        match sent {
+        let text = serde_json::to_string(&message).expect("plain data serializes");
+        if listener.tx.send(text).await.is_err() {
             // The listener went away before it could be told.
+            return Err(Refusal::ListenerGone);
+        }
+        match answer.await {
+            // Its channel ended (detached): told at once, not at the time limit.
             Err(_) => Err(Refusal::ListenerGone),
-            Ok(()) => match tokio::time::timeout(ACCEPT_TTL, done_rx).await {
-                Err(_) => Err(Refusal::ListenerSilent),
-                Ok(Err(_)) => Err(Refusal::ListenerGone),
-                Ok(Ok(Rendezvous::Accepted(accepted))) => Ok(accepted),
-                Ok(Ok(Rendezvous::Rejected(status, description))) => {
-                    Err(Refusal::Rejected(status, description))
-                }
-            },
+            Ok(Rendezvous::Accepted(accepted)) => Ok(accepted),
+            Ok(Rendezvous::Rejected(status, description)) => {
+                Err(Refusal::Rejected(status, description))
+            }
         }
     }
 
@@ -130,7 +204,7 @@ impl Relay {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(id)
         });
-        let waiting = waiting.ok_or(Refusal::UnknownAddress)?;
+        let waiting = waiting.ok_or(Refusal::UnknownAddress)?.done;
         // The sender is told, not left to think the listener went away.
         let place = match self.connection_place() {
             Ok(place) => place,
@@ -151,6 +225,33 @@ impl Relay {
         let upgrade = hyper::upgrade::on(&mut request);
         let _ = waiting.send(Rendezvous::Accepted(Accepted { upgrade, place }));
         Ok(switching_protocols(&hc.ws_key))
+    }
+}
+
+/// The listener a sender is offered to.
+struct Chosen {
+    id: u64,
+    key: String,
+    /// The host the listener reached us by: accept addresses use it.
+    host: String,
+    tx: mpsc::Sender<String>,
+}
+
+impl Drop for WaitingPlace<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.relay.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        give_back(&mut waiting.per_name, &self.name);
+        give_back(&mut waiting.per_source, &self.source);
+    }
+}
+
+/// One count fewer for `key`; a count of zero is no entry.
+fn give_back<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 

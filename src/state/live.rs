@@ -88,14 +88,24 @@ pub enum KeysError {
 }
 
 /// Reads and parses a keys file after its permission check (0600, owner).
+/// Warns about each key that may both send and listen, every time the file is loaded.
 pub fn load_keys(path: &Path) -> Result<KeySet, KeysError> {
-    match store::read_checked(path, Secrecy::Secret)? {
+    let keys = match store::read_checked(path, Secrecy::Secret)? {
         Some(bytes) => KeySet::from_json(&bytes).map_err(|error| KeysError::Invalid {
             path: path.to_path_buf(),
             error,
-        }),
-        None => Err(KeysError::Missing(path.to_path_buf())),
+        })?,
+        None => return Err(KeysError::Missing(path.to_path_buf())),
+    };
+    for name in keys.with_both_rights() {
+        tracing::warn!(
+            key = name,
+            file = %path.display(),
+            "key has both the send and the listen right: whoever holds it can attach a \
+             listener beside the real gate and take its sessions; give each key one right"
+        );
     }
+    Ok(keys)
 }
 
 /// Creates the keys file with one random 256-bit key named `default` if it does not exist.

@@ -118,7 +118,7 @@ impl Handshakes {
 /// The source a handshake is counted against: an IPv4 address (also when it arrives mapped
 /// into IPv6 on a dual-stack socket), or an IPv6 address's /64 — one host or LAN is usually
 /// given a whole /64, so counting single IPv6 addresses would cap nothing.
-fn source(ip: IpAddr) -> IpAddr {
+pub(crate) fn source(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::hc::request::SB_AUTH_HEADER;
+use crate::hc::request::{GATE_TOKEN_HEADER, SB_AUTH_HEADER};
 use crate::hc::url::Endpoint;
 use crate::transport::deadline::{TimedOut, within};
 use crate::transport::proxy::Proxy;
@@ -97,6 +97,32 @@ pub(crate) struct Dialer {
     timeout: Duration,
 }
 
+/// What a request carries to prove who sends it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Credentials<'a> {
+    /// The token for whoever answers (the gate, or the relay), in `ServiceBusAuthorization`.
+    pub(crate) token: Option<&'a str>,
+    /// Through a relay: a token for the gate behind it, in `Arcgate-Gate-Token`, which the
+    /// relay passes on to the gate.
+    pub(crate) gate_token: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    /// No credentials (an accept address is its own credential).
+    pub(crate) const NONE: Credentials<'static> = Credentials {
+        token: None,
+        gate_token: None,
+    };
+
+    /// Only `token`.
+    pub(crate) fn token(token: &'a str) -> Credentials<'a> {
+        Credentials {
+            token: Some(token),
+            gate_token: None,
+        }
+    }
+}
+
 impl Dialer {
     /// Builds the TLS configuration once.
     pub(crate) fn new(
@@ -111,11 +137,11 @@ impl Dialer {
         })
     }
 
-    /// Opens a WebSocket to `to`, sending `token` in `ServiceBusAuthorization` when given.
+    /// Opens a WebSocket to `to`, sending the credentials given.
     pub(crate) async fn open(
         &self,
         to: &Endpoint,
-        token: Option<&str>,
+        token: Credentials<'_>,
     ) -> Result<Tunnel, DialError> {
         let phase = Phases {
             to,
@@ -206,7 +232,7 @@ impl Phases<'_> {
     /// The upgrade request and its answer, under the deadline too: an endpoint that
     /// completes TLS and never answers must not hold `connect`, a `forward` tunnel or a
     /// relayed session for ever.
-    async fn upgrade(&self, io: ClientStream, token: Option<&str>) -> Result<Tunnel, DialError> {
+    async fn upgrade(&self, io: ClientStream, token: Credentials<'_>) -> Result<Tunnel, DialError> {
         const PHASE: &str = "the WebSocket handshake";
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -251,7 +277,7 @@ impl Phases<'_> {
         &self,
         sender: &mut SendRequest<Empty<Bytes>>,
         key: &str,
-        token: Option<&str>,
+        token: Credentials<'_>,
     ) -> Result<Response<hyper::body::Incoming>, DialError> {
         let (host, port) = (&self.to.host, self.to.port);
         let host_header = match (port, host.contains(':')) {
@@ -269,8 +295,11 @@ impl Phases<'_> {
                 header::USER_AGENT,
                 concat!("arcgate/", env!("CARGO_PKG_VERSION")),
             );
-        if let Some(token) = token {
+        if let Some(token) = token.token {
             request = request.header(SB_AUTH_HEADER, token);
+        }
+        if let Some(token) = token.gate_token {
+            request = request.header(GATE_TOKEN_HEADER, token);
         }
         let request = request
             .body(Empty::<Bytes>::new())

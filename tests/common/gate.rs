@@ -214,30 +214,12 @@ impl Gate {
         }
         write_secret(
             &dir.path().join("keys.json"),
-            &serde_json::json!([{"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1}])
-                .to_string(),
-        );
-        let url = relay_url;
-        let ca = repo("certs-dev/ca.pem");
-        let mut cmd = arcgate_cmd();
-        cmd.arg("serve")
-            .args(["--relay-only", "--name", GATE_NAME, "--config"])
-            .arg(&config)
-            .args([
-                "--relay",
-                url,
-                "--relay-key",
-                RELAY_LISTEN_KEY.0,
-                "--relay-ca",
+            &serde_json::json!([
+                {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]}
             ])
-            .arg(&ca)
-            .args(extra)
-            // No certificate: relay-only accepts no TLS, so it must not need one (its
-            // default path, certs-dev/, is relative and not in this directory).
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy");
+            .to_string(),
+        );
+        let mut cmd = relayed_serve_cmd(dir.path(), relay_url, extra);
         let running = Running::spawn(&mut cmd, false);
         running
             .wait_ready(
@@ -259,6 +241,28 @@ impl Gate {
             running,
         }
     }
+}
+
+/// `arcgate serve --relay-only --relay URL` for GATE_NAME with the configuration and keys
+/// in `dir`, listening with the relay's listen key (`extra` may add to or override that).
+pub(crate) fn relayed_serve_cmd(dir: &Path, relay_url: &str, extra: &[&str]) -> Command {
+    let mut cmd = arcgate_cmd();
+    cmd.arg("serve")
+        .args(["--relay-only", "--name", GATE_NAME, "--config"])
+        .arg(dir.join("localconfig.json"))
+        .args(["--relay", relay_url, "--relay-ca"])
+        .arg(repo("certs-dev/ca.pem"));
+    if !extra.contains(&"--relay-token-file") && !extra.contains(&"--relay-key") {
+        cmd.args(["--relay-key", RELAY_LISTEN_KEY.0]);
+    }
+    cmd.args(extra)
+        // No certificate: relay-only accepts no TLS, so it must not need one (its default
+        // path, certs-dev/, is relative and not in this directory).
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy");
+    cmd
 }
 
 /// `arcgate config --config PATH ARGS`.

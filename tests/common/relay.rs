@@ -1,6 +1,7 @@
 //! A running `arcgate relay` and `ssh` through it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::*;
 
@@ -30,17 +31,43 @@ impl RelayServer {
         RelayServer::spawn(listen, dir, &[])
     }
 
+    /// A relay whose keys file holds `keys`, with extra flags.
+    pub(crate) fn start_keys(keys: &serde_json::Value, extra: &[&str]) -> RelayServer {
+        let dir = private_dir();
+        write_secret(&dir.path().join("relay-keys.json"), &keys.to_string());
+        RelayServer::spawn("127.0.0.1:0", dir, extra)
+    }
+
+    /// Replaces the keys file the way a careful editor does (a new file renamed over the
+    /// old), and waits until the relay has read it.
+    pub(crate) fn write_keys(&self, content: &str) {
+        let from = self.running.log.len();
+        let tmp = self.dir.path().join("relay-keys.json.new");
+        write_secret(&tmp, content);
+        std::fs::rename(&tmp, self.dir.path().join("relay-keys.json")).unwrap();
+        self.running
+            .log
+            .wait_for_from(from, Duration::from_secs(10), |l| {
+                l.contains("relay keys reload")
+            })
+            .unwrap_or_else(|| panic!("no reload in:\n{}", self.running.log.lines().join("\n")));
+    }
+
+    /// A token signed with `key` for `resource`, valid for an hour, in a file.
+    pub(crate) fn token_file_as(&self, key: (&str, &str), resource: &str) -> PathBuf {
+        let token = arcgate::token::mint(resource, key.0, key.1, unix_now() + 3600);
+        let path = self
+            .dir
+            .path()
+            .join(format!("token-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, token).unwrap();
+        path
+    }
+
     fn spawn(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> RelayServer {
         let keys = dir.path().join("relay-keys.json");
         if !keys.exists() {
-            write_secret(
-                &keys,
-                &serde_json::json!([
-                    {"name": RELAY_SEND_KEY.0, "key": RELAY_SEND_KEY.1, "rights": ["send"]},
-                    {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]},
-                ])
-                .to_string(),
-            );
+            write_secret(&keys, &relay_keys(&[]).to_string());
         }
         let running = Running::spawn(
             arcgate_cmd()
@@ -71,24 +98,26 @@ impl RelayServer {
 
     /// A sender token for `name`, in a file.
     pub(crate) fn sender_token_file(&self, name: &str) -> PathBuf {
-        let expiry = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        let token = arcgate::token::mint(
-            &format!("http://localhost/{name}/"),
-            RELAY_SEND_KEY.0,
-            RELAY_SEND_KEY.1,
-            expiry,
-        );
-        let path = self
-            .dir
-            .path()
-            .join(format!("sender-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, token).unwrap();
-        path
+        self.token_file_as(RELAY_SEND_KEY, &format!("http://localhost/{name}/"))
     }
+}
+
+/// The test relay's two keys (one for senders, one for gates) and `more`.
+pub(crate) fn relay_keys(more: &[serde_json::Value]) -> serde_json::Value {
+    let mut keys = vec![
+        serde_json::json!({"name": RELAY_SEND_KEY.0, "key": RELAY_SEND_KEY.1, "rights": ["send"]}),
+        serde_json::json!({"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]}),
+    ];
+    keys.extend(more.iter().cloned());
+    serde_json::Value::Array(keys)
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// The `ProxyCommand` for `ssh` through a relay.

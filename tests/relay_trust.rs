@@ -1,0 +1,419 @@
+//! Relay mode as trustworthy as direct mode (issue 14): the relay holds a key to its rights,
+//! ports and host for as long as a connection lives, a gate can require its own keys end to
+//! end, and one stalled listener holds nothing else up.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const NARROW: (&str, &str) = ("narrow", "narrow-secret-0123456789abcdef");
+
+fn resource() -> String {
+    format!("http://localhost/{GATE_NAME}/")
+}
+
+/// Opens `connect` to `port` through the relay, checks that bytes go both ways, and
+/// returns it running.
+fn open_echo(url: &str, port: u16, token: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    let mut client = spawn_piped(connect_cmd(url, port, token).args(extra));
+    client.stdin.as_mut().unwrap().write_all(b"abc").unwrap();
+    let mut back = [0u8; 3];
+    read_stdout(&mut client, &mut back);
+    assert_eq!(&back, b"abc");
+    client
+}
+
+/// Runs `connect` to `port` with stdin closed and returns its exit code and stderr.
+fn refused(url: &str, port: u16, token: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
+    let out = connect_cmd(url, port, token)
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits for `client` to end with the 1008 Close a revocation sends, naming `why`.
+fn expect_revoked(mut client: std::process::Child, why: &str) {
+    // Held open while waiting: `wait` would close it, and stdin's end is a half-close that
+    // ends an echo session by itself.
+    let stdin = client.stdin.take();
+    let (status, mut client) = wait_with_deadline(client, Duration::from_secs(10));
+    drop(stdin);
+    let err = stderr_of(&mut client);
+    assert_eq!(status.code(), Some(10), "stderr: {err}");
+    assert!(err.contains("1008") && err.contains(why), "{err}");
+}
+
+#[test]
+fn a_sender_keys_ports_hold_through_the_relay() {
+    // Before: a relay key limited to port 22 reached any port the gate allowed (101).
+    let port = echo_service();
+    let narrow =
+        serde_json::json!({"name": NARROW.0, "key": NARROW.1, "rights": ["send"], "ports": [22]});
+    let relay = RelayServer::start_keys(&relay_keys(&[narrow]), &[]);
+    let gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
+    let token = relay.token_file_as(NARROW, &resource());
+    let from = gate.running.log.len();
+    let (code, err) = refused(&relay.url(GATE_NAME), port, &token, &[]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("403 connection not allowed")
+            && err.contains(&format!(
+                "the relay's key 'narrow' does not allow port {port}"
+            )),
+        "{err}"
+    );
+    relay.running.log.expect(&[
+        "sender refused: its key does not allow the port",
+        "key=narrow",
+    ]);
+    // Refused before any accept: the gate never heard of it.
+    assert!(
+        gate.running.log.lines()[from..]
+            .iter()
+            .all(|l| !l.contains("decision=")),
+        "the gate was asked"
+    );
+    // A key without ports still reaches it.
+    let client = open_echo(
+        &relay.url(GATE_NAME),
+        port,
+        &relay.sender_token_file(GATE_NAME),
+        &[],
+    );
+    drop(client);
+}
+
+#[test]
+fn the_gates_own_keys_decide_when_it_requires_a_gate_token() {
+    // Before: whoever held a relay send key was admitted; `--relay-require-gate-token` did
+    // not exist.
+    let port = echo_service();
+    let relay = RelayServer::start();
+    let gate = Gate::start_relayed(
+        &[port],
+        &relay.url(GATE_NAME),
+        &["--relay-require-gate-token"],
+    );
+    let keys = serde_json::json!([
+        {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]},
+        {"name": "ops", "key": "ops-secret-0123456789abcdef", "rights": ["send"]},
+        {"name": "narrow", "key": "narrow-secret-0123456789abcd", "ports": [1]},
+    ]);
+    let from = gate.running.log.len();
+    write_secret(&gate.keys_path(), &keys.to_string());
+    gate.wait_reload(from);
+    let url = relay.url(GATE_NAME);
+    let relay_token = relay.sender_token_file(GATE_NAME);
+
+    // The relay's word alone: 401 from the gate.
+    let (code, err) = refused(&url, port, &relay_token, &[]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("401"), "{err}");
+    gate.running
+        .log
+        .expect(&["decision=\"unauthorized\"", "key=\"relay\"", "no token"]);
+
+    // A gate token whose key does not cover the port: 403, as in direct mode.
+    let narrow = gate.token_file(&["--key-name", "narrow", "--ttl", "1h"]);
+    let narrow = narrow.to_str().unwrap();
+    let (code, err) = refused(&url, port, &relay_token, &["--gate-token-file", narrow]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("403 connection not allowed"), "{err}");
+
+    // The gate's own key: admitted and audited under its name.
+    let ops = gate.token_file(&["--key-name", "ops", "--ttl", "1h"]);
+    let client = open_echo(
+        &url,
+        port,
+        &relay_token,
+        &["--gate-token-file", ops.to_str().unwrap()],
+    );
+    gate.running
+        .log
+        .expect(&["decision=\"allow\"", "key=\"ops\""]);
+
+    // Revoked at the gate like a direct session: removing the key closes it with 1008.
+    let keys = serde_json::json!([
+        {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]},
+    ]);
+    let from = gate.running.log.len();
+    write_secret(&gate.keys_path(), &keys.to_string());
+    expect_revoked(client, "no longer allows this session");
+    let end = gate.session_end_after(from);
+    assert!(end.contains("key 'ops' removed"), "{end}");
+}
+
+#[test]
+fn listening_is_a_right_given_by_name() {
+    // Before: a key without `rights` could both send and listen, so any sender could attach
+    // a listener of its own and take the name's sessions.
+    let plain = serde_json::json!({"name": "plain", "key": "plain-secret-0123456789abcdef"});
+    let both = serde_json::json!({"name": "both", "key": "both-secret-0123456789abcdef", "rights": ["send", "listen"]});
+    let relay = RelayServer::start_keys(&relay_keys(&[plain, both]), &[]);
+    relay
+        .running
+        .log
+        .expect(&["key has both the send and the listen right", "key=\"both\""]);
+
+    // A listener with a token of a key without rights: the relay refuses it, and a gate
+    // whose listen credentials never worked stops with the reason instead of retrying.
+    let dir = private_dir();
+    let token = relay.token_file_as(("plain", "plain-secret-0123456789abcdef"), &resource());
+    let out = relayed_serve_cmd(
+        dir.path(),
+        &relay.url(GATE_NAME),
+        &["--relay-token-file", token.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let err = exit_stderr(&out, 2);
+    assert!(
+        err.contains("the relay refused the listen token: 401"),
+        "{err}"
+    );
+    relay
+        .running
+        .log
+        .expect(&["listener refused", "lacks the listen right"]);
+
+    // `--relay-key` naming a key without the listen right: refused before dialling.
+    let dir = private_dir();
+    write_secret(
+        &dir.path().join("keys.json"),
+        &serde_json::json!([{"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1}]).to_string(),
+    );
+    let out = relayed_serve_cmd(dir.path(), &relay.url(GATE_NAME), &[])
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 2);
+    assert!(err.contains("key 'gates' lacks the listen right"), "{err}");
+
+    // Each joined session's audit names the listener that took it.
+    let port = echo_service();
+    let _gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
+    let client = open_echo(
+        &relay.url(GATE_NAME),
+        port,
+        &relay.sender_token_file(GATE_NAME),
+        &[],
+    );
+    relay
+        .running
+        .log
+        .expect(&["sender joined", "key=senders", "listener_key=gates"]);
+    drop(client);
+}
+
+#[test]
+fn the_relay_revokes_what_its_keys_no_longer_back() {
+    // Before: removing a sender key left its relayed sessions running, removing the listen
+    // key left the gate attached, and a broken keys file kept the previous keys.
+    let port = echo_service();
+    let relay = RelayServer::start();
+    let gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
+    let url = relay.url(GATE_NAME);
+    let token = relay.sender_token_file(GATE_NAME);
+
+    let client = open_echo(&url, port, &token, &[]);
+    let gates_only = serde_json::json!([
+        {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]},
+    ]);
+    relay.write_keys(&gates_only.to_string());
+    expect_revoked(client, "key 'senders' removed");
+    relay
+        .running
+        .log
+        .expect(&["relayed session closed by the keys file", "senders"]);
+
+    // The listen key goes: the gate is detached with 1008, and nobody is admitted.
+    let from = gate.running.log.len();
+    let senders_only = serde_json::json!([
+        {"name": RELAY_SEND_KEY.0, "key": RELAY_SEND_KEY.1, "rights": ["send"]},
+    ]);
+    relay.write_keys(&senders_only.to_string());
+    relay
+        .running
+        .log
+        .expect(&["listener detached by the keys file", "key 'gates' removed"]);
+    gate.running
+        .log
+        .wait_for_from(from, Duration::from_secs(10), |l| {
+            l.contains("relay control channel lost") && l.contains("Policy")
+        })
+        .unwrap_or_else(|| panic!("{}", gate.running.log.lines().join("\n")));
+    let (code, err) = refused(&url, port, &token, &[]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("404"), "{err}");
+
+    // A keys file that does not parse: no keys at all, not the previous ones.
+    relay.write_keys("[{\"name\": ");
+    let (code, err) = refused(&url, port, &token, &[]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("401"), "{err}");
+    relay
+        .running
+        .log
+        .expect(&["sender refused", "keys are unavailable"]);
+}
+
+#[test]
+fn the_relay_pins_the_host_its_tokens_name() {
+    // Before: the relay had no --public-host and took a token for any host.
+    let relay = RelayServer::start_with(&["--public-host", "relay.example"]);
+    let url = relay.url(GATE_NAME);
+    let other = relay.token_file_as(
+        RELAY_SEND_KEY,
+        &format!("http://other.example/{GATE_NAME}/"),
+    );
+    let (code, err) = refused(&url, 22, &other, &[]);
+    assert_eq!(code, Some(4), "{err}");
+    relay
+        .running
+        .log
+        .expect(&["sender refused", "not for this gate"]);
+    // The pinned host passes the token check (and finds no listener).
+    let pinned = relay.token_file_as(
+        RELAY_SEND_KEY,
+        &format!("http://relay.example/{GATE_NAME}/"),
+    );
+    let (code, err) = refused(&url, 22, &pinned, &[]);
+    assert_eq!(code, Some(5), "{err}");
+}
+
+/// A listener spoken by hand: attaches with the relay's listen key, reading nothing more
+/// unless told to; its receive buffer is small so that a stall shows quickly.
+async fn scripted_listener(
+    relay: std::net::SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(relay).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(dev_ca_client_config())
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let token = arcgate::token::mint(
+        &resource(),
+        RELAY_LISTEN_KEY.0,
+        RELAY_LISTEN_KEY.1,
+        unix_now() + 3600,
+    );
+    let url = format!(
+        "wss://localhost:{}/$hc/{GATE_NAME}?sb-hc-action=listen&sb-hc-id=scripted",
+        relay.port()
+    );
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("ServiceBusAuthorization", token.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    ws
+}
+
+/// A sender spoken by hand, with a header of `padding` bytes; its answer's status line.
+async fn scripted_sender(relay: std::net::SocketAddr, padding: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(relay).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(dev_ca_client_config())
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let token = arcgate::token::mint(
+        &resource(),
+        RELAY_SEND_KEY.0,
+        RELAY_SEND_KEY.1,
+        unix_now() + 3600,
+    );
+    let pad = "p".repeat(padding);
+    let request = upgrade_request(
+        &format!("/$hc/{GATE_NAME}?sb-hc-action=connect&port=22"),
+        &[("ServiceBusAuthorization", &token), ("X-Padding", &pad)],
+    );
+    tls.write_all(&request).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        match tls.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_stalled_listener_cannot_freeze_its_name() {
+    // Before: a listener that stopped reading held its name's senders for 30 s and more
+    // (402 of 900 got 504 at 30 s, the rest no answer), and was never detached.
+    let relay = tokio::task::spawn_blocking(|| {
+        RelayServer::start_with(&["--ping-interval", "1s", "--max-header-bytes", "65536"])
+    })
+    .await
+    .unwrap();
+    let addr = relay.addr;
+    let _stalled = scripted_listener(addr).await;
+    let started = Instant::now();
+    // Enough accept messages (each carries a 48 KiB header) to fill every buffer between
+    // the relay and a listener that reads nothing; fewer than the per-source cap of 64.
+    let senders: Vec<_> = (0..60)
+        .map(|_| tokio::spawn(scripted_sender(addr, 48 * 1024)))
+        .collect();
+    let limit = Duration::from_secs(15);
+    for sender in senders {
+        let line = tokio::time::timeout(limit.saturating_sub(started.elapsed()), sender)
+            .await
+            .expect("every sender is answered well before the 30 s accept limit")
+            .unwrap();
+        assert!(line.starts_with("HTTP/1.1 404"), "{line}");
+    }
+    let log = relay.running.log.clone();
+    tokio::task::spawn_blocking(move || {
+        log.expect(&["cannot write to the listener; detaching it"])
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn senders_are_answered_at_once_when_their_listener_goes_away() {
+    // Before: a sender whose accept message had been sent waited out the 30 s limit (504)
+    // after its listener's channel died.
+    use futures_util::StreamExt;
+    let relay = tokio::task::spawn_blocking(RelayServer::start)
+        .await
+        .unwrap();
+    let addr = relay.addr;
+    let mut listener = scripted_listener(addr).await;
+    let sender = tokio::spawn(scripted_sender(addr, 0));
+    // The accept message arrives; the listener then dies without answering.
+    let message = tokio::time::timeout(Duration::from_secs(10), listener.next())
+        .await
+        .expect("an accept message")
+        .unwrap()
+        .unwrap();
+    assert!(
+        message.to_text().unwrap().contains("\"accept\""),
+        "{message}"
+    );
+    let died = Instant::now();
+    drop(listener);
+    let line = tokio::time::timeout(Duration::from_secs(5), sender)
+        .await
+        .expect("the sender is answered at once")
+        .unwrap();
+    assert!(
+        line.starts_with("HTTP/1.1 404 Endpoint does not exist"),
+        "{line}"
+    );
+    assert!(died.elapsed() < Duration::from_secs(5));
+}
