@@ -8,6 +8,7 @@ mod config_cli;
 mod faults;
 mod forward;
 mod hostile;
+mod hyco;
 mod layout;
 mod operations;
 mod promise;

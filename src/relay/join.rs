@@ -38,12 +38,16 @@ pub async fn join<A, B>(
     let (br, bw) = tokio::io::split(b);
     let (stop, stopped) = watch::channel(None::<String>);
     let ab = pump(
-        FrameReader::new(ar, Role::Server, max_frame, CHUNK).with_leftover(a_leftover),
+        FrameReader::new(ar, Role::Server, max_frame, CHUNK)
+            .with_leftover(a_leftover)
+            .relaying(),
         FrameWriter::new(bw, Role::Server),
         stopped.clone(),
     );
     let ba = pump(
-        FrameReader::new(br, Role::Server, max_frame, CHUNK).with_leftover(b_leftover),
+        FrameReader::new(br, Role::Server, max_frame, CHUNK)
+            .with_leftover(b_leftover)
+            .relaying(),
         FrameWriter::new(aw, Role::Server),
         stopped,
     );
@@ -87,7 +91,8 @@ where
             return true;
         };
         let result = match next {
-            Ok(Event::Data(d)) => to.send_binary_from(d).await,
+            Ok(Event::FrameStart(start)) => to.start_frame(start).await,
+            Ok(Event::Data(d)) => to.send_piece(d).await,
             Ok(Event::Ping(p)) => to.send_ping(&p).await,
             Ok(Event::Pong) => to.send_pong(&[]).await,
             Ok(Event::Close(c)) => {

@@ -357,6 +357,8 @@ async fn read_peer<R, LW>(
             Ok(Event::Pong) => {
                 heard.fetch_add(1, Ordering::Relaxed);
             }
+            // Only a relaying reader reports frame starts; the bridge's never does.
+            Ok(Event::FrameStart(_)) => {}
             Ok(Event::Close(frame)) => {
                 // Half-close: the peer sends no more; the local side hears EOF.
                 let _ = local_w.shutdown().await;

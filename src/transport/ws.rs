@@ -76,11 +76,36 @@ pub struct CloseFrame {
     pub reason: String,
 }
 
+/// What kind of data frame a relayed frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// The first frame of a text message.
+    Text,
+    /// The first frame of a binary message.
+    Binary,
+    /// A later frame of a fragmented message.
+    Continuation,
+}
+
+/// The header of a data frame a relaying reader is about to stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameStart {
+    /// Its opcode.
+    pub kind: DataKind,
+    /// Whether it is the last frame of its message.
+    pub fin: bool,
+    /// Its payload length; exactly that many bytes follow as [`Event::Data`] pieces.
+    pub len: u64,
+}
+
 /// What the peer sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// Bytes of a binary message (a frame, or a piece of one).
     Data(&'a [u8]),
+    /// Only from a [relaying](FrameReader::relaying) reader: a data frame begins; its
+    /// payload follows as [`Event::Data`] pieces.
+    FrameStart(FrameStart),
     /// A Ping with its payload, to be answered with a Pong.
     Ping(Bytes),
     /// A Pong.
@@ -164,6 +189,9 @@ pub struct FrameReader<R> {
     fragmented: bool,
     /// Bytes of `buf` handed out by the last [`Event::Data`], dropped at the next call.
     handed_out: usize,
+    /// Relaying (the relay's join): text frames are passed on, and each data frame's header
+    /// is reported as an [`Event::FrameStart`].
+    relaying: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -182,7 +210,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             mask_offset: 0,
             fragmented: false,
             handed_out: 0,
+            relaying: false,
         }
+    }
+
+    /// Reads for relaying rather than for a byte stream: text messages are accepted (the
+    /// relay carries whatever its two ends speak; they check UTF-8), and each data frame
+    /// begins with an [`Event::FrameStart`], so that frames and messages keep their
+    /// boundaries when written again.
+    pub fn relaying(mut self) -> Self {
+        self.relaying = true;
+        self
     }
 
     /// Bytes that arrived with the handshake and belong to the frame stream.
@@ -267,12 +305,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let header_len = cursor.position() as usize;
             self.check_header(&header, len)?;
             match header.opcode {
-                OpCode::Data(_) => {
+                OpCode::Data(data) => {
                     self.fragmented = !header.is_final;
                     self.buf.advance(header_len);
                     self.remaining = len;
                     self.mask = header.mask;
                     self.mask_offset = 0;
+                    if self.relaying {
+                        let kind = match data {
+                            Data::Text => DataKind::Text,
+                            Data::Continue => DataKind::Continuation,
+                            _ => DataKind::Binary,
+                        };
+                        return Ok(Event::FrameStart(FrameStart {
+                            kind,
+                            fin: header.is_final,
+                            len,
+                        }));
+                    }
                 }
                 OpCode::Control(control) => {
                     let total = header_len + len as usize;
@@ -307,7 +357,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             _ => {}
         }
         match header.opcode {
-            OpCode::Data(Data::Text) if !self.fragmented => Err(WsError::Text),
+            OpCode::Data(Data::Text) if !self.fragmented && !self.relaying => Err(WsError::Text),
             OpCode::Data(Data::Binary | Data::Text) if self.fragmented => {
                 Err(WsError::Protocol("new message inside a fragmented message"))
             }
@@ -422,25 +472,30 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.write_frame(&frame[start..HEADROOM + len]).await
     }
 
-    /// Sends `payload` as one binary frame without copying it (the relay's case: it forwards
-    /// a piece it did not read into a buffer of its own). A client must mask, which needs a
-    /// copy; that rare case makes one.
-    pub async fn send_binary_from(&mut self, payload: &[u8]) -> io::Result<()> {
-        if self.role == Role::Client {
-            let mut frame = vec![0u8; HEADROOM + payload.len()];
-            frame[HEADROOM..].copy_from_slice(payload);
-            return self.send_binary(&mut frame, payload.len()).await;
-        }
+    /// Writes a relayed data frame's header; exactly `start.len` payload bytes must follow
+    /// through [`FrameWriter::send_piece`]. Servers only: a client would have to mask.
+    pub async fn start_frame(&mut self, start: FrameStart) -> io::Result<()> {
+        debug_assert_eq!(self.role, Role::Server, "a relay writes as a server");
         let header = FrameHeader {
-            opcode: OpCode::Data(Data::Binary),
+            is_final: start.fin,
+            opcode: OpCode::Data(match start.kind {
+                DataKind::Text => Data::Text,
+                DataKind::Binary => Data::Binary,
+                DataKind::Continuation => Data::Continue,
+            }),
             ..FrameHeader::default()
         };
         let mut head = [0u8; HEADROOM];
-        let len = header.len(payload.len() as u64);
+        let len = header.len(start.len);
         header
-            .format(payload.len() as u64, &mut Cursor::new(&mut head[..len]))
+            .format(start.len, &mut Cursor::new(&mut head[..len]))
             .expect("a frame header fits in HEADROOM");
-        self.write_parts(&head[..len], payload).await
+        self.write_parts(&head[..len], &[]).await
+    }
+
+    /// Writes payload bytes of the frame [`FrameWriter::start_frame`] began.
+    pub async fn send_piece(&mut self, piece: &[u8]) -> io::Result<()> {
+        self.write_parts(piece, &[]).await
     }
 
     /// Returns where the frame starts in `frame`.
@@ -513,12 +568,55 @@ mod tests {
                 Ok(Event::Ping(p)) => out.push(format!("ping {}", p.len())),
                 Ok(Event::Pong) => out.push("pong".into()),
                 Ok(Event::Close(c)) => out.push(format!("close {} {}", c.code, c.reason)),
+                Ok(Event::FrameStart(f)) => out.push(format!("{:?} {} {}", f.kind, f.fin, f.len)),
                 Err(e) => {
                     out.push(format!("error {e} {:?}", e.close_code()));
                     return out;
                 }
             }
         }
+    }
+
+    /// A short client frame (masked, with a zero mask).
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[tokio::test]
+    async fn a_relaying_reader_keeps_text_and_every_frame_boundary() {
+        // What hyco-ws's sample sender sends: JSON as text. The bridge refuses text (1003);
+        // the relay passes it on, and an empty final fragment still ends its message.
+        let wire = [
+            frame(0x01, b"{\"a\":"),
+            frame(0x80, b""),
+            frame(0x82, b"xyz"),
+        ]
+        .concat();
+        let mut reader = FrameReader::new(&wire[..], Role::Server, 1024, 16).relaying();
+        let mut out = Vec::new();
+        while let Ok(event) = reader.next().await {
+            out.push(match event {
+                Event::FrameStart(f) => format!("{:?} {} {}", f.kind, f.fin, f.len),
+                Event::Data(d) => format!("data {}", String::from_utf8_lossy(d)),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            out,
+            [
+                "Text false 5",
+                "data {\"a\":",
+                "Continuation true 0",
+                "Binary true 3",
+                "data xyz"
+            ]
+        );
+        assert_eq!(
+            frames_from(frame(0x81, b"a"), Role::Server).await,
+            ["error text frame received; this tunnel carries binary frames only Some(1003)"]
+        );
     }
 
     async fn client_frames(parts: &[(&[u8], Option<u16>)]) -> Vec<u8> {
@@ -660,6 +758,7 @@ mod tests {
                     events.push(format!("close {} {}", c.code, c.reason));
                     break;
                 }
+                Event::FrameStart(_) => events.push("frame start".into()),
             }
         }
         let mut want = b"hello".to_vec();
@@ -667,8 +766,30 @@ mod tests {
         assert!(data == want, "the data bytes differ");
         assert_eq!(events, ["ping p1", "pong", "close 1000 bye"]);
 
+        // Relayed frames: a header, then the payload in pieces; a text message in two frames.
         let mut writer = FrameWriter::new(ours_w, Role::Server);
-        writer.send_binary_from(&big).await.unwrap();
+        let frame = |kind, fin, len: usize| FrameStart {
+            kind,
+            fin,
+            len: len as u64,
+        };
+        writer
+            .start_frame(frame(DataKind::Binary, true, big.len()))
+            .await
+            .unwrap();
+        for piece in big.chunks(7000) {
+            writer.send_piece(piece).await.unwrap();
+        }
+        writer
+            .start_frame(frame(DataKind::Text, false, 5))
+            .await
+            .unwrap();
+        writer.send_piece(b"hello").await.unwrap();
+        writer
+            .start_frame(frame(DataKind::Continuation, true, 6))
+            .await
+            .unwrap();
+        writer.send_piece(" wörl".as_bytes()).await.unwrap();
         writer.send_ping(b"p2").await.unwrap();
         writer.send_pong(b"").await.unwrap();
         writer
@@ -679,6 +800,7 @@ mod tests {
         while let Some(m) = client.next().await {
             match m.unwrap() {
                 Message::Binary(b) => got.push(format!("binary {}", b.len())),
+                Message::Text(t) => got.push(format!("text {}", t.as_str())),
                 Message::Ping(p) => got.push(format!("ping {}", String::from_utf8_lossy(&p))),
                 Message::Pong(_) => got.push("pong".into()),
                 Message::Close(Some(c)) => {
@@ -692,6 +814,7 @@ mod tests {
             got,
             [
                 "binary 70000",
+                "text hello wörl",
                 "ping p2",
                 "pong",
                 "close 1008 connection not allowed"
