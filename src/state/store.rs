@@ -282,25 +282,38 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// How often a file that was replaced between its check and its opening is checked again:
+/// `config set` and `arcgate key` replace files by rename, so one replacement is an
+/// administrator's change, not an attack; a file replaced every time is refused.
+const REPLACED_RETRIES: usize = 3;
+
 /// Reads a whole file after the permission check; `Ok(None)` when it does not exist.
 pub fn read_checked(path: &Path, secrecy: Secrecy) -> Result<Option<Vec<u8>>, StoreError> {
-    let checked = check_secure(path, secrecy)?;
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io("cannot open", path, e)),
+    let mut attempt = 0;
+    let (file, meta) = loop {
+        let checked = check_secure(path, secrecy)?;
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("cannot open", path, e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| StoreError::io("cannot inspect", path, e))?;
+        // The file opened must be the one checked: a path swapped between the two is checked
+        // again, and refused if it keeps changing.
+        if checked == Some(FileId::of(&meta)) {
+            break (file, meta);
+        }
+        attempt += 1;
+        if attempt >= REPLACED_RETRIES {
+            return Err(StoreError::Insecure {
+                path: path.to_path_buf(),
+                problem: "it was replaced every time it was being checked".into(),
+                fix: "find out who is changing it; then run the command again".into(),
+            });
+        }
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| StoreError::io("cannot inspect", path, e))?;
-    // The file opened must be the one checked: a path swapped between the two is refused.
-    if checked != Some(FileId::of(&meta)) {
-        return Err(StoreError::Insecure {
-            path: path.to_path_buf(),
-            problem: "it was replaced while it was being checked".into(),
-            fix: "find out who is changing it; then run the command again".into(),
-        });
-    }
     let size = meta.len();
     if size > MAX_FILE_BYTES {
         return Err(StoreError::TooLarge {
@@ -338,15 +351,22 @@ pub struct Updated {
 /// administrators' `config set`s cannot lose each other's change. Nothing is written when
 /// the change is refused.
 pub fn update_config(path: &Path, key: Key, change: &Change) -> Result<Updated, UpdateError> {
+    let _lock = lock_dir(path)?;
+    let before = load_config(path)?;
+    let after = before.change(key, change)?;
+    write_atomic(path, &after.to_json(), 0o644)?;
+    Ok(Updated { before, after })
+}
+
+/// Takes an exclusive lock on the directory of `path` (created if missing), held until the
+/// returned file is dropped: every read-change-write of a file there goes through it.
+pub fn lock_dir(path: &Path) -> Result<File, StoreError> {
     let dir = parent_dir(path);
     ensure_dir(&dir)?;
     let lock = File::open(&dir).map_err(|e| StoreError::io("cannot open", &dir, e))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| StoreError::io("cannot lock", &dir, e.into()))?;
-    let before = load_config(path)?;
-    let after = before.change(key, change)?;
-    write_atomic(path, &after.to_json(), 0o644)?;
-    Ok(Updated { before, after })
+    Ok(lock)
 }
 
 /// Why [`update_config`] wrote nothing.
@@ -378,6 +398,16 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
 /// fsync it, keep the current file as `NAME.bak`, rename the temporary over `path`, fsync
 /// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    replace(path, bytes, mode, true)
+}
+
+/// [`write_atomic`] for a secret, mode 0600, with no `.bak`: a removed or rotated key must
+/// not live on beside the file.
+pub fn write_secret_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    replace(path, bytes, 0o600, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, keep_backup: bool) -> Result<(), StoreError> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -386,7 +416,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
     let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         write_synced(&tmp, bytes, mode)?;
-        if path.exists() {
+        if keep_backup && path.exists() {
             let bak = dir.join(format!("{name}.bak"));
             let bak_tmp = dir.join(format!(".{name}.bak.tmp-{}", uuid::Uuid::new_v4().simple()));
             let old = fs::read(path).map_err(|e| StoreError::io("cannot read", path, e))?;
