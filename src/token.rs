@@ -323,12 +323,7 @@ impl KeySet {
             serde_json::from_slice(bytes).map_err(|e| KeysFileError::NotJson(e.to_string()))?;
         let mut keys = Vec::with_capacity(raw.len());
         for k in raw {
-            if k.name.is_empty()
-                || k.name.len() > 256
-                || k.name.chars().any(crate::config::misleading)
-            {
-                return Err(KeysFileError::BadName(shorten(&k.name)));
-            }
+            check_name(&k.name)?;
             if k.key.len() < 16 {
                 return Err(KeysFileError::ShortKey(k.name));
             }
@@ -371,15 +366,84 @@ impl KeySet {
         Ok(KeySet(keys))
     }
 
-    /// A keys file holding one new random 256-bit key named `name`.
+    /// A keys file holding one new random 256-bit key named `name`, with the send right.
     pub fn generate_json(name: &str) -> Vec<u8> {
-        let mut secret = [0u8; 32];
-        rand::fill(&mut secret);
-        let key = base64::engine::general_purpose::STANDARD.encode(secret);
-        let file = serde_json::json!([{ "name": name, "key": key, "rights": ["send"] }]);
+        let (keys, _) = KeySet::default()
+            .change(&KeyChange::Add {
+                name: name.to_string(),
+                rights: vec![Right::Send],
+                ports: None,
+            })
+            .expect("an empty set takes any valid name");
+        keys.to_json()
+    }
+
+    /// The file's contents for this set: what [`KeySet::from_json`] reads back.
+    pub fn to_json(&self) -> Vec<u8> {
+        let file: Vec<serde_json::Value> = self
+            .0
+            .iter()
+            .map(|k| {
+                let mut entry = serde_json::json!({
+                    "name": k.name,
+                    "key": k.key,
+                    "rights": k.rights.iter().map(Right::to_string).collect::<Vec<_>>(),
+                });
+                if let Some(ports) = &k.ports {
+                    entry["ports"] = ports.to_json();
+                }
+                entry
+            })
+            .collect();
         let mut out = serde_json::to_vec_pretty(&file).expect("plain JSON serializes");
         out.push(b'\n');
         out
+    }
+
+    /// Every key, in file order.
+    pub fn entries(&self) -> &[KeyEntry] {
+        &self.0
+    }
+
+    /// The set after `change`, and the new secret when the change made one (add, rotate):
+    /// it is shown once, to whoever made the change, and never again.
+    pub fn change(&self, change: &KeyChange) -> Result<(KeySet, Option<String>), KeyChangeError> {
+        let mut keys = self.0.clone();
+        let position = |name: &str| keys.iter().position(|k| k.name == name);
+        match change {
+            KeyChange::Add {
+                name,
+                rights,
+                ports,
+            } => {
+                check_name(name).map_err(|_| KeyChangeError::BadName(shorten(name)))?;
+                if position(name).is_some() {
+                    return Err(KeyChangeError::Exists(name.clone()));
+                }
+                if rights.is_empty() {
+                    return Err(KeyChangeError::NoRights(name.clone()));
+                }
+                let secret = new_secret();
+                keys.push(KeyEntry {
+                    name: name.clone(),
+                    key: secret.clone(),
+                    ports: ports.clone(),
+                    rights: rights.clone(),
+                });
+                Ok((KeySet(keys), Some(secret)))
+            }
+            KeyChange::Remove(name) => {
+                let i = position(name).ok_or_else(|| KeyChangeError::NoSuch(shorten(name)))?;
+                keys.remove(i);
+                Ok((KeySet(keys), None))
+            }
+            KeyChange::Rotate(name) => {
+                let i = position(name).ok_or_else(|| KeyChangeError::NoSuch(shorten(name)))?;
+                let secret = new_secret();
+                keys[i].key.clone_from(&secret);
+                Ok((KeySet(keys), Some(secret)))
+            }
+        }
     }
 
     /// The key named `name`.
@@ -415,6 +479,58 @@ impl KeySet {
         }
         Ok(entry)
     }
+}
+
+/// A change to a keys file made by command (`arcgate key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// A new key with a new random secret.
+    Add {
+        /// Its name.
+        name: String,
+        /// What its tokens may do (at least one right).
+        rights: Vec<Right>,
+        /// The only ports its tokens may reach, if limited.
+        ports: Option<PortSet>,
+    },
+    /// The key goes: every session it opened is closed.
+    Remove(String),
+    /// The key gets a new random secret: tokens signed with the old one stop working, and
+    /// the sessions they opened are closed.
+    Rotate(String),
+}
+
+/// Why a [`KeyChange`] was refused; nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyChangeError {
+    /// `add` with a name already in the file.
+    #[error("a key named '{0}' already exists; rotate it, or remove it first")]
+    Exists(String),
+    /// `remove` or `rotate` of a name not in the file.
+    #[error("no key named '{0}'; `arcgate key list` shows the names")]
+    NoSuch(String),
+    /// A name that is empty, too long or misleading.
+    #[error(
+        "key name '{0}' is empty, longer than 256 bytes or has control or text-direction characters"
+    )]
+    BadName(String),
+    /// `add` with no right.
+    #[error("key '{0}' needs a right: --rights send (the default) or --rights listen")]
+    NoRights(String),
+}
+
+fn check_name(name: &str) -> Result<(), KeysFileError> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(crate::config::misleading) {
+        return Err(KeysFileError::BadName(shorten(name)));
+    }
+    Ok(())
+}
+
+/// A new random 256-bit secret, base64.
+fn new_secret() -> String {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    base64::engine::general_purpose::STANDARD.encode(secret)
 }
 
 /// What a valid token grants: the key it was signed with, and that key's port restriction.
@@ -838,6 +954,73 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(file)
             );
+        }
+    }
+
+    #[test]
+    fn key_changes_keep_everything_else_and_show_a_secret_once() {
+        let start = keys();
+        let (added, secret) = start
+            .change(&KeyChange::Add {
+                name: "users".into(),
+                rights: vec![Right::Send],
+                ports: Some(PortSet::from_json_list(&[22.into(), "3389-3390".into()]).unwrap()),
+            })
+            .unwrap();
+        let secret = secret.unwrap();
+        assert_eq!(secret.len(), 44);
+        // What is written reads back the same, with the secret that was shown.
+        let reread = KeySet::from_json(&added.to_json()).unwrap();
+        assert_eq!(reread, added);
+        assert_eq!(reread.get("users").unwrap().secret(), secret);
+        assert!(reread.get("users").unwrap().covers(3390));
+        assert!(!reread.get("users").unwrap().covers(23));
+        assert_eq!(reread.get("ops"), start.get("ops"));
+
+        let (rotated, new) = reread.change(&KeyChange::Rotate("users".into())).unwrap();
+        assert_ne!(new.unwrap(), secret);
+        assert_eq!(
+            rotated.get("users").unwrap().ports,
+            reread.get("users").unwrap().ports
+        );
+        let (removed, none) = rotated.change(&KeyChange::Remove("users".into())).unwrap();
+        assert_eq!((removed, none), (start.clone(), None));
+
+        for (change, want) in [
+            (
+                KeyChange::Add {
+                    name: "ops".into(),
+                    rights: vec![Right::Send],
+                    ports: None,
+                },
+                KeyChangeError::Exists("ops".into()),
+            ),
+            (
+                KeyChange::Remove("nobody".into()),
+                KeyChangeError::NoSuch("nobody".into()),
+            ),
+            (
+                KeyChange::Rotate("nobody".into()),
+                KeyChangeError::NoSuch("nobody".into()),
+            ),
+            (
+                KeyChange::Add {
+                    name: "a\u{202e}b".into(),
+                    rights: vec![Right::Send],
+                    ports: None,
+                },
+                KeyChangeError::BadName("a?b".into()),
+            ),
+            (
+                KeyChange::Add {
+                    name: "x".into(),
+                    rights: vec![],
+                    ports: None,
+                },
+                KeyChangeError::NoRights("x".into()),
+            ),
+        ] {
+            assert_eq!(start.change(&change).unwrap_err(), want, "{change:?}");
         }
     }
 

@@ -417,3 +417,129 @@ async fn senders_are_answered_at_once_when_their_listener_goes_away() {
     );
     assert!(died.elapsed() < Duration::from_secs(5));
 }
+
+/// `arcgate key ARGS --keys FILE`; its stdout when it succeeds.
+fn key_cmd(keys: &std::path::Path, args: &[&str]) -> String {
+    let out = arcgate_cmd()
+        .arg("key")
+        .args(args)
+        .arg("--keys")
+        .arg(keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "key {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn keys_are_managed_by_command_and_a_running_relay_applies_them() {
+    // Before: keys were JSON edited by hand; there was no `arcgate key`.
+    let port = echo_service();
+    let relay = RelayServer::start();
+    let _gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
+    let keys = relay.dir.path().join("relay-keys.json");
+
+    // add: the secret once on stdout; list: never a secret.
+    let from = relay.running.log.len();
+    let secret = key_cmd(&keys, &["add", "users", "--ports", &port.to_string()]);
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 44, "{secret}");
+    let listed = key_cmd(&keys, &["list"]);
+    assert!(
+        listed.contains(&format!("users\trights=send\tports=[{port}]")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("gates\trights=listen\tports=any"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(secret) && !listed.contains(RELAY_SEND_KEY.1),
+        "{listed}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        !relay.dir.path().join("relay-keys.json.bak").exists(),
+        "no old secrets kept"
+    );
+    relay
+        .running
+        .log
+        .wait_for_from(from, Duration::from_secs(10), |l| {
+            l.contains("relay keys reloaded") && l.contains("users")
+        })
+        .expect("the relay reloads");
+
+    // The client's token, minted from the relay's keys file with `arcgate token`.
+    let mint = |name: &str| {
+        let out = arcgate_cmd()
+            .args([
+                "token",
+                "--key-name",
+                name,
+                "--ttl",
+                "1h",
+                "--resource",
+                &resource(),
+                "--keys",
+            ])
+            .arg(&keys)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = relay
+            .dir
+            .path()
+            .join(format!("t-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    };
+    let token = mint("users");
+    let client = open_echo(&relay.url(GATE_NAME), port, &token, &[]);
+    // Its ports hold: another port is refused at the relay.
+    let (code, err) = refused(&relay.url(GATE_NAME), 22, &token, &[]);
+    assert_eq!(code, Some(3), "{err}");
+
+    // rotate: the live session ends with 1008, the old token no longer works, a new one does.
+    let rotated = key_cmd(&keys, &["rotate", "users"]);
+    assert_ne!(rotated.trim(), secret);
+    expect_revoked(client, "key 'users' given a new secret");
+    let (code, err) = refused(&relay.url(GATE_NAME), port, &token, &[]);
+    assert_eq!(code, Some(4), "{err}");
+    drop(open_echo(&relay.url(GATE_NAME), port, &mint("users"), &[]));
+
+    // remove, and refusals that write nothing.
+    key_cmd(&keys, &["remove", "users"]);
+    let before = std::fs::read(&keys).unwrap();
+    for args in [
+        &["remove", "users"][..],
+        &["add", "gates"],
+        &["add", "x", "--ports", "0"],
+        &["add", "x", "--rights", "manage"],
+    ] {
+        let out = arcgate_cmd()
+            .arg("key")
+            .args(args)
+            .arg("--keys")
+            .arg(&keys)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    assert_eq!(
+        std::fs::read(&keys).unwrap(),
+        before,
+        "a refused change writes nothing"
+    );
+}

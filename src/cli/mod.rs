@@ -20,11 +20,13 @@ use arcgate::token;
 
 mod admin;
 mod client;
+mod key;
 mod relay;
 mod serve;
 
 pub(crate) use admin::{ConfigArgs, ExtensionArgs, StatusArgs, TokenArgs};
 pub(crate) use client::{ConnectArgs, ForwardArgs, SshConfigArgs};
+pub(crate) use key::KeyArgs;
 pub(crate) use relay::RelayArgs;
 pub(crate) use serve::ServeArgs;
 
@@ -49,6 +51,8 @@ pub(crate) enum Command {
     Extension(ExtensionArgs),
     /// Mint an access token from a key in the keys file.
     Token(TokenArgs),
+    /// List, add, remove or rotate the keys in a keys file (the gate's, or a relay's).
+    Key(KeyArgs),
     /// Connect stdin/stdout to a port on a host through its gate (an OpenSSH ProxyCommand).
     #[command(after_help = CONNECT_EXIT_CODES)]
     Connect(ConnectArgs),
@@ -178,6 +182,7 @@ pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
         Command::Config(args) => admin::config(args),
         Command::Extension(args) => admin::extension(args),
         Command::Token(args) => admin::mint_token(args),
+        Command::Key(args) => key::key(args),
         Command::Connect(args) => client::connect(args.client),
         Command::Forward(args) => client::forward(args),
         Command::SshConfig(args) => client::ssh_config(args),

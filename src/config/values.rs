@@ -153,7 +153,8 @@ impl PortSet {
         PortSet::from_ranges(out)
     }
 
-    pub(super) fn to_json(&self) -> serde_json::Value {
+    /// The set as a JSON list: numbers for single ports, "a-b" strings for ranges.
+    pub fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Array(
             self.0
                 .iter()

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Key};
 use crate::state::store::{self, Secrecy, StoreError};
-use crate::token::{KeySet, KeysFileError};
+use crate::token::{KeyChange, KeyChangeError, KeySet, KeysFileError};
 
 /// How long to let a burst of file events settle before reloading: editors write, rename and
 /// chmod in quick succession. Well inside SPEC §4.4's "in force within one second".
@@ -115,8 +115,48 @@ pub fn ensure_keys(path: &Path) -> Result<bool, StoreError> {
         return Ok(false);
     }
     store::ensure_dir(path.parent().unwrap_or(Path::new(".")))?;
-    store::write_atomic(path, &KeySet::generate_json("default"), 0o600)?;
+    store::write_secret_atomic(path, &KeySet::generate_json("default"))?;
     Ok(true)
+}
+
+/// Applies one change to a keys file (the gate's or the relay's) under the lock of its
+/// directory, after the same checks as every read (owner, 0600, directories): the set now on
+/// disk and the new secret, if the change made one. Nothing is written when it is refused.
+/// A running gate or relay sees the change through its watch, as any edit of the file.
+pub fn update_keys(
+    path: &Path,
+    change: &KeyChange,
+) -> Result<(KeySet, Option<String>), KeysUpdateError> {
+    let _lock = store::lock_dir(path)?;
+    let before = match store::read_checked(path, Secrecy::Secret)? {
+        Some(bytes) => KeySet::from_json(&bytes).map_err(|error| KeysError::Invalid {
+            path: path.to_path_buf(),
+            error,
+        })?,
+        // `add` may create the file; the others need one.
+        None if matches!(change, KeyChange::Add { .. }) => KeySet::default(),
+        None => return Err(KeysError::Missing(path.to_path_buf()).into()),
+    };
+    let (after, secret) = before.change(change)?;
+    store::write_secret_atomic(path, &after.to_json())?;
+    Ok((after, secret))
+}
+
+/// Why [`update_keys`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysUpdateError {
+    /// The change itself is refused (a usage error).
+    #[error(transparent)]
+    Invalid(#[from] KeyChangeError),
+    /// The file cannot be used.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+}
+
+impl From<StoreError> for KeysUpdateError {
+    fn from(e: StoreError) -> KeysUpdateError {
+        KeysUpdateError::Keys(KeysError::Store(e))
+    }
 }
 
 /// Loads both files strictly: any error stops `serve` (SPEC §4.4).
