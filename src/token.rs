@@ -371,6 +371,7 @@ impl KeySet {
         let (keys, _) = KeySet::default()
             .change(&KeyChange::Add {
                 name: name.to_string(),
+                secret: None,
                 rights: vec![Right::Send],
                 ports: None,
             })
@@ -413,6 +414,7 @@ impl KeySet {
         match change {
             KeyChange::Add {
                 name,
+                secret,
                 rights,
                 ports,
             } => {
@@ -423,14 +425,23 @@ impl KeySet {
                 if rights.is_empty() {
                     return Err(KeyChangeError::NoRights(name.clone()));
                 }
-                let secret = new_secret();
+                if secret.as_ref().is_some_and(|s| s.len() < 16) {
+                    return Err(KeyChangeError::ShortSecret(name.clone()));
+                }
+                let (key, made) = match secret {
+                    Some(given) => (given.clone(), None),
+                    None => {
+                        let made = new_secret();
+                        (made.clone(), Some(made))
+                    }
+                };
                 keys.push(KeyEntry {
                     name: name.clone(),
-                    key: secret.clone(),
+                    key,
                     ports: ports.clone(),
                     rights: rights.clone(),
                 });
-                Ok((KeySet(keys), Some(secret)))
+                Ok((KeySet(keys), made))
             }
             KeyChange::Remove(name) => {
                 let i = position(name).ok_or_else(|| KeyChangeError::NoSuch(shorten(name)))?;
@@ -484,10 +495,13 @@ impl KeySet {
 /// A change to a keys file made by command (`arcgate key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyChange {
-    /// A new key with a new random secret.
+    /// A new key: with a new random secret, or one given (another file's, or an Azure Relay
+    /// shared access policy's).
     Add {
         /// Its name.
         name: String,
+        /// The secret to use instead of a new random one.
+        secret: Option<String>,
         /// What its tokens may do (at least one right).
         rights: Vec<Right>,
         /// The only ports its tokens may reach, if limited.
@@ -517,6 +531,11 @@ pub enum KeyChangeError {
     /// `add` with no right.
     #[error("key '{0}' needs a right: --rights send (the default) or --rights listen")]
     NoRights(String),
+    /// `add` with a given secret too short to be random.
+    #[error(
+        "the secret given for key '{0}' is shorter than 16 characters; use a random 256-bit key"
+    )]
+    ShortSecret(String),
 }
 
 fn check_name(name: &str) -> Result<(), KeysFileError> {
@@ -963,6 +982,7 @@ mod tests {
         let (added, secret) = start
             .change(&KeyChange::Add {
                 name: "users".into(),
+                secret: None,
                 rights: vec![Right::Send],
                 ports: Some(PortSet::from_json_list(&[22.into(), "3389-3390".into()]).unwrap()),
             })
@@ -983,6 +1003,19 @@ mod tests {
             rotated.get("users").unwrap().ports,
             reread.get("users").unwrap().ports
         );
+        let (imported, shown) = start
+            .change(&KeyChange::Add {
+                name: "gates".into(),
+                secret: Some("the-relays-own-secret-0123".into()),
+                rights: vec![Right::Listen],
+                ports: None,
+            })
+            .unwrap();
+        assert_eq!(shown, None, "a given secret is not printed again");
+        assert_eq!(
+            imported.get("gates").unwrap().secret(),
+            "the-relays-own-secret-0123"
+        );
         let (removed, none) = rotated.change(&KeyChange::Remove("users".into())).unwrap();
         assert_eq!((removed, none), (start.clone(), None));
 
@@ -990,6 +1023,7 @@ mod tests {
             (
                 KeyChange::Add {
                     name: "ops".into(),
+                    secret: None,
                     rights: vec![Right::Send],
                     ports: None,
                 },
@@ -1006,6 +1040,7 @@ mod tests {
             (
                 KeyChange::Add {
                     name: "a\u{202e}b".into(),
+                    secret: None,
                     rights: vec![Right::Send],
                     ports: None,
                 },
@@ -1014,10 +1049,20 @@ mod tests {
             (
                 KeyChange::Add {
                     name: "x".into(),
+                    secret: None,
                     rights: vec![],
                     ports: None,
                 },
                 KeyChangeError::NoRights("x".into()),
+            ),
+            (
+                KeyChange::Add {
+                    name: "x".into(),
+                    secret: Some("short".into()),
+                    rights: vec![Right::Send],
+                    ports: None,
+                },
+                KeyChangeError::ShortSecret("x".into()),
             ),
         ] {
             assert_eq!(start.change(&change).unwrap_err(), want, "{change:?}");

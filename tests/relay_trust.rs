@@ -518,6 +518,40 @@ fn keys_are_managed_by_command_and_a_running_relay_applies_them() {
     assert_eq!(code, Some(4), "{err}");
     drop(open_echo(&relay.url(GATE_NAME), port, &mint("users"), &[]));
 
+    // A secret from elsewhere (mode 0600 only), kept and not printed again.
+    let secret_file = relay.dir.path().join("gates2.secret");
+    write_secret(&secret_file, "imported-secret-0123456789abcdef\n");
+    let shown = key_cmd(
+        &keys,
+        &[
+            "add",
+            "gates2",
+            "--rights",
+            "listen",
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(shown, "");
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
+    let gates2 = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "gates2")
+        .unwrap();
+    assert_eq!(gates2["key"], "imported-secret-0123456789abcdef");
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = arcgate_cmd()
+        .args(["key", "add", "gates3", "--secret-file"])
+        .arg(&secret_file)
+        .arg("--keys")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 2);
+    assert!(err.contains("--secret-file"), "{err}");
+
     // remove, and refusals that write nothing.
     key_cmd(&keys, &["remove", "users"]);
     let before = std::fs::read(&keys).unwrap();
@@ -542,4 +576,114 @@ fn keys_are_managed_by_command_and_a_running_relay_applies_them() {
         before,
         "a refused change writes nothing"
     );
+}
+
+#[test]
+fn the_relay_is_operable_like_the_gate() {
+    // Before: the relay had no --admin, no certificate reload, and its clients' messages
+    // named the wrong flag and said nothing useful about a name with no gate.
+    let port = echo_service();
+    let relay = RelayServer::start_with(&["--admin", "127.0.0.1:0"]);
+    let line = relay
+        .running
+        .log
+        .expect(&["arcgate: admin endpoint on http://"]);
+    let admin: std::net::SocketAddr = line
+        .trim_start_matches("arcgate: admin endpoint on http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let _gate = Gate::start_relayed(&[port], &relay.url(GATE_NAME), &[]);
+    let (status, health) = http_get(admin, "/healthz");
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["listeners"], 1);
+
+    let client = open_echo(
+        &relay.url(GATE_NAME),
+        port,
+        &relay.sender_token_file(GATE_NAME),
+        &[],
+    );
+    drop(client);
+    let bad = relay.token_file_as(("senders", "not-the-secret-0123456789"), &resource());
+    let (code, _) = refused(&relay.url(GATE_NAME), port, &bad, &[]);
+    assert_eq!(code, Some(4));
+    let (status, metrics) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    for want in [
+        &format!("arcgate_relay_listeners{{name=\"{GATE_NAME}\"}} 1"),
+        "arcgate_relay_joins_total 1",
+        "arcgate_relay_refusals_total{status=\"401\"} 1",
+        "arcgate_relay_bytes_total{direction=\"sender_to_listener\"} 3",
+        "arcgate_relay_senders_waiting 0",
+    ] {
+        assert!(metrics.contains(want), "{want} not in:\n{metrics}");
+    }
+
+    // A name with no gate: the client says so.
+    let nobody = format!("wss://localhost:{}/$hc/nobody", relay.addr.port());
+    let token = relay.token_file_as(RELAY_SEND_KEY, "http://localhost/nobody/");
+    let (code, err) = refused(&nobody, 22, &token, &[]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("no gate is attached to this relay under the name 'nobody'"),
+        "{err}"
+    );
+
+    // Certificates reload on SIGHUP (and on a change of their files).
+    let from = relay.running.log.len();
+    relay.running.signal("HUP");
+    relay
+        .running
+        .log
+        .wait_for_from(from, Duration::from_secs(10), |l| {
+            l.contains("TLS certificate reloaded")
+        })
+        .expect("the relay reloads its certificate");
+
+    // Invalid keys: /healthz says so, with 503.
+    relay.write_keys("not json");
+    let (status, health) = http_get(admin, "/healthz");
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("keys_invalid"), "{health}");
+
+    // A non-loopback admin address is refused.
+    let out = arcgate_cmd()
+        .args(["relay", "--admin", "0.0.0.0:0", "--keys"])
+        .arg(relay.dir.path().join("relay-keys.json"))
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 2);
+    assert!(err.contains("must listen on a loopback address"), "{err}");
+}
+
+#[test]
+fn a_relayed_gate_that_does_not_trust_the_relay_names_the_flag_to_fix_it() {
+    let relay = RelayServer::start();
+    let dir = private_dir();
+    write_secret(
+        &dir.path().join("keys.json"),
+        &serde_json::json!([{"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]}])
+            .to_string(),
+    );
+    let running = Running::spawn(
+        arcgate_cmd()
+            .args(["serve", "--relay-only", "--name", GATE_NAME, "--config"])
+            .arg(dir.path().join("localconfig.json"))
+            .args([
+                "--relay",
+                &relay.url(GATE_NAME),
+                "--relay-key",
+                RELAY_LISTEN_KEY.0,
+            ])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info"),
+        false,
+    );
+    running.log.expect(&[
+        "cannot attach to the relay",
+        "pass its CA with --relay-ca FILE",
+    ]);
 }

@@ -134,6 +134,7 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
         trust: ClientTrust {
             ca_files: args.ca.clone(),
             insecure: args.insecure,
+            ca_flag: "--ca",
         },
         proxy,
         connect_timeout: args.connect_timeout,

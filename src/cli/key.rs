@@ -44,6 +44,10 @@ pub(crate) enum KeyAction {
         /// The only ports its tokens may reach, e.g. 22,3389 or 2200-2299 [default: any].
         #[arg(long, value_name = "PORTS")]
         ports: Option<String>,
+        /// Use the secret in this file (mode 0600, as `add` writes one) instead of a new
+        /// random one: another keys file's key, or an Azure Relay shared access policy's.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
     },
     /// Remove a key: its tokens stop working and its live sessions are closed.
     Remove {
@@ -91,7 +95,9 @@ pub(super) fn key(args: KeyArgs) -> Result<Status, CliError> {
             name,
             rights,
             ports,
+            secret_file,
         } => {
+            let secret = secret_file.map(|f| read_secret(&f)).transpose()?;
             // The keys file's own parser, given the list as the file would hold it.
             let ports = ports
                 .map(|p| {
@@ -105,6 +111,7 @@ pub(super) fn key(args: KeyArgs) -> Result<Status, CliError> {
             rights.dedup();
             KeyChange::Add {
                 name,
+                secret,
                 rights,
                 ports,
             }
@@ -137,6 +144,18 @@ pub(super) fn key(args: KeyArgs) -> Result<Status, CliError> {
         );
     }
     Ok(0)
+}
+
+/// A secret from a file that only its owner can read (the same check as a keys file).
+fn read_secret(path: &std::path::Path) -> Result<String, CliError> {
+    let bytes = store::read_checked(path, store::Secrecy::Secret)
+        .map_err(|e| CliError::Usage(format!("--secret-file: {e}")))?
+        .ok_or_else(|| {
+            CliError::Usage(format!("--secret-file: {} does not exist", path.display()))
+        })?;
+    String::from_utf8(bytes)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| CliError::Usage(format!("--secret-file: {} is not text", path.display())))
 }
 
 /// One line per key: name, rights, ports.

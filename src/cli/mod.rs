@@ -7,6 +7,7 @@
 //! Every command returns a [`CliError`]; `main` prints it and exits with its code.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,9 +15,11 @@ use clap::{Args, Parser, Subcommand};
 
 use arcgate::client::{ClientError, LogFormat};
 use arcgate::config::ConfigError;
+use arcgate::state::live;
 use arcgate::state::store;
 use arcgate::state::store::UpdateError;
 use arcgate::token;
+use arcgate::transport::tls::CertStore;
 
 mod admin;
 mod client;
@@ -249,4 +252,43 @@ async fn shutdown_signal(stop: tokio::sync::watch::Sender<bool>) {
         tracing::warn!("second signal: exiting now");
         std::process::exit(1);
     });
+}
+
+/// Reloads the certificate pair when its files change or on SIGHUP, which also runs `on_hup`
+/// (the gate reopens its audit log: logrotate's postrotate sends SIGHUP). A broken pair is
+/// logged and the one in use kept. `certs` is `None` when there is no certificate
+/// (relay-only): SIGHUP still runs `on_hup`.
+pub(crate) async fn reload_on_change_or_hup(
+    certs: Option<(live::FileWatch, Arc<CertStore>)>,
+    on_hup: impl Fn(),
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut stop = std::pin::pin!(stop);
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; certificates reload on file changes only");
+        return;
+    };
+    let (mut files, certs) = certs.unzip();
+    loop {
+        let changed = async {
+            match &mut files {
+                Some(files) => files.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut stop => return,
+            Some(()) = changed => {}
+            Some(()) = hup.recv() => on_hup(),
+        }
+        let Some(certs) = &certs else { continue };
+        match certs.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded; new connections use it"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "TLS certificate reload FAILED; still serving the previous certificate"
+            ),
+        }
+    }
 }

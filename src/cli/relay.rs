@@ -13,14 +13,16 @@ use arcgate::state::live::{self};
 use arcgate::transport::tls::CertStore;
 
 use super::{
-    CliError, Status, at_least_one, init_logging, parse_duration, runtime, shutdown_signal,
+    CliError, Status, at_least_one, init_logging, parse_duration, reload_on_change_or_hup, runtime,
+    shutdown_signal,
 };
 
 /// `arcgate relay`.
 #[derive(Debug, Args)]
 pub(crate) struct RelayArgs {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
+    /// Address to listen on (port 0 picks a free one). The default is beside the gate's
+    /// 8443, away from the admin endpoints' 9443 in the README's examples.
+    #[arg(long, default_value = "127.0.0.1:8444", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Certificate chain (PEM).
     #[arg(long, default_value = "certs-dev/server.pem", value_name = "PEM")]
@@ -54,6 +56,9 @@ pub(crate) struct RelayArgs {
     /// IPv6 /64); more are closed unanswered. The same rule as `serve`'s.
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub max_handshakes_per_ip: usize,
+    /// Serve /metrics and /healthz over plain HTTP on this loopback address.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -61,6 +66,10 @@ pub(crate) struct RelayArgs {
 
 pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
     init_logging(args.log_format, "info");
+    if let Some(admin) = &args.admin {
+        arcgate::transport::admin::check_address(admin)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     if !args.keys.exists() {
         return Err(CliError::Usage(format!(
             "{} does not exist",
@@ -74,7 +83,7 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
     // As one line: the error's text already holds its cause.
     let keys = live::load_keys(&args.keys).map_err(|e| anyhow::anyhow!("{e}"))?;
     let certs = Arc::new(CertStore::load(&args.cert, &args.key)?);
-    let tls = arcgate::transport::tls::server_config(certs);
+    let tls = arcgate::transport::tls::server_config(certs.clone());
     let relay = arcgate::relay::Relay::new(
         arcgate::relay::RelayOptions {
             handshake_timeout: args.handshake_timeout,
@@ -110,13 +119,31 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
                 }
             });
         }
-        eprintln!("arcgate: relay listening on {local}");
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(shutdown_signal(stop_tx));
-        let stop = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
         };
-        arcgate::relay::run(listener, tls, relay, stop).await;
+        let cert_watch = live::FileWatch::start(&certs.paths())
+            .context("cannot watch the certificate files")?;
+        tokio::spawn(reload_on_change_or_hup(
+            Some((cert_watch, certs)),
+            || {},
+            stopped(),
+        ));
+        // The line tests and scripts wait for: the address actually bound.
+        eprintln!("arcgate: relay listening on {local}");
+        if let Some(addr) = args.admin {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --admin {addr}"))?;
+            eprintln!("arcgate: admin endpoint on http://{}/", admin.local_addr()?);
+            tokio::spawn(arcgate::relay::admin::serve(admin, relay.clone(), stopped()));
+        }
+        tokio::spawn(shutdown_signal(stop_tx));
+        arcgate::relay::run(listener, tls, relay, stopped()).await;
         Ok::<_, CliError>(0)
     })
 }

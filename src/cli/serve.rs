@@ -20,7 +20,7 @@ use arcgate::transport::tls::ClientTrust;
 
 use super::{
     CliError, ConfigPathArg, Status, at_least_one, host_name, init_logging, parse_duration,
-    runtime, shutdown_signal,
+    reload_on_change_or_hup, runtime, shutdown_signal,
 };
 
 /// `arcgate serve`.
@@ -134,7 +134,8 @@ pub(super) fn serve(args: ServeArgs) -> Result<Status, CliError> {
         false => Some(Arc::new(CertStore::load(&args.cert, &args.key)?)),
     };
     if let Some(admin) = &args.admin {
-        arcgate::gate::admin::check_address(admin).map_err(|e| CliError::Usage(e.to_string()))?;
+        arcgate::transport::admin::check_address(admin)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     let audit = Arc::new(Audit::open(args.audit_log.as_deref()).with_context(|| {
         format!(
@@ -229,6 +230,7 @@ fn listener_options(args: &ServeArgs) -> Result<Option<ListenerOptions>, CliErro
         trust: ClientTrust {
             ca_files: args.relay_ca.clone(),
             insecure: false,
+            ca_flag: "--relay-ca",
         },
         connect_timeout: args.relay_connect_timeout,
         ping_interval: args.ping_interval,
@@ -280,7 +282,7 @@ async fn run(
     };
     tokio::spawn(reload_on_change_or_hup(
         cert_watch,
-        audit,
+        move || audit.reopen(),
         stopped(stop_rx.clone()),
     ));
     if let Some(listener) = &listener {
@@ -338,42 +340,4 @@ async fn run(
         return Err(CliError::Usage(format!("relay mode: {e}")));
     }
     Ok(0)
-}
-
-/// Reloads the certificate pair when its files change, and on SIGHUP also reopens the audit
-/// log (logrotate's postrotate sends SIGHUP). A broken pair is logged and the one in use kept.
-/// `certs` is `None` when there is no certificate (relay-only): SIGHUP still reopens the log.
-async fn reload_on_change_or_hup(
-    certs: Option<(live::FileWatch, Arc<CertStore>)>,
-    audit: Arc<Audit>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut stop = std::pin::pin!(stop);
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot listen for SIGHUP; certificates reload on file changes only");
-        return;
-    };
-    let (mut files, certs) = certs.unzip();
-    loop {
-        let changed = async {
-            match &mut files {
-                Some(files) => files.next().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = &mut stop => return,
-            Some(()) = changed => {}
-            Some(()) = hup.recv() => audit.reopen(),
-        }
-        let Some(certs) = &certs else { continue };
-        match certs.reload() {
-            Ok(()) => tracing::info!("TLS certificate reloaded; new connections use it"),
-            Err(e) => tracing::error!(
-                error = %e,
-                "TLS certificate reload FAILED; still serving the previous certificate"
-            ),
-        }
-    }
 }

@@ -39,17 +39,21 @@ pub fn misleading(c: char) -> bool {
 /// Shortens what a user gave for an error message, so that a megabyte of input does not
 /// become a megabyte of error; misleading characters become `?`.
 pub fn shorten(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.chars().count() <= MAX {
-        s.chars()
-            .map(|c| if misleading(c) { '?' } else { c })
-            .collect()
+    shorten_to(s, 80)
+}
+
+/// [`shorten`] with room for a whole sentence: for explanations another program sent (a
+/// gate's or a relay's refusal), printed to a person's terminal.
+pub fn shorten_sentence(s: &str) -> String {
+    shorten_to(s, 400)
+}
+
+fn shorten_to(s: &str, max: usize) -> String {
+    let clean = |c: char| if misleading(c) { '?' } else { c };
+    if s.chars().count() <= max {
+        s.chars().map(clean).collect()
     } else {
-        let head: String = s
-            .chars()
-            .take(MAX)
-            .map(|c| if misleading(c) { '?' } else { c })
-            .collect();
+        let head: String = s.chars().take(max).map(clean).collect();
         format!("{head}… ({} bytes)", s.len())
     }
 }

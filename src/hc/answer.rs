@@ -24,6 +24,13 @@ pub(crate) fn not_allowed(reason: &str, port: u16, detail: &str) -> Response<Ful
     )
 }
 
+/// A refusal whose JSON body explains it to a person: `{"error":REASON,"detail":DETAIL}`
+/// (the client prints the detail after the status line).
+pub(crate) fn explained(status: StatusCode, reason: &str, detail: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": reason, "detail": detail }).to_string();
+    refusal(status, reason, body, "application/json")
+}
+
 /// The reason phrase of every policy refusal (SPEC §2).
 pub(crate) const NOT_ALLOWED: &str = "connection not allowed";
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -22,7 +23,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// there), and a Close with its code and reason. Not byte for byte: the two sides mask
 /// differently. The join ends when both sides have closed or either connection fails;
 /// when `revoked` resolves first, each side is sent a 1008 Close with its reason (within
-/// [`CLOSE_GRACE`]) and the join ends.
+/// [`CLOSE_GRACE`]) and the join ends. Payload bytes are counted on `counted` (a to b, b to
+/// a).
 pub async fn join<A, B>(
     a: A,
     a_leftover: &[u8],
@@ -30,6 +32,7 @@ pub async fn join<A, B>(
     b_leftover: &[u8],
     max_frame: u64,
     revoked: impl Future<Output = String>,
+    counted: (Counter, Counter),
 ) where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -43,6 +46,7 @@ pub async fn join<A, B>(
             .relaying(),
         FrameWriter::new(bw, Role::Server),
         stopped.clone(),
+        counted.0,
     );
     let ba = pump(
         FrameReader::new(br, Role::Server, max_frame, CHUNK)
@@ -50,6 +54,7 @@ pub async fn join<A, B>(
             .relaying(),
         FrameWriter::new(aw, Role::Server),
         stopped,
+        counted.1,
     );
     let pumps = async {
         tokio::pin!(ab, ba);
@@ -75,6 +80,7 @@ async fn pump<R, W>(
     mut from: FrameReader<R>,
     mut to: FrameWriter<W>,
     mut stop: watch::Receiver<Option<String>>,
+    counted: Counter,
 ) -> bool
 where
     R: AsyncRead + Unpin,
@@ -92,7 +98,10 @@ where
         };
         let result = match next {
             Ok(Event::FrameStart(start)) => to.start_frame(start).await,
-            Ok(Event::Data(d)) => to.send_piece(d).await,
+            Ok(Event::Data(d)) => {
+                counted.inc_by(d.len() as u64);
+                to.send_piece(d).await
+            }
             Ok(Event::Ping(p)) => to.send_ping(&p).await,
             Ok(Event::Pong) => to.send_pong(&[]).await,
             Ok(Event::Close(c)) => {
@@ -134,6 +143,7 @@ mod tests {
             &[],
             1 << 20,
             std::future::pending(),
+            Default::default(),
         ));
         let data: Vec<u8> = (0..(CHUNK + 100_000) as u32)
             .map(|i| (i % 253) as u8)

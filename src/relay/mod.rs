@@ -20,6 +20,7 @@
 //! refused from one table (`Refusal`). The relay decides no host policy and dials nothing:
 //! the gate behind it does.
 
+pub mod admin;
 mod control;
 mod join;
 mod rendezvous;
@@ -41,7 +42,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::hc::answer::{not_allowed, text};
+use crate::config::shorten;
+use crate::hc::answer::{explained, not_allowed, text};
 use crate::hc::request::{Action, RequestError, parse_hc};
 use crate::token::{self, Audience, Grant, KeySet, Right, TokenError};
 use crate::transport::deadline::unix_now;
@@ -109,7 +111,7 @@ enum Refusal {
     /// Every established-connection place is taken.
     Busy,
     /// No listener is attached for the name.
-    NoListener,
+    NoListener(String),
     /// The chosen listener went away before answering.
     ListenerGone,
     /// The accept address is unknown, used or expired.
@@ -149,10 +151,20 @@ impl Refusal {
                 "Service Unavailable",
                 "the relay holds as many connections as it may; retry later",
             ),
-            Refusal::NoListener => text(StatusCode::NOT_FOUND, NO_ENDPOINT, NO_ENDPOINT),
-            Refusal::ListenerGone => {
-                text(StatusCode::NOT_FOUND, NO_ENDPOINT, "the listener went away")
-            }
+            Refusal::NoListener(name) => explained(
+                StatusCode::NOT_FOUND,
+                NO_ENDPOINT,
+                &format!(
+                    "no gate is attached to this relay under the name '{}'; check the name, and \
+                     that the host's serve --relay is running and attached",
+                    shorten(name)
+                ),
+            ),
+            Refusal::ListenerGone => explained(
+                StatusCode::NOT_FOUND,
+                NO_ENDPOINT,
+                "the gate attached under this name went away before answering; retry",
+            ),
             Refusal::UnknownAddress => text(
                 StatusCode::NOT_FOUND,
                 NO_ENDPOINT,
@@ -211,6 +223,7 @@ pub struct Relay {
     pending: Mutex<HashMap<String, Pending>>,
     waiting: Mutex<rendezvous::Waiting>,
     connections: Arc<Semaphore>,
+    metrics: admin::Metrics,
     next_listener: AtomicUsize,
     round_robin: AtomicUsize,
 }
@@ -247,6 +260,7 @@ impl Relay {
             listeners: Mutex::default(),
             pending: Mutex::default(),
             waiting: Mutex::default(),
+            metrics: admin::Metrics::new(),
             next_listener: AtomicUsize::new(1),
             round_robin: AtomicUsize::new(0),
         })
@@ -266,6 +280,19 @@ impl Relay {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .map_or(0, Vec::len)
+    }
+
+    /// Listeners attached now, per name.
+    fn listeners_by_name(&self) -> Vec<(String, usize)> {
+        let all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_name: Vec<_> = all.iter().map(|(n, l)| (n.clone(), l.len())).collect();
+        by_name.sort();
+        by_name
+    }
+
+    /// Established connection places in use.
+    fn connections_in_use(&self) -> usize {
+        self.opts.max_connections - self.connections.available_permits()
     }
 
     /// Checks a token for `name` and `right`: what it grants when it passes.
@@ -318,7 +345,11 @@ impl Relay {
         let (head, body) = request.into_parts();
         let hc = match parse_hc(&head) {
             Ok(hc) => hc,
-            Err(e) => return Refusal::BadRequest(e).response(),
+            Err(e) => {
+                let response = Refusal::BadRequest(e).response();
+                self.metrics.answered(response.status());
+                return response;
+            }
         };
         let host = head
             .headers
@@ -327,12 +358,15 @@ impl Relay {
             .unwrap_or("localhost")
             .to_string();
         let request = Request::from_parts(head, body);
+        let relay = self.clone();
         let answered = match hc.action {
             Action::Listen => self.listen(hc, host, request).await,
             Action::Connect => self.connect(hc, request, peer).await,
             Action::Accept => self.accept(hc, request),
         };
-        answered.unwrap_or_else(|refusal| refusal.response())
+        let response = answered.unwrap_or_else(|refusal| refusal.response());
+        relay.metrics.answered(response.status());
+        response
     }
 }
 
@@ -341,6 +375,10 @@ impl Handler for Relay {
 
     fn span(&self, peer: SocketAddr) -> tracing::Span {
         tracing::info_span!("relay", %peer)
+    }
+
+    fn handshake_refused(&self) {
+        self.metrics.handshake_refused();
     }
 
     fn answer(

@@ -47,6 +47,12 @@ struct WaitingPlace<'a> {
 }
 
 impl Relay {
+    /// Senders waiting now, all names together.
+    pub(super) fn waiting_now(&self) -> usize {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.per_name.values().sum()
+    }
+
     /// A waiting place for a sender to `name` from `peer`, or [`Refusal::TooManyWaiting`].
     fn waiting_place(&self, name: &str, peer: IpAddr) -> Result<WaitingPlace<'_>, Refusal> {
         let source = source(peer);
@@ -97,7 +103,9 @@ impl Relay {
             handshake.release();
         }
         let waiting = self.waiting_place(&hc.name, peer.ip())?;
-        let chosen = self.choose_listener(&hc.name).ok_or(Refusal::NoListener)?;
+        let chosen = self
+            .choose_listener(&hc.name)
+            .ok_or_else(|| Refusal::NoListener(hc.name.clone()))?;
         // The address carries a fresh, unguessable handle: it is the listener's only credential.
         let handle = uuid::Uuid::new_v4().simple().to_string();
         let message = accept_message(&hc, &chosen.host, &handle, request.headers(), peer);
@@ -107,6 +115,7 @@ impl Relay {
             Err(_) => return Err(Refusal::ListenerSilent),
         };
         drop(waiting);
+        self.metrics.joined();
         tracing::info!(
             target: "arcgate::audit",
             name = %hc.name, peer = %peer, key = %grant.key_name, port,
@@ -114,6 +123,10 @@ impl Relay {
             "sender joined"
         );
         let max_frame = self.opts.max_frame;
+        let counted = (
+            self.metrics.to_listener.clone(),
+            self.metrics.to_sender.clone(),
+        );
         let revoked = self.revoked(grant, Some(port));
         let name = hc.name.clone();
         tokio::spawn(
@@ -130,7 +143,7 @@ impl Relay {
                     tracing::info!(target: "arcgate::audit", name = %name, reason = %why, "relayed session closed by the keys file");
                     why
                 };
-                join(a, &a_leftover, b, &b_leftover, max_frame, revoked).await;
+                join(a, &a_leftover, b, &b_leftover, max_frame, revoked, counted).await;
                 drop((place, accepted.place));
             }
             .in_current_span(),

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::config::shorten_sentence;
 use crate::hc::request::{GATE_TOKEN_HEADER, SB_AUTH_HEADER};
 use crate::hc::url::Endpoint;
 use crate::transport::deadline::{TimedOut, within};
@@ -56,7 +57,7 @@ pub enum DialError {
         /// The TLS error.
         error: String,
         /// What to check.
-        hint: &'static str,
+        hint: String,
     },
     /// The server could not be reached, or the connection failed mid-handshake.
     #[error("cannot reach {target}: {error}")]
@@ -95,6 +96,8 @@ pub(crate) struct Dialer {
     tls: Arc<rustls::ClientConfig>,
     proxy: Option<Proxy>,
     timeout: Duration,
+    /// The flag that adds a CA, for the hint when a certificate is not trusted.
+    ca_flag: &'static str,
 }
 
 /// What a request carries to prove who sends it.
@@ -134,6 +137,7 @@ impl Dialer {
             tls: tls::client_config(trust)?,
             proxy,
             timeout,
+            ca_flag: trust.ca_flag,
         })
     }
 
@@ -147,6 +151,7 @@ impl Dialer {
             to,
             timeout: self.timeout,
             deadline: Instant::now() + self.timeout,
+            ca_flag: self.ca_flag,
         };
         let tcp = phase.tcp(self.proxy.as_ref()).await?;
         let tls = phase.tls(self.tls.clone(), tcp).await?;
@@ -159,6 +164,7 @@ struct Phases<'a> {
     to: &'a Endpoint,
     timeout: Duration,
     deadline: Instant,
+    ca_flag: &'static str,
 }
 
 impl Phases<'_> {
@@ -216,7 +222,7 @@ impl Phases<'_> {
         within("the TLS handshake", self.left(), connecting)
             .await
             .map_err(|t| self.timed_out(t))?
-            .map_err(|e| match tls_hint(&e) {
+            .map_err(|e| match tls_hint(&e, self.ca_flag) {
                 Some(hint) => DialError::Tls {
                     host: host.clone(),
                     error: e.to_string(),
@@ -351,7 +357,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// What to check for a TLS failure; `None` when the error is not TLS's but the connection's.
-fn tls_hint(e: &std::io::Error) -> Option<&'static str> {
+fn tls_hint(e: &std::io::Error, ca_flag: &str) -> Option<String> {
     use rustls::CertificateError as C;
     let tls = e
         .get_ref()
@@ -372,31 +378,62 @@ fn tls_hint(e: &std::io::Error) -> Option<&'static str> {
     };
     Some(match cert {
         Some(C::UnknownIssuer) => {
-            "the gate's certificate is not signed by a CA you trust; pass its CA with --ca FILE"
+            return Some(format!(
+                "the certificate is not signed by a CA you trust; pass its CA with {ca_flag} FILE"
+            ));
         }
         Some(C::NotValidForName | C::NotValidForNameContext { .. }) => {
             "the certificate is not valid for this host name; connect with a name it was issued for"
         }
-        Some(C::Expired | C::ExpiredContext { .. }) => "the gate's certificate has expired",
+        Some(C::Expired | C::ExpiredContext { .. }) => "the certificate has expired",
         Some(C::NotValidYet | C::NotValidYetContext { .. }) => {
-            "the gate's certificate is not valid yet; check this machine's clock"
+            "the certificate is not valid yet; check this machine's clock"
         }
-        Some(_) => "the gate's certificate was rejected",
+        Some(_) => "the certificate was rejected",
         None => "check that the port speaks TLS (it may be plain HTTP or another service)",
-    })
+    }
+    .to_string())
 }
 
-/// A `403`'s explanation: the body's `detail`, else its `reason`.
+/// A `403`'s or `404`'s explanation: the JSON body's `detail`, else its `reason`.
 fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
-    if status == StatusCode::FORBIDDEN
+    if (status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND)
         && let Ok(json) = serde_json::from_slice::<serde_json::Value>(body)
     {
         if let Some(detail) = json.get("detail").and_then(|d| d.as_str()) {
-            return Some(detail.to_string());
+            return Some(shorten_sentence(detail));
         }
         if let Some(reason) = json.get("reason").and_then(|r| r.as_str()) {
-            return Some(reason.to_string());
+            return Some(shorten_sentence(reason));
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusals_explanation_reaches_the_terminal_whole_and_harmless() {
+        let detail = "incoming connections are disabled on the host: incomingconnections.enabled \
+                      is false; ask its administrator";
+        let body = serde_json::json!({ "detail": detail }).to_string();
+        assert_eq!(
+            refusal_detail(StatusCode::FORBIDDEN, body.as_bytes()).as_deref(),
+            Some(detail),
+            "a sentence is not cut"
+        );
+        // A server's escape sequences never reach the terminal as such.
+        let body = serde_json::json!({ "detail": "no gate\u{1b}[2J\u{202e}here" }).to_string();
+        assert_eq!(
+            refusal_detail(StatusCode::NOT_FOUND, body.as_bytes()).as_deref(),
+            Some("no gate?[2J?here")
+        );
+        assert_eq!(
+            refusal_detail(StatusCode::UNAUTHORIZED, body.as_bytes()),
+            None
+        );
+        assert_eq!(refusal_detail(StatusCode::FORBIDDEN, b"not json"), None);
+    }
 }

@@ -19,6 +19,7 @@
 //! | [`deadline`] | named timeouts for every phase; the Unix clock for tokens |
 
 pub(crate) mod accept;
+pub mod admin;
 pub mod bridge;
 pub mod deadline;
 pub(crate) mod dial;

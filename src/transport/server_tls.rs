@@ -685,6 +685,7 @@ pub(crate) mod tests {
         let trust = crate::transport::tls::ClientTrust {
             ca_files: vec![dev.join("ca.pem")],
             insecure: false,
+            ca_flag: "--ca",
         };
         let mut client = crate::transport::tls::client_config(&trust).unwrap();
         if let Some(version) = version {
@@ -1061,6 +1062,7 @@ pub(crate) mod tests {
         let trust = crate::transport::tls::ClientTrust {
             ca_files: vec![dev_dir().join("ca.pem")],
             insecure: false,
+            ca_flag: "--ca",
         };
         let client = crate::transport::tls::client_config(&trust).unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();

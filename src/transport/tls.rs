@@ -54,7 +54,9 @@ pub enum TlsError {
     )]
     Pair(rustls::Error),
     /// No trust anchors at all.
-    #[error("no trusted CA certificates: the system store is empty and no --ca was given")]
+    #[error(
+        "no trusted CA certificates: the system store is empty and no CA file was given (--ca; --relay-ca for serve)"
+    )]
     NoRoots,
 }
 
@@ -160,6 +162,9 @@ pub struct ClientTrust {
     pub ca_files: Vec<PathBuf>,
     /// Skip verification entirely (`--insecure`).
     pub insecure: bool,
+    /// The command-line flag that adds to `ca_files` (`--ca`; `--relay-ca` for `serve`),
+    /// named when a certificate is not trusted.
+    pub ca_flag: &'static str,
 }
 
 /// A client TLS configuration for `trust`.
