@@ -231,12 +231,16 @@ fn the_relay_revokes_what_its_keys_no_longer_back() {
         .log
         .expect(&["relayed session closed by the keys file", "senders"]);
 
-    // The listen key goes: the gate is detached with 1008, and nobody is admitted.
+    // The listen key goes: the gate is detached with 1008, the session it took is closed,
+    // and nobody is admitted.
+    relay.write_keys(&relay_keys(&[]).to_string());
+    let client = open_echo(&url, port, &token, &[]);
     let from = gate.running.log.len();
     let senders_only = serde_json::json!([
         {"name": RELAY_SEND_KEY.0, "key": RELAY_SEND_KEY.1, "rights": ["send"]},
     ]);
     relay.write_keys(&senders_only.to_string());
+    expect_revoked(client, "the listener's key 'gates' removed");
     relay
         .running
         .log

@@ -62,7 +62,7 @@ impl Relay {
             }
             list.push(ListenerHandle {
                 id,
-                key: grant.key_name.clone(),
+                grant: grant.clone(),
                 host,
                 tx,
             });
@@ -73,7 +73,7 @@ impl Relay {
         tokio::spawn(async move {
             if let Ok(up) = hyper::upgrade::on(request).await {
                 let (io, leftover) = upgraded(up);
-                relay.control(&name, io, leftover, rx, grant).await;
+                relay.control(&name, id, io, leftover, rx, grant).await;
             }
             relay.detach(&name, id);
             drop(place);
@@ -106,6 +106,7 @@ impl Relay {
     async fn control(
         &self,
         name: &str,
+        id: u64,
         io: Box<dyn Stream>,
         leftover: Vec<u8>,
         mut outbox: mpsc::Receiver<String>,
@@ -130,6 +131,7 @@ impl Relay {
                         Some(Ok(Message::Text(t))) => match self.renewal(name, &t) {
                             Renewal::Ignored => Ok(()),
                             Renewal::Renewed(new) => {
+                                self.renewed(name, id, &new);
                                 grant = new;
                                 Ok(())
                             }
@@ -165,6 +167,17 @@ impl Relay {
                 tracing::warn!(name = %name, listener_key = %grant.key_name, error = %why, "cannot write to the listener; detaching it");
                 return;
             }
+        }
+    }
+
+    /// Records a listener's renewed grant in its handle, for the sessions it takes next.
+    fn renewed(&self, name: &str, id: u64, grant: &Grant) {
+        let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = all
+            .get_mut(name)
+            .and_then(|list| list.iter_mut().find(|l| l.id == id))
+        {
+            handle.grant = grant.clone();
         }
     }
 

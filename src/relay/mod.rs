@@ -202,8 +202,9 @@ enum Rendezvous {
 
 struct ListenerHandle {
     id: u64,
-    /// The key it attached with, for the audit of the sessions it takes.
-    key: String,
+    /// What its current token grants (updated by renewals): the sessions it takes are
+    /// closed when a keys file withdraws it, and their audit names its key.
+    grant: Grant,
     /// The host the listener reached us by: accept addresses use it.
     host: String,
     tx: mpsc::Sender<String>,

@@ -25,7 +25,7 @@ use super::{
 use crate::hc::answer::switching_protocols;
 use crate::hc::control::{Accept, AcceptMessage, RemoteEndpoint, rejection};
 use crate::hc::request::{DEFAULT_PORT, HcRequest};
-use crate::token::Right;
+use crate::token::{Grant, Right};
 use crate::transport::accept::{HandshakePlace, source};
 
 /// Headers never passed to a listener in `connectHeaders`: the relay's credentials. The
@@ -102,7 +102,9 @@ impl Relay {
         if let Some(handshake) = request.extensions().get::<HandshakePlace>() {
             handshake.release();
         }
-        let waiting = self.waiting_place(&hc.name, peer.ip())?;
+        let waiting = self.waiting_place(&hc.name, peer.ip()).inspect_err(|_| {
+            tracing::warn!(target: "arcgate::audit", name = %hc.name, peer = %peer, key = %grant.key_name, "sender refused: too many senders waiting for this name or from this source");
+        })?;
         let chosen = self
             .choose_listener(&hc.name)
             .ok_or_else(|| Refusal::NoListener(hc.name.clone()))?;
@@ -119,7 +121,7 @@ impl Relay {
         tracing::info!(
             target: "arcgate::audit",
             name = %hc.name, peer = %peer, key = %grant.key_name, port,
-            listener = chosen.id, listener_key = %chosen.key,
+            listener = chosen.id, listener_key = %chosen.grant.key_name,
             "sender joined"
         );
         let max_frame = self.opts.max_frame;
@@ -127,7 +129,18 @@ impl Relay {
             self.metrics.to_listener.clone(),
             self.metrics.to_sender.clone(),
         );
-        let revoked = self.revoked(grant, Some(port));
+        // Either key withdrawn ends the session: the sender's (or its port), or the
+        // listener's that took it (a listener attached with a stolen key keeps nothing).
+        let (sender_key, listener_key) = (
+            self.revoked(grant, Some(port)),
+            self.revoked(chosen.grant.clone(), None),
+        );
+        let revoked = async move {
+            tokio::select! {
+                why = sender_key => why,
+                why = listener_key => format!("the listener's {why}"),
+            }
+        };
         let name = hc.name.clone();
         tokio::spawn(
             async move {
@@ -158,7 +171,7 @@ impl Relay {
         let l = &list[self.round_robin.fetch_add(1, Ordering::Relaxed) % list.len()];
         Some(Chosen {
             id: l.id,
-            key: l.key.clone(),
+            grant: l.grant.clone(),
             host: l.host.clone(),
             tx: l.tx.clone(),
         })
@@ -244,7 +257,8 @@ impl Relay {
 /// The listener a sender is offered to.
 struct Chosen {
     id: u64,
-    key: String,
+    /// What its token granted when it was chosen.
+    grant: Grant,
     /// The host the listener reached us by: accept addresses use it.
     host: String,
     tx: mpsc::Sender<String>,
