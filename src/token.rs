@@ -563,6 +563,8 @@ pub struct Grant {
     pub ports: Option<PortSet>,
     /// The right the token was checked for.
     pub right: Right,
+    /// The token's `se`: when it stops being valid (Unix seconds).
+    pub expiry: u64,
     /// SHA-256 of the secret that signed the token: never the secret itself.
     secret_digest: [u8; 32],
 }
@@ -689,6 +691,7 @@ pub fn verify_for(
         key_name: entry.name.clone(),
         ports: entry.ports.clone(),
         right,
+        expiry: sas.expiry,
         secret_digest: digest(&entry.key),
     })
 }

@@ -265,9 +265,12 @@ pub(crate) async fn reload_on_change_or_hup(
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut stop = std::pin::pin!(stop);
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot listen for SIGHUP; certificates reload on file changes only");
-        return;
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => Some(hup),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; certificates reload on file changes only");
+            None
+        }
     };
     let (mut files, certs) = certs.unzip();
     loop {
@@ -280,7 +283,12 @@ pub(crate) async fn reload_on_change_or_hup(
         tokio::select! {
             () = &mut stop => return,
             Some(()) = changed => {}
-            Some(()) = hup.recv() => on_hup(),
+            Some(()) = async {
+                match &mut hup {
+                    Some(hup) => hup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => on_hup(),
         }
         let Some(certs) = &certs else { continue };
         match certs.reload() {

@@ -60,7 +60,8 @@ pub(crate) struct Ask<'a> {
 pub(crate) struct Admitted {
     /// What the policy allowed: the session's stop signal re-decides for its port.
     pub(crate) permit: Permit,
-    /// The token's grant, re-checked against every new keys file (direct sessions only).
+    /// The token's grant, re-checked against every new keys file (direct sessions, and
+    /// relayed ones with a gate token).
     pub(crate) grant: Option<Grant>,
     /// The key the session is recorded under.
     pub(crate) key: String,

@@ -42,6 +42,9 @@ const BACKOFF: [u64; 6] = [0, 1, 2, 5, 10, 30];
 /// A control channel that lived this long was healthy: the next failure starts the
 /// schedule again from 0.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Attempts whose listen credentials all failed, before any succeeded, after which `serve`
+/// stops with the reason: with the backoff's 0, 1, 2 s, about 3 s.
+const CREDENTIAL_ATTEMPTS: usize = 3;
 /// Unanswered pings after which the relay is taken for gone and the channel reconnected.
 const MISSED_PINGS: u32 = 3;
 
@@ -106,15 +109,22 @@ pub enum AttachError {
     /// Connecting to the relay failed.
     #[error(transparent)]
     Dial(DialError),
+    /// The `--relay` URL is not one.
+    #[error("bad --relay URL: {0}")]
+    Url(#[from] UrlError),
 }
 
 impl From<DialError> for AttachError {
     fn from(e: DialError) -> AttachError {
-        match e {
+        match &e {
+            // A 403 that is the relay's listener limit says nothing about the token.
+            DialError::Refused { status: 401, .. } => AttachError::Refused(e),
             DialError::Refused {
-                status: 401 | 403, ..
-            } => AttachError::Refused(e),
-            e => AttachError::Dial(e),
+                status: 403,
+                reason,
+                ..
+            } if !reason.contains("too many listeners") => AttachError::Refused(e),
+            _ => AttachError::Dial(e),
         }
     }
 }
@@ -130,6 +140,7 @@ impl AttachError {
                 | AttachError::NoKey(_)
                 | AttachError::NotListen(_)
                 | AttachError::Refused(_)
+                | AttachError::Url(_)
         )
     }
 }
@@ -189,15 +200,10 @@ fn jittered(secs: u64) -> Duration {
     base + Duration::from_millis(jitter_ms)
 }
 
-/// Checks a `--relay` URL before `serve` starts.
-pub fn check_url(url: &str) -> Result<(), UrlError> {
-    GateUrl::parse(url).map(|_| ())
-}
-
 /// Checks the listen credentials before `serve` starts: a token file that can be read, or a
 /// key that exists and has the listen right.
 pub fn check_credentials(gate: &Gate, opts: &ListenerOptions) -> Result<(), AttachError> {
-    let relay = GateUrl::parse(&opts.url).map_err(|e| AttachError::Keys(e.to_string()))?;
+    let relay = GateUrl::parse(&opts.url)?;
     opts.token(gate, &relay).map(|_| ())
 }
 
@@ -211,9 +217,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AttachError> {
     let mut shutdown = std::pin::pin!(shutdown);
-    let relay = GateUrl::parse(&opts.url).map_err(|e| AttachError::Keys(e.to_string()))?;
+    let relay = GateUrl::parse(&opts.url)?;
     let mut attempt = 0usize;
     let mut ever_attached = false;
+    let mut credential_failures = 0usize;
     loop {
         let started = Instant::now();
         match attach(&gate, &opts, &relay, &mut shutdown, &mut ever_attached).await {
@@ -221,7 +228,16 @@ pub async fn run(
             Ok(Done::Lost(why)) => {
                 tracing::warn!(relay = %opts.url, why = %why, "relay control channel lost; reconnecting")
             }
-            Err(e) if e.is_credential() && !ever_attached => return Err(e),
+            // Credentials that failed on every attempt so far (and at least
+            // CREDENTIAL_ATTEMPTS times, so that a relay whose keys file is being replaced
+            // does not stop a gate that is starting) end relay mode.
+            Err(e) if e.is_credential() && !ever_attached => {
+                credential_failures += 1;
+                if credential_failures >= CREDENTIAL_ATTEMPTS {
+                    return Err(e);
+                }
+                tracing::warn!(relay = %opts.url, error = %e, "cannot attach to the relay; will retry")
+            }
             Err(e) => {
                 tracing::warn!(relay = %opts.url, error = %e, "cannot attach to the relay; will retry")
             }

@@ -32,9 +32,26 @@ use crate::transport::keepalive::{Beat, Keepalive};
 const OUTBOX: usize = 64;
 /// Unanswered pings after which a listener is detached.
 const MISSED_PINGS: u32 = 3;
-/// The shortest write deadline on a control channel (it is the ping interval otherwise): an
-/// accept message is under 20 KiB, which any live listener takes in far less.
-const MIN_WRITE_DEADLINE: Duration = Duration::from_secs(1);
+/// The longest a write to a control channel may take. An accept message is under 20 KiB,
+/// which any live listener takes in milliseconds; well under the 30 s a sender may wait, so
+/// that a stalled listener is detached (and its senders answered) while they still wait.
+const MAX_WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The write deadline: the ping interval, between 1 s and [`MAX_WRITE_DEADLINE`] (pings off:
+/// the maximum).
+fn write_deadline(ping_interval: Duration) -> Duration {
+    match ping_interval.is_zero() {
+        true => MAX_WRITE_DEADLINE,
+        false => ping_interval.clamp(Duration::from_secs(1), MAX_WRITE_DEADLINE),
+    }
+}
+
+/// When a token that expires at `expiry` (Unix seconds) does, on the runtime's clock.
+fn expiry_instant(expiry: u64) -> tokio::time::Instant {
+    let left = expiry.saturating_sub(crate::transport::deadline::unix_now());
+    // A far expiry is capped: `Instant` arithmetic must not overflow.
+    tokio::time::Instant::now() + Duration::from_secs(left.min(86400 * 365))
+}
 
 impl Relay {
     /// Attaches a listener: checks its token, records it, and answers `101`; its control
@@ -114,13 +131,34 @@ impl Relay {
     ) {
         let mut ws = WebSocketStream::from_partially_read(io, leftover, WsRole::Server, None).await;
         let mut keepalive = Keepalive::new(self.opts.ping_interval, MISSED_PINGS);
-        let deadline = self.opts.ping_interval.max(MIN_WRITE_DEADLINE);
+        let deadline = write_deadline(self.opts.ping_interval);
         let mut heard = 0u64;
         // Subscribed, then checked once: a change made since the token was checked is seen.
         let mut keys = self.keys.subscribe();
         keys.mark_changed();
         loop {
+            let expires = expiry_instant(grant.expiry);
             let sent = tokio::select! {
+                // Checked first: a listener whose key is withdrawn takes nothing more.
+                biased;
+                Ok(()) = keys.changed() => {
+                    let now = keys.borrow_and_update().clone();
+                    if let Some(why) = withdrawn(&now, &grant, None) {
+                        tracing::info!(target: "arcgate::audit", name = %name, key = %grant.key_name, reason = %why, "listener detached by the keys file");
+                        let close = CloseFrame { code: CloseCode::Policy, reason: why.into() };
+                        let _ = within(deadline, ws.close(Some(close))).await;
+                        return;
+                    }
+                    Ok(())
+                }
+                () = tokio::time::sleep_until(expires) => {
+                    // Azure Relay's rule: a listen token is renewed (renewToken) before it
+                    // expires, or the listener is detached.
+                    tracing::info!(target: "arcgate::audit", name = %name, key = %grant.key_name, "listener detached: its token expired without renewToken");
+                    let close = CloseFrame { code: CloseCode::Policy, reason: "listen token expired; renew it before it expires (renewToken)".into() };
+                    let _ = within(deadline, ws.close(Some(close))).await;
+                    return;
+                }
                 msg = outbox.recv() => match msg {
                     Some(text) => within(deadline, ws.send(Message::text(text))).await,
                     None => return,
@@ -152,16 +190,6 @@ impl Relay {
                         return;
                     }
                 },
-                Ok(()) = keys.changed() => {
-                    let now = keys.borrow_and_update().clone();
-                    if let Some(why) = withdrawn(&now, &grant, None) {
-                        tracing::info!(target: "arcgate::audit", name = %name, key = %grant.key_name, reason = %why, "listener detached by the keys file");
-                        let close = CloseFrame { code: CloseCode::Policy, reason: why.into() };
-                        let _ = within(deadline, ws.close(Some(close))).await;
-                        return;
-                    }
-                    Ok(())
-                }
             };
             if let Err(why) = sent {
                 tracing::warn!(name = %name, listener_key = %grant.key_name, error = %why, "cannot write to the listener; detaching it");

@@ -1,5 +1,5 @@
-//! The join: two WebSocket connections relayed to each other, message by message, until
-//! both close, either fails, or the keys that admitted the sender are withdrawn.
+//! The join: two WebSocket connections relayed to each other, frame by frame, until both
+//! close, either fails, or the keys that admitted the session are withdrawn.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,26 +11,41 @@ use tokio::sync::watch;
 use crate::transport::CHUNK;
 use crate::transport::ws::{Event, FrameReader, FrameWriter, Role, close};
 
-/// After a revocation, how long the two directions have to write their 1008 Close before
-/// the join is dropped: RFC 6455 leaves the wait to the endpoint, and the gate's own is 5 s.
+/// How long a side has to answer the other's Close, and, after a revocation, how long the
+/// two directions have to finish the frame in flight and write their 1008 Close: RFC 6455
+/// leaves the wait to the endpoint, and the gate's own is 5 s.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Joins two WebSocket connections frame by frame, each direction with backpressure: each
-/// data frame (text or binary, up to `max_frame`, fragmented or not) is written again with
-/// the same opcode, FIN bit and length, its payload streamed through in pieces and unmasked
-/// as a server writes, so messages keep their kind and their boundaries; pings are passed on
-/// with their payload, pongs as empty pongs (any frame tells a keepalive that its peer is
-/// there), and a Close with its code and reason. Not byte for byte: the two sides mask
-/// differently. The join ends when both sides have closed or either connection fails;
-/// when `revoked` resolves first, each side is sent a 1008 Close with its reason (within
-/// [`CLOSE_GRACE`]) and the join ends. Payload bytes are counted on `counted` (a to b, b to
-/// a).
+/// What bounds a join.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinLimits {
+    /// Largest data frame relayed.
+    pub max_frame: u64,
+    /// A write that makes no progress for this long fails the join: a side that stops
+    /// reading must not hold the other, and the relay's buffers, for ever.
+    pub stall: Duration,
+}
+
+/// Joins two WebSocket connections, `a` the sender's and `b` the listener's, frame by frame,
+/// each direction with backpressure: each data frame (text or binary, up to `max_frame`,
+/// fragmented or not) is written again with the same opcode, FIN bit and length, its payload
+/// streamed through in pieces and unmasked as a server writes, so messages keep their kind
+/// and their boundaries; pings are passed on with their payload, pongs as empty pongs (any
+/// frame tells a keepalive that its peer is there), and a Close with its code and reason. Not
+/// byte for byte: the two sides mask differently.
+///
+/// The join ends when either connection fails, or when both sides have closed: a sender's
+/// Close is a half-close (SPEC §2: the gate goes on sending until its service is done), a
+/// listener's Close is answered within [`CLOSE_GRACE`] or the join ends. When `revoked`
+/// resolves first, each side is sent a 1008 Close with its reason once the frame in flight
+/// is through (all within [`CLOSE_GRACE`]). Payload bytes are counted on `counted` (a to b,
+/// b to a).
 pub async fn join<A, B>(
     a: A,
     a_leftover: &[u8],
     b: B,
     b_leftover: &[u8],
-    max_frame: u64,
+    limits: JoinLimits,
     revoked: impl Future<Output = String>,
     counted: (Counter, Counter),
 ) where
@@ -40,42 +55,53 @@ pub async fn join<A, B>(
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let (stop, stopped) = watch::channel(None::<String>);
-    let ab = pump(
-        FrameReader::new(ar, Role::Server, max_frame, CHUNK)
-            .with_leftover(a_leftover)
-            .relaying(),
-        FrameWriter::new(bw, Role::Server),
+    let to_listener = pump(
+        reader(ar, a_leftover, limits),
+        writer(bw, limits),
         stopped.clone(),
         counted.0,
     );
-    let ba = pump(
-        FrameReader::new(br, Role::Server, max_frame, CHUNK)
-            .with_leftover(b_leftover)
-            .relaying(),
-        FrameWriter::new(aw, Role::Server),
+    let to_sender = pump(
+        reader(br, b_leftover, limits),
+        writer(aw, limits),
         stopped,
         counted.1,
     );
     let pumps = async {
-        tokio::pin!(ab, ba);
-        // A direction that ends with a Close lets the other finish; one that fails ends both.
+        tokio::pin!(to_listener, to_sender);
+        // A direction that fails ends both.
         tokio::select! {
-            closed = &mut ab => if closed { ba.await; },
-            closed = &mut ba => if closed { ab.await; },
+            closed = &mut to_listener => if closed { to_sender.await; },
+            closed = &mut to_sender => if closed {
+                let _ = tokio::time::timeout(CLOSE_GRACE, to_listener).await;
+            },
         }
     };
     tokio::pin!(pumps, revoked);
     tokio::select! {
-        () = &mut pumps => {}
+        // Checked first: a session whose key is already withdrawn relays nothing more.
+        biased;
         why = &mut revoked => {
             stop.send_replace(Some(why));
             let _ = tokio::time::timeout(CLOSE_GRACE, pumps).await;
         }
+        () = &mut pumps => {}
     }
 }
 
+fn reader<R: AsyncRead + Unpin>(r: R, leftover: &[u8], limits: JoinLimits) -> FrameReader<R> {
+    FrameReader::new(r, Role::Server, limits.max_frame, CHUNK)
+        .with_leftover(leftover)
+        .relaying()
+}
+
+fn writer<W: AsyncWrite + Unpin>(w: W, limits: JoinLimits) -> FrameWriter<W> {
+    FrameWriter::new(w, Role::Server).with_stall_limit(Some(limits.stall))
+}
+
 /// Forwards one direction; `true` if it ended with a Close. When `stop` holds a reason, the
-/// next wait for a frame ends instead with a 1008 Close carrying it.
+/// direction ends with a 1008 Close carrying it, at the next frame boundary: a Close written
+/// inside a frame's payload would be read as data.
 async fn pump<R, W>(
     mut from: FrameReader<R>,
     mut to: FrameWriter<W>,
@@ -86,10 +112,17 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Payload bytes of the current frame not yet relayed.
+    let mut owed = 0u64;
     loop {
-        let next = tokio::select! {
-            next = from.next() => Some(next),
-            _ = stop.wait_for(Option::is_some) => None,
+        let next = if owed > 0 {
+            Some(from.next().await)
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(Option::is_some) => None,
+                next = from.next() => Some(next),
+            }
         };
         let Some(next) = next else {
             let why = stop.borrow().clone().unwrap_or_default();
@@ -97,8 +130,12 @@ where
             return true;
         };
         let result = match next {
-            Ok(Event::FrameStart(start)) => to.start_frame(start).await,
+            Ok(Event::FrameStart(start)) => {
+                owed = start.len;
+                to.start_frame(start).await
+            }
             Ok(Event::Data(d)) => {
+                owed = owed.saturating_sub(d.len() as u64);
                 counted.inc_by(d.len() as u64);
                 to.send_piece(d).await
             }
@@ -114,7 +151,8 @@ where
                 return true;
             }
             Err(e) => {
-                if let Some(code) = e.close_code() {
+                // Mid-frame, the other side can only be cut off: a Close would be payload.
+                if let (Some(code), 0) = (e.close_code(), owed) {
                     let _ = to.send_close(code, &e.to_string()).await;
                 }
                 return false;
@@ -141,7 +179,10 @@ mod tests {
             &[],
             b_relay,
             &[],
-            1 << 20,
+            JoinLimits {
+                max_frame: 1 << 20,
+                stall: std::time::Duration::from_secs(10),
+            },
             std::future::pending(),
             Default::default(),
         ));
@@ -178,6 +219,63 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), joined)
             .await
             .expect("the join ends once both sides closed")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_revocation_mid_frame_lets_the_frame_finish_then_closes_with_1008() {
+        use tokio::io::AsyncWriteExt;
+        let (mut a_client, a_relay) = tokio::io::duplex(1 << 20);
+        let (b_client, b_relay) = tokio::io::duplex(1 << 20);
+        let (revoke, revoked) = tokio::sync::oneshot::channel::<()>();
+        let joined = tokio::spawn(join(
+            a_relay,
+            &[],
+            b_relay,
+            &[],
+            JoinLimits {
+                max_frame: 1 << 20,
+                stall: Duration::from_secs(10),
+            },
+            async move {
+                let _ = revoked.await;
+                "key 'users' removed".to_string()
+            },
+            Default::default(),
+        ));
+        // A masked 100,000-byte binary frame (zero mask), its payload in two halves with the
+        // revocation between them.
+        let len = 100_000usize;
+        let mut head = vec![0x82, 0x80 | 127];
+        head.extend_from_slice(&(len as u64).to_be_bytes());
+        head.extend_from_slice(&[0, 0, 0, 0]);
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        a_client.write_all(&head).await.unwrap();
+        a_client.write_all(&payload[..len / 2]).await.unwrap();
+        let (b_r, _b_w) = tokio::io::split(b_client);
+        let mut reader = FrameReader::new(b_r, Role::Client, 1 << 20, 4096);
+        let mut got = Vec::new();
+        while got.len() < len / 2 {
+            match reader.next().await.unwrap() {
+                Event::Data(d) => got.extend_from_slice(d),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        revoke.send(()).unwrap();
+        a_client.write_all(&payload[len / 2..]).await.unwrap();
+        let close = loop {
+            match reader.next().await.unwrap() {
+                Event::Data(d) => got.extend_from_slice(d),
+                Event::Close(c) => break c,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(got == payload, "the frame in flight arrives whole");
+        assert_eq!(close.code, close::POLICY);
+        assert_eq!(close.reason, "key 'users' removed");
+        tokio::time::timeout(Duration::from_secs(10), joined)
+            .await
+            .expect("the join ends within its grace")
             .unwrap();
     }
 }

@@ -49,7 +49,7 @@ use crate::token::{self, Audience, Grant, KeySet, Right, TokenError};
 use crate::transport::deadline::unix_now;
 use crate::transport::serve::{self, Handler, Limits};
 
-pub use join::join;
+pub use join::{JoinLimits, join};
 
 /// An accept address is good for this long (the protocol's 30 s).
 pub const ACCEPT_TTL: Duration = Duration::from_secs(30);
@@ -214,6 +214,8 @@ struct ListenerHandle {
 /// answer goes.
 struct Pending {
     listener: u64,
+    /// What the listener's token granted when it was offered the sender.
+    grant: Grant,
     done: oneshot::Sender<Rendezvous>,
 }
 

@@ -15,18 +15,21 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::http::{HeaderMap, Request, Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::Instrument;
 
 use super::{
-    ACCEPT_TTL, Accepted, MAX_WAITING_PER_NAME, MAX_WAITING_PER_SOURCE, Pending, Refusal, Relay,
-    Rendezvous, join, upgraded,
+    ACCEPT_TTL, Accepted, JoinLimits, MAX_WAITING_PER_NAME, MAX_WAITING_PER_SOURCE, Pending,
+    Refusal, Relay, Rendezvous, join, upgraded, withdrawn,
 };
 use crate::hc::answer::switching_protocols;
 use crate::hc::control::{Accept, AcceptMessage, RemoteEndpoint, rejection};
 use crate::hc::request::{DEFAULT_PORT, HcRequest};
 use crate::token::{Grant, Right};
 use crate::transport::accept::{HandshakePlace, source};
+
+/// The shortest stall limit of a join (with pings off or very frequent).
+const MIN_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Headers never passed to a listener in `connectHeaders`: the relay's credentials. The
 /// sender's `Sec-WebSocket-Key` is passed (Microsoft's listener libraries answer with it).
@@ -95,27 +98,21 @@ impl Relay {
                 port,
             });
         }
-        let place = self.connection_place()?;
-        // Counted among the established connections now: the wait for the listener (up to
-        // 30 s) must not hold one of the source's handshake places, or a few waiting senders
-        // would shut out the gate's own rendezvous from the same address.
-        if let Some(handshake) = request.extensions().get::<HandshakePlace>() {
-            handshake.release();
-        }
-        let waiting = self.waiting_place(&hc.name, peer.ip()).inspect_err(|_| {
-            tracing::warn!(target: "arcgate::audit", name = %hc.name, peer = %peer, key = %grant.key_name, "sender refused: too many senders waiting for this name or from this source");
+        let waited = self.wait_for_listener(&hc, &request, peer).await;
+        let (accepted, chosen, place, waiting) = waited.inspect_err(|refusal| {
+            tracing::info!(target: "arcgate::audit", name = %hc.name, peer = %peer, key = %grant.key_name, port, refusal = ?refusal, "sender refused");
         })?;
-        let chosen = self
-            .choose_listener(&hc.name)
-            .ok_or_else(|| Refusal::NoListener(hc.name.clone()))?;
-        // The address carries a fresh, unguessable handle: it is the listener's only credential.
-        let handle = uuid::Uuid::new_v4().simple().to_string();
-        let message = accept_message(&hc, &chosen.host, &handle, request.headers(), peer);
-        let offered = self.offer(&chosen, handle, message);
-        let accepted = match tokio::time::timeout(ACCEPT_TTL, offered).await {
-            Ok(answer) => answer?,
-            Err(_) => return Err(Refusal::ListenerSilent),
-        };
+        // The keys may have changed during the wait: checked again before 101, so that a
+        // sender (or a listener) withdrawn meanwhile is not joined, not even for a moment.
+        let keys = self.keys.borrow().clone();
+        let withdrawn_now = withdrawn(&keys, &grant, Some(port)).or_else(|| {
+            withdrawn(&keys, &chosen.grant, None).map(|w| format!("the listener's {w}"))
+        });
+        if let Some(why) = withdrawn_now {
+            tracing::info!(target: "arcgate::audit", name = %hc.name, peer = %peer, key = %grant.key_name, reason = %why, "sender refused: withdrawn while it waited");
+            // Dropping the accepted side closes the listener's rendezvous.
+            return Err(Refusal::Unauthorized);
+        }
         drop(waiting);
         self.metrics.joined();
         tracing::info!(
@@ -124,7 +121,11 @@ impl Relay {
             listener = chosen.id, listener_key = %chosen.grant.key_name,
             "sender joined"
         );
-        let max_frame = self.opts.max_frame;
+        let limits = JoinLimits {
+            max_frame: self.opts.max_frame,
+            // The gate's rule for a peer that takes no bytes: four ping intervals.
+            stall: (self.opts.ping_interval * 4).max(MIN_STALL),
+        };
         let counted = (
             self.metrics.to_listener.clone(),
             self.metrics.to_sender.clone(),
@@ -156,12 +157,43 @@ impl Relay {
                     tracing::info!(target: "arcgate::audit", name = %name, reason = %why, "relayed session closed by the keys file");
                     why
                 };
-                join(a, &a_leftover, b, &b_leftover, max_frame, revoked, counted).await;
+                join(a, &a_leftover, b, &b_leftover, limits, revoked, counted).await;
                 drop((place, accepted.place));
             }
             .in_current_span(),
         );
         Ok(switching_protocols(&hc.ws_key))
+    }
+
+    /// Everything from the sender's connection place to the listener's answer: the waiting
+    /// caps, the choice of listener, the accept message and the wait, all within
+    /// [`ACCEPT_TTL`].
+    async fn wait_for_listener(
+        &self,
+        hc: &HcRequest,
+        request: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(Accepted, Chosen, OwnedSemaphorePermit, WaitingPlace<'_>), Refusal> {
+        let place = self.connection_place()?;
+        let waiting = self.waiting_place(&hc.name, peer.ip())?;
+        let chosen = self
+            .choose_listener(&hc.name)
+            .ok_or_else(|| Refusal::NoListener(hc.name.clone()))?;
+        // Counted among the established connections and the waiting senders now: the wait
+        // for the listener (up to 30 s) must not hold one of the source's handshake places,
+        // or a few waiting senders would shut out the gate's own rendezvous from the same
+        // address. A sender refused before this point keeps its place while it lingers.
+        if let Some(handshake) = request.extensions().get::<HandshakePlace>() {
+            handshake.release();
+        }
+        // The address carries a fresh, unguessable handle: it is the listener's only credential.
+        let handle = uuid::Uuid::new_v4().simple().to_string();
+        let message = accept_message(hc, &chosen.host, &handle, request.headers(), peer);
+        let offered = self.offer(&chosen, handle, message);
+        match tokio::time::timeout(ACCEPT_TTL, offered).await {
+            Ok(answer) => Ok((answer?, chosen, place, waiting)),
+            Err(_) => Err(Refusal::ListenerSilent),
+        }
     }
 
     /// One of `name`'s listeners, round-robin.
@@ -193,6 +225,7 @@ impl Relay {
                 handle.clone(),
                 Pending {
                     listener: listener.id,
+                    grant: listener.grant.clone(),
                     done,
                 },
             );
@@ -230,7 +263,22 @@ impl Relay {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(id)
         });
-        let waiting = waiting.ok_or(Refusal::UnknownAddress)?.done;
+        let waiting = waiting.ok_or(Refusal::UnknownAddress)?;
+        // A listener whose key was withdrawn since it was offered the sender takes nothing.
+        if let Some(why) = withdrawn(&self.keys.borrow().clone(), &waiting.grant, None) {
+            tracing::info!(target: "arcgate::audit", listener = waiting.listener, reason = %why, "accept refused: the listener's key is withdrawn");
+            return Err(Refusal::UnknownAddress);
+        }
+        let waiting = waiting.done;
+        // A rejection needs no connection place: the sender hears the listener's answer.
+        let rejected = rejection(
+            hc.param("sb-hc-statusCode"),
+            hc.param("sb-hc-statusDescription"),
+        );
+        if let Some((status, description)) = rejected {
+            let _ = waiting.send(Rendezvous::Rejected(status, description));
+            return Err(Refusal::RejectionDelivered);
+        }
         // The sender is told, not left to think the listener went away.
         let place = match self.connection_place() {
             Ok(place) => place,
@@ -240,14 +288,6 @@ impl Relay {
                 return Err(busy);
             }
         };
-        let rejected = rejection(
-            hc.param("sb-hc-statusCode"),
-            hc.param("sb-hc-statusDescription"),
-        );
-        if let Some((status, description)) = rejected {
-            let _ = waiting.send(Rendezvous::Rejected(status, description));
-            return Err(Refusal::RejectionDelivered);
-        }
         let upgrade = hyper::upgrade::on(&mut request);
         let _ = waiting.send(Rendezvous::Accepted(Accepted { upgrade, place }));
         Ok(switching_protocols(&hc.ws_key))

@@ -101,7 +101,7 @@ pub struct FrameStart {
 /// What the peer sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// Bytes of a binary message (a frame, or a piece of one).
+    /// Bytes of a data frame (binary; text too for a relaying reader), or a piece of one.
     Data(&'a [u8]),
     /// Only from a [relaying](FrameReader::relaying) reader: a data frame begins; its
     /// payload follows as [`Event::Data`] pieces.
@@ -185,7 +185,7 @@ pub struct FrameReader<R> {
     remaining: u64,
     mask: Option<[u8; 4]>,
     mask_offset: usize,
-    /// Inside a fragmented binary message: the next data frame must be a continuation.
+    /// Inside a fragmented message: the next data frame must be a continuation.
     fragmented: bool,
     /// Bytes of `buf` handed out by the last [`Event::Data`], dropped at the next call.
     handed_out: usize,
