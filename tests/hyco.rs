@@ -77,9 +77,7 @@ fn hyco_token_file(dir: &Path, uri: &str, key: (&str, &str)) -> std::path::PathB
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let path = dir.join(format!("hyco-token-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&path, String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-    path
+    write_token(dir, &String::from_utf8(out.stdout).unwrap())
 }
 
 #[test]

@@ -297,6 +297,32 @@ fn the_relay_pins_the_host_its_tokens_name() {
     assert_eq!(code, Some(5), "{err}");
 }
 
+/// A relay started from async code (with extra flags).
+async fn start_relay(extra: &'static [&'static str]) -> RelayServer {
+    tokio::task::spawn_blocking(move || RelayServer::start_with(extra))
+        .await
+        .unwrap()
+}
+
+/// [`Log::expect`] from async code.
+async fn expect_in(log: &Log, needles: &'static [&'static str]) {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || log.expect(needles))
+        .await
+        .unwrap();
+}
+
+/// A TLS connection to `addr` as `localhost`, trusting the development CA.
+async fn tls_to(
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(dev_ca_client_config())
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
 /// A listener spoken by hand: attaches with the relay's listen key, reading nothing more
 /// unless told to; its receive buffer is small so that a stall shows quickly.
 async fn scripted_listener(
@@ -337,11 +363,7 @@ async fn scripted_listener_until(
 /// A sender spoken by hand, with a header of `padding` bytes; its answer's status line.
 async fn scripted_sender(relay: std::net::SocketAddr, padding: usize) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tcp = tokio::net::TcpStream::connect(relay).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(dev_ca_client_config())
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_to(relay).await;
     let token = arcgate::token::mint(
         &resource(),
         RELAY_SEND_KEY.0,
@@ -369,11 +391,7 @@ async fn scripted_sender(relay: std::net::SocketAddr, padding: usize) -> String 
 async fn a_stalled_listener_cannot_freeze_its_name() {
     // Before: a listener that stopped reading held its name's senders for 30 s and more
     // (402 of 900 got 504 at 30 s, the rest no answer), and was never detached.
-    let relay = tokio::task::spawn_blocking(|| {
-        RelayServer::start_with(&["--ping-interval", "1s", "--max-header-bytes", "65536"])
-    })
-    .await
-    .unwrap();
+    let relay = start_relay(&["--ping-interval", "1s", "--max-header-bytes", "65536"]).await;
     let addr = relay.addr;
     let _stalled = scripted_listener(addr).await;
     let started = Instant::now();
@@ -390,35 +408,19 @@ async fn a_stalled_listener_cannot_freeze_its_name() {
             .unwrap();
         assert!(line.starts_with("HTTP/1.1 404"), "{line}");
     }
-    let log = relay.running.log.clone();
-    tokio::task::spawn_blocking(move || {
-        log.expect(&["cannot write to the listener; detaching it"])
-    })
-    .await
-    .unwrap();
+    expect_in(
+        &relay.running.log,
+        &["cannot write to the listener; detaching it"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn senders_are_answered_at_once_when_their_listener_goes_away() {
     // Before: a sender whose accept message had been sent waited out the 30 s limit (504)
     // after its listener's channel died.
-    use futures_util::StreamExt;
-    let relay = tokio::task::spawn_blocking(RelayServer::start)
-        .await
-        .unwrap();
-    let addr = relay.addr;
-    let mut listener = scripted_listener(addr).await;
-    let sender = tokio::spawn(scripted_sender(addr, 0));
-    // The accept message arrives; the listener then dies without answering.
-    let message = tokio::time::timeout(Duration::from_secs(10), listener.next())
-        .await
-        .expect("an accept message")
-        .unwrap()
-        .unwrap();
-    assert!(
-        message.to_text().unwrap().contains("\"accept\""),
-        "{message}"
-    );
+    let (_relay, listener, sender, _address) = offered().await;
+    // The accept message arrived; the listener then dies without answering.
     let died = Instant::now();
     drop(listener);
     let line = tokio::time::timeout(Duration::from_secs(5), sender)
@@ -511,12 +513,7 @@ fn keys_are_managed_by_command_and_a_running_relay_applies_them() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let path = relay
-            .dir
-            .path()
-            .join(format!("t-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, out.stdout).unwrap();
-        path
+        write_token(relay.dir.path(), &String::from_utf8(out.stdout).unwrap())
     };
     let token = mint("users");
     let client = open_echo(&relay.url(GATE_NAME), port, &token, &[]);
@@ -702,6 +699,28 @@ fn a_relayed_gate_that_does_not_trust_the_relay_names_the_flag_to_fix_it() {
     ]);
 }
 
+/// A relay, a scripted listener and a sender it has been offered: the sender's answer to
+/// come, and the accept address from the message the listener got.
+async fn offered() -> (
+    RelayServer,
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    tokio::task::JoinHandle<String>,
+    String,
+) {
+    let relay = start_relay(&[]).await;
+    let mut listener = scripted_listener(relay.addr).await;
+    let sender = tokio::spawn(scripted_sender(relay.addr, 0));
+    let message = next_control(&mut listener)
+        .await
+        .expect("an accept message");
+    let accept: serde_json::Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    let address = accept["accept"]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an accept message: {message}"))
+        .to_string();
+    (relay, listener, sender, address)
+}
+
 /// The next control message a scripted listener gets, as JSON (within 10 s).
 async fn next_control(
     listener: &mut tokio_tungstenite::WebSocketStream<
@@ -719,9 +738,7 @@ async fn next_control(
 async fn a_listener_whose_token_expires_without_renewal_is_detached() {
     // Before: expiry was checked only when the listener attached; a leaked listen token
     // kept its holder attached, taking a share of the name's senders, for ever.
-    let relay = tokio::task::spawn_blocking(RelayServer::start)
-        .await
-        .unwrap();
+    let relay = start_relay(&[]).await;
     let mut listener = scripted_listener_until(relay.addr, unix_now() + 2).await;
     let started = Instant::now();
     let closed = loop {
@@ -743,27 +760,19 @@ async fn a_listener_whose_token_expires_without_renewal_is_detached() {
         "{:?}",
         started.elapsed()
     );
-    let log = relay.running.log.clone();
-    tokio::task::spawn_blocking(move || log.expect(&["its token expired without renewToken"]))
-        .await
-        .unwrap();
+    expect_in(
+        &relay.running.log,
+        &["its token expired without renewToken"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_sender_withdrawn_while_it_waits_is_not_joined() {
     // Before: the sender's key was checked once, before a wait of up to 30 s; removed
     // meanwhile, it was still answered 101 and joined to the gate.
-    let relay = tokio::task::spawn_blocking(RelayServer::start)
-        .await
-        .unwrap();
+    let (relay, _listener, sender, address) = offered().await;
     let addr = relay.addr;
-    let mut listener = scripted_listener(addr).await;
-    let sender = tokio::spawn(scripted_sender(addr, 0));
-    let message = next_control(&mut listener)
-        .await
-        .expect("an accept message");
-    let accept: serde_json::Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
-    let address = accept["accept"]["address"].as_str().unwrap().to_string();
     // The sender's key goes while the listener has not answered yet.
     let gates_only = serde_json::json!([
         {"name": RELAY_LISTEN_KEY.0, "key": RELAY_LISTEN_KEY.1, "rights": ["listen"]},
@@ -776,24 +785,19 @@ async fn a_sender_withdrawn_while_it_waits_is_not_joined() {
     .await
     .unwrap();
     // The listener accepts at the address.
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(dev_ca_client_config())
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_to(addr).await;
     let _rendezvous = tokio_tungstenite::client_async(address.as_str(), tls).await;
     let line = tokio::time::timeout(Duration::from_secs(10), sender)
         .await
         .expect("the sender is answered")
         .unwrap();
     assert_eq!(line, "HTTP/1.1 401 Unauthorized");
-    let log = relay.running.log.clone();
-    tokio::task::spawn_blocking(move || {
-        log.expect(&[
+    expect_in(
+        &relay.running.log,
+        &[
             "sender refused: withdrawn while it waited",
             "key 'senders' removed",
-        ])
-    })
-    .await
-    .unwrap();
+        ],
+    )
+    .await;
 }

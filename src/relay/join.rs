@@ -169,23 +169,29 @@ mod tests {
     use super::*;
     use crate::transport::ws::HEADROOM;
 
+    /// `join` of two in-memory connections, in its own task.
+    fn joined<A, B>(
+        a: A,
+        b: B,
+        revoked: impl Future<Output = String> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        A: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        B: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = JoinLimits {
+            max_frame: 1 << 20,
+            stall: Duration::from_secs(10),
+        };
+        tokio::spawn(async move { join(a, &[], b, &[], limits, revoked, Default::default()).await })
+    }
+
     #[tokio::test]
     async fn join_passes_frames_larger_than_its_read_chunk_whole_and_in_order() {
         // Room for the whole frame, so that the relay reads it in pieces over 64 KiB.
         let (a_client, a_relay) = tokio::io::duplex(1 << 20);
         let (b_client, b_relay) = tokio::io::duplex(64 * 1024);
-        let joined = tokio::spawn(join(
-            a_relay,
-            &[],
-            b_relay,
-            &[],
-            JoinLimits {
-                max_frame: 1 << 20,
-                stall: std::time::Duration::from_secs(10),
-            },
-            std::future::pending(),
-            Default::default(),
-        ));
+        let joined = joined(a_relay, b_relay, std::future::pending());
         let data: Vec<u8> = (0..(CHUNK + 100_000) as u32)
             .map(|i| (i % 253) as u8)
             .collect();
@@ -228,21 +234,10 @@ mod tests {
         let (mut a_client, a_relay) = tokio::io::duplex(1 << 20);
         let (b_client, b_relay) = tokio::io::duplex(1 << 20);
         let (revoke, revoked) = tokio::sync::oneshot::channel::<()>();
-        let joined = tokio::spawn(join(
-            a_relay,
-            &[],
-            b_relay,
-            &[],
-            JoinLimits {
-                max_frame: 1 << 20,
-                stall: Duration::from_secs(10),
-            },
-            async move {
-                let _ = revoked.await;
-                "key 'users' removed".to_string()
-            },
-            Default::default(),
-        ));
+        let joined = joined(a_relay, b_relay, async move {
+            let _ = revoked.await;
+            "key 'users' removed".to_string()
+        });
         // A masked 100,000-byte binary frame (zero mask), its payload in two halves with the
         // revocation between them.
         let len = 100_000usize;

@@ -125,13 +125,7 @@ impl Gate {
 
     /// A token from `arcgate token`, written to a file; returns the file.
     pub(crate) fn token_file(&self, extra: &[&str]) -> PathBuf {
-        let token = self.token(extra);
-        let path = self
-            .dir
-            .path()
-            .join(format!("token-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, token).unwrap();
-        path
+        write_token(self.dir.path(), &self.token(extra))
     }
 
     /// A token from `arcgate token`.

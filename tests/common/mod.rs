@@ -339,6 +339,13 @@ pub(crate) fn spawn_piped(cmd: &mut Command) -> Child {
         .expect("command starts")
 }
 
+/// Writes `token` to a new file in `dir`; returns its path.
+pub(crate) fn write_token(dir: &Path, token: &str) -> PathBuf {
+    let path = dir.join(format!("token-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, token.trim()).unwrap();
+    path
+}
+
 /// A process's resident memory, in KiB, from /proc.
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

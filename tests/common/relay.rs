@@ -56,12 +56,7 @@ impl RelayServer {
     /// A token signed with `key` for `resource`, valid for an hour, in a file.
     pub(crate) fn token_file_as(&self, key: (&str, &str), resource: &str) -> PathBuf {
         let token = arcgate::token::mint(resource, key.0, key.1, unix_now() + 3600);
-        let path = self
-            .dir
-            .path()
-            .join(format!("token-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, token).unwrap();
-        path
+        write_token(self.dir.path(), &token)
     }
 
     fn spawn(listen: &str, dir: tempfile::TempDir, extra: &[&str]) -> RelayServer {
