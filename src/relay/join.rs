@@ -36,9 +36,9 @@ pub struct JoinLimits {
 ///
 /// The join ends when either connection fails, or when both sides have closed: a sender's
 /// Close is a half-close (SPEC §2: the gate goes on sending until its service is done), a
-/// listener's Close is answered within [`CLOSE_GRACE`] or the join ends. When `revoked`
+/// listener's Close is answered within 5 s (`CLOSE_GRACE`) or the join ends. When `revoked`
 /// resolves first, each side is sent a 1008 Close with its reason once the frame in flight
-/// is through (all within [`CLOSE_GRACE`]). Payload bytes are counted on `counted` (a to b,
+/// is through (all within the same 5 s). Payload bytes are counted on `counted` (a to b,
 /// b to a).
 pub async fn join<A, B>(
     a: A,
