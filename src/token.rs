@@ -641,6 +641,82 @@ impl Audience<'_> {
     }
 }
 
+/// Why a client will not send the token it holds: what the gate would refuse with a bare
+/// `401`, said precisely before dialling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    /// Not a token at all.
+    #[error(
+        "the token is not a SharedAccessSignature token ({0}); mint one on the host with `arcgate token`"
+    )]
+    Malformed(&'static str),
+    /// Its `se` has passed by this machine's clock.
+    #[error(
+        "the token expired at {} ({} ago by this machine's clock); mint a new one on the host with `arcgate token`",
+        crate::config::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(*.expiry)),
+        ago(*.now - *.expiry)
+    )]
+    Expired {
+        /// `se`.
+        expiry: u64,
+        /// The clock.
+        now: u64,
+    },
+    /// Its resource names another gate.
+    #[error(
+        "the token is for {resource}, not for '{name}'; mint one for this gate on the host with `arcgate token --name {name}`"
+    )]
+    OtherGate {
+        /// The token's resource (shortened).
+        resource: String,
+        /// The name in the URL.
+        name: String,
+    },
+}
+
+impl TokenProblem {
+    /// Whether it is a usage error (not a token) rather than one the gate would answer `401`.
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, TokenProblem::Malformed(_))
+    }
+}
+
+/// `secs` as a person says it: `45s`, `12m`, `3h`, `2d`.
+fn ago(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7200 => format!("{}m", secs / 60),
+        7200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// What a client can tell about its own token before sending it: that it is one, that it
+/// has not expired, and — when `name` is given — that its resource names that gate (or is
+/// host-wide). The host's keys decide the rest; this only turns a sure `401` into words.
+pub fn precheck(token: &str, name: Option<&str>, now: u64) -> Result<(), TokenProblem> {
+    let sas = SasToken::parse(token).map_err(|e| match e {
+        TokenError::Malformed(why) => TokenProblem::Malformed(why),
+        _ => TokenProblem::Malformed("unreadable"),
+    })?;
+    if sas.expiry <= now {
+        return Err(TokenProblem::Expired {
+            expiry: sas.expiry,
+            now,
+        });
+    }
+    if let Some(name) = name {
+        let audience = Audience { name, host: None };
+        if !audience.accepts(&sas.resource) {
+            return Err(TokenProblem::OtherGate {
+                resource: shorten(&sas.resource),
+                name: shorten(name),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a token for the send right (a client reaching a gate). See [`verify_for`].
 pub fn verify(
     keys: &KeySet,
@@ -694,6 +770,23 @@ pub fn verify_for(
         expiry: sas.expiry,
         secret_digest: digest(&entry.key),
     })
+}
+
+/// Parses a token lifetime: a duration with its unit (`90s`, `30m`, `8h`, `7d`), never
+/// zero. A bare number is refused: `--ttl 8` meant 8 seconds to nobody who typed it.
+pub fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{t}' has no unit; write {t}s, {t}m, {t}h or {t}d",
+            t = shorten(t)
+        ));
+    }
+    let d = parse_duration(t)?;
+    if d.is_zero() {
+        return Err("a token must be valid for some time: at least 1s".into());
+    }
+    Ok(d)
 }
 
 /// Parses a duration such as `90`, `90s`, `30m`, `1h`, `7d`.
@@ -1073,11 +1166,47 @@ mod tests {
     }
 
     #[test]
+    fn a_client_tells_why_its_token_would_be_refused() {
+        let t = mint("http://g/myhost/", "ops", "0123456789abcdef0123", NOW + 60);
+        assert_eq!(precheck(&t, Some("myhost"), NOW), Ok(()));
+        assert_eq!(precheck(&t, Some("MyHost"), NOW), Ok(()));
+        assert_eq!(precheck(&t, None, NOW), Ok(()));
+        let err = precheck(&t, Some("other"), NOW).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the token is for http://g/myhost/, not for 'other'; mint one for this gate on the host with `arcgate token --name other`"
+        );
+        let err = precheck(&t, Some("myhost"), NOW + 60 + 300).unwrap_err();
+        assert!(
+            err.to_string().starts_with("the token expired at "),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("(5m ago by this machine's clock)"),
+            "{err}"
+        );
+        let wide = mint("http://g/", "ops", "0123456789abcdef0123", NOW + 60);
+        assert_eq!(precheck(&wide, Some("anything"), NOW), Ok(()));
+        assert!(
+            precheck("Bearer x", Some("myhost"), NOW)
+                .unwrap_err()
+                .is_malformed()
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("7d").unwrap().as_secs(), 604800);
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("-1h").is_err());
+        assert_eq!(parse_ttl("8h").unwrap().as_secs(), 8 * 3600);
+        assert_eq!(
+            parse_ttl("8").unwrap_err(),
+            "'8' has no unit; write 8s, 8m, 8h or 8d"
+        );
+        assert!(parse_ttl("0s").unwrap_err().contains("at least 1s"));
+        assert!(parse_ttl("0").is_err());
     }
 }

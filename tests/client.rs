@@ -1,6 +1,7 @@
 //! The clients' edges: `arcgate ssh-config` used by real `ssh`, an HTTP CONNECT proxy
 //! (tinyproxy), and one clear line and a distinct exit code for every kind of failure.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use crate::common::*;
@@ -142,8 +143,25 @@ fn every_failure_has_one_clear_line_and_its_exit_code() {
     let gate = Gate::start(&[sshd.port, 1], &[]);
     let token = gate.token_file(&[]);
     let dir = private_dir();
+    // A token the client cannot tell is bad (its signature): the gate's 401.
     let bad_token = dir.path().join("bad");
-    std::fs::write(&bad_token, gate.token(&["--ttl", "0"])).unwrap();
+    let good = gate.token(&[]);
+    let (head, rest) = good.split_once("sig=").unwrap();
+    let forged = format!(
+        "{head}sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D&{}",
+        rest.split_once('&').unwrap().1
+    );
+    std::fs::write(&bad_token, forged).unwrap();
+    let host_wide = gate.token_file(&["--resource", "http://localhost/"]);
+    // Tokens the client can tell are bad: said before dialling.
+    let expired_token = dir.path().join("expired");
+    std::fs::write(&expired_token, gate.token_until(unix_now() - 600)).unwrap();
+    let other_token = dir.path().join("other");
+    std::fs::write(
+        &other_token,
+        gate.token(&["--resource", "http://localhost/otherhost/"]),
+    )
+    .unwrap();
     let closed_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -178,6 +196,21 @@ fn every_failure_has_one_clear_line_and_its_exit_code() {
             vec!["testhost refused the connection: 401 Unauthorized".into(), "arcgate token".into()],
         ),
         (
+            "expired",
+            connect_with(&url, sshd.port, &expired_token),
+            4,
+            vec![
+                "token: the token expired at ".into(),
+                "(10m ago by this machine's clock); mint a new one on the host with `arcgate token`".into(),
+            ],
+        ),
+        (
+            "another gate's",
+            connect_with(&url, sshd.port, &other_token),
+            4,
+            vec!["token: the token is for http://localhost/otherhost/, not for 'testhost'".into()],
+        ),
+        (
             "403",
             connect_with(&url, 2, &token),
             3,
@@ -185,7 +218,8 @@ fn every_failure_has_one_clear_line_and_its_exit_code() {
         ),
         (
             "404",
-            connect_with(&format!("wss://localhost:{gate_port}/$hc/elsewhere"), 22, &token),
+            // A host-wide token, for every name: the gate itself answers that it has none.
+            connect_with(&format!("wss://localhost:{gate_port}/$hc/elsewhere"), 22, &host_wide),
             5,
             vec!["elsewhere refused the connection: 404 Endpoint does not exist".into()],
         ),
@@ -237,4 +271,65 @@ fn insecure_warns_and_still_connects() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WARNING: --insecure"), "{err}");
+}
+
+#[test]
+fn tokens_are_written_as_secrets_and_lifetimes_have_units() {
+    // Before: `--ttl 8` was 8 seconds and `--ttl 0` a token already expired; the only way
+    // to keep a token was the shell's `> file`, mode 0644, without a word.
+    let gate = Gate::start(&[22], &[]);
+    let token = |extra: &[&str]| {
+        arcgate_cmd()
+            .arg("token")
+            .arg("--config")
+            .arg(gate.config_path())
+            .args(["--name", GATE_NAME])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for (ttl, says) in [
+        ("8", "'8' has no unit; write 8s, 8m, 8h or 8d"),
+        ("0s", "at least 1s"),
+    ] {
+        let out = token(&["--ttl", ttl]);
+        let err = exit_stderr(&out, 2);
+        assert!(err.contains(says), "--ttl {ttl}: {err}");
+    }
+
+    // --out: 0600, also over a file that was readable by others.
+    let dir = private_dir();
+    let path = dir.path().join("alice.token");
+    std::fs::write(&path, "old").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = token(&["--ttl", "8h", "--out", path.to_str().unwrap()]);
+    let err = exit_stderr(&out, 0);
+    assert!(
+        err.contains("written to") && err.contains("(mode 0600)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "the token is not printed as well");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.starts_with("SharedAccessSignature "), "{written}");
+
+    // stdout redirected to a file others can read: a warning.
+    let shared = dir.path().join("shared.token");
+    let file = std::fs::File::create(&shared).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let out = arcgate_cmd()
+        .arg("token")
+        .arg("--config")
+        .arg(gate.config_path())
+        .args(["--name", GATE_NAME])
+        .stdout(file)
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 0);
+    assert!(
+        err.contains("WARNING: the token went to a file others can read (mode 0644)"),
+        "{err}"
+    );
 }

@@ -218,20 +218,42 @@ fn bad_tokens_get_401_and_key_ports_are_enforced() {
         let tail = rest.split_once('&').unwrap().1;
         format!("{head}sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D&{tail}")
     };
+    // The gate refuses each with a bare 401; `connect` says what it can tell before
+    // dialling, and sends only what it cannot (a forged signature).
     let cases = [
-        ("expired", gate.token(&["--ttl", "0"])),
-        ("forged", forged),
+        (
+            "expired",
+            gate.token_until(unix_now() - 1),
+            "the token expired at",
+        ),
+        ("forged", forged, "401 Unauthorized"),
         (
             "wrong resource",
             gate.token(&["--resource", "http://localhost/otherhost/"]),
+            "not for 'testhost'",
         ),
-        ("garbage", "not a token".to_string()),
+        (
+            "garbage",
+            "not a token".to_string(),
+            "not a SharedAccessSignature token",
+        ),
     ];
-    for (what, token) in cases {
+    for (what, token, says) in cases {
+        let answer = raw_tls(
+            gate.addr,
+            &upgrade_request(
+                &format!("/$hc/{GATE_NAME}?sb-hc-action=connect&port={}", sshd.port),
+                &[("ServiceBusAuthorization", &token)],
+            ),
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+            "{what}: {answer}"
+        );
         let file = write(what, &token);
         let (ok, _, err) = run(&mut ssh(&sshd, &proxy_command(&gate, &file, ""), &["true"]));
         assert!(!ok, "{what} token accepted");
-        assert!(err.contains("401 Unauthorized"), "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
     }
     // No token at all: the raw request gets 401 with no detail.
     let answer = raw_tls(

@@ -1,7 +1,7 @@
 //! The administrator's commands: `status`, `config`, `extension` and `token`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,7 +11,7 @@ use arcgate::config::{Change, ConfigError, ExtensionName, KEYS, Key, Raw};
 use arcgate::state::store;
 use arcgate::token::{self, KeySet};
 
-use super::{CliError, ConfigPathArg, Status, host_name, parse_duration};
+use super::{CliError, ConfigPathArg, Status, host_name};
 
 /// `arcgate status`.
 #[derive(Debug, Args)]
@@ -104,9 +104,13 @@ pub(crate) struct TokenArgs {
     /// The key to sign with.
     #[arg(long, default_value = "default")]
     pub key_name: String,
-    /// How long the token is valid (90s, 30m, 1h, 7d).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    /// How long the token is valid, with its unit (90s, 30m, 8h, 7d).
+    #[arg(long, default_value = "1h", value_parser = token::parse_ttl)]
     pub ttl: Duration,
+    /// Write the token to this file, mode 0600 (a shell's `> file` makes it readable by
+    /// others).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// The resource [default: http://{host}/{name}/].
     #[arg(long, value_name = "URL", conflicts_with_all = ["name", "host"])]
     pub resource: Option<String>,
@@ -287,9 +291,53 @@ pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
         }
     };
     let expiry = arcgate::transport::deadline::unix_now().saturating_add(args.ttl.as_secs());
-    println!(
-        "{}",
-        token::mint(&resource, &entry.name, entry.secret(), expiry)
-    );
+    let minted = token::mint(&resource, &entry.name, entry.secret(), expiry);
+    match &args.out {
+        Some(path) => {
+            write_private(path, format!("{minted}\n").as_bytes())
+                .with_context(|| format!("cannot write the token to {}", path.display()))?;
+            eprintln!(
+                "arcgate: token for {resource} written to {} (mode 0600)",
+                path.display()
+            );
+        }
+        None => {
+            println!("{minted}");
+            warn_if_stdout_is_readable_by_others();
+        }
+    }
     Ok(0)
+}
+
+/// Writes `bytes` to `path`, which only its owner can read: created 0600, and an existing
+/// file made 0600 before anything is written to it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.set_len(0)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A token printed into a file (`> file`) that others can read is a secret given away: say so.
+fn warn_if_stdout_is_readable_by_others() {
+    let Ok(stat) = rustix::fs::fstat(std::io::stdout()) else {
+        return;
+    };
+    let mode = stat.st_mode;
+    let regular = rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::RegularFile;
+    if regular && mode & 0o077 != 0 {
+        eprintln!(
+            "arcgate: WARNING: the token went to a file others can read (mode {:04o}); \
+             chmod 600 it, or use --out FILE, which writes it 0600",
+            mode & 0o7777
+        );
+    }
 }

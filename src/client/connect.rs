@@ -96,6 +96,18 @@ impl Connector {
     pub async fn open(&self, token: Option<&str>) -> Result<Tunnel, ClientError> {
         let id = uuid::Uuid::new_v4().to_string();
         let gate_token = self.gate_token.read()?;
+        // A token sure to be refused is said so in words, not sent for a bare 401.
+        let now = crate::transport::deadline::unix_now();
+        let checks = [
+            ("token", token, Some(self.name())),
+            ("gate token", gate_token.as_deref(), None),
+        ];
+        for (which, held, name) in checks {
+            if let Some(held) = held {
+                crate::token::precheck(held, name, now)
+                    .map_err(|problem| ClientError::Token { which, problem })?;
+            }
+        }
         let credentials = Credentials {
             token,
             gate_token: gate_token.as_deref(),

@@ -3,6 +3,7 @@
 
 use crate::hc::url::UrlError;
 use crate::state::TokenFileError;
+use crate::token::TokenProblem;
 use crate::transport::dial::DialError;
 use crate::transport::proxy::ProxyError;
 use crate::transport::tls::TlsError;
@@ -48,6 +49,14 @@ pub enum ClientError {
     /// The relay information cannot be used.
     #[error("relay information: {0}")]
     RelayInfo(String),
+    /// A token the client holds would be refused: said before dialling.
+    #[error("{which}: {problem}")]
+    Token {
+        /// `token`, or `gate token`.
+        which: &'static str,
+        /// Why.
+        problem: TokenProblem,
+    },
     /// The CA files cannot be used.
     #[error(transparent)]
     Trust(#[from] TlsError),
@@ -109,6 +118,8 @@ impl ClientError {
             | ClientError::Proxy(_)
             | ClientError::Dial(DialError::BadName { .. }) => exit::USAGE,
             ClientError::Setup { .. } => exit::OTHER,
+            ClientError::Token { problem, .. } if problem.is_malformed() => exit::USAGE,
+            ClientError::Token { .. } => exit::UNAUTHORIZED,
             ClientError::Refused { status, .. } => Self::refused_code(*status),
             ClientError::Dial(DialError::Tls { .. }) => exit::TLS,
             ClientError::Dial(DialError::Network { .. }) => exit::NETWORK,

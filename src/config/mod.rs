@@ -17,7 +17,7 @@ pub use key::{Key, Raw};
 use proxy::parse_proxy_url;
 pub use proxy::{BypassEntry, ProxyUrl};
 use text::bracketed;
-pub use text::{misleading, shorten, shorten_sentence};
+pub use text::{misleading, rfc3339, shorten, shorten_sentence};
 use values::dedup_extensions;
 pub use values::{ExtensionName, Mode, Port, PortRange, PortSet, parse_port};
 
