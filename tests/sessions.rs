@@ -376,10 +376,11 @@ fn a_gate_that_never_answers_times_out_naming_the_phase() {
     let port = silent.local_addr().unwrap().port();
     let dir = private_dir();
     let token = dir.path().join("token");
-    std::fs::write(&token, "SharedAccessSignature sr=a&sig=b&se=1&skn=c").unwrap();
+    // A token the client has no reason to doubt (nothing ever checks it).
+    std::fs::write(&token, mint_token("c", "0123456789abcdef0123")).unwrap();
     let out = arcgate_cmd()
         .arg("connect")
-        .arg(format!("wss://localhost:{port}/$hc/h"))
+        .arg(format!("wss://localhost:{port}/$hc/{GATE_NAME}"))
         .args(["--connect-timeout", "1s", "--token-file"])
         .arg(&token)
         .stdin(Stdio::null())
