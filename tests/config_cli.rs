@@ -350,3 +350,88 @@ fn extension_check_follows_the_agents_rule() {
     assert!(out.contains("extensions.enabled is false"), "{out}");
     assert_eq!(check("no-slash").0, 2);
 }
+
+/// `/var/opt/arcgate` present for the length of a test: made (and removed after) when the
+/// machine has none, left alone when it has one.
+struct SystemDir {
+    made: bool,
+}
+
+impl SystemDir {
+    fn present() -> SystemDir {
+        let dir = std::path::Path::new("/var/opt/arcgate");
+        let made = !dir.exists();
+        if made {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        SystemDir { made }
+    }
+}
+
+impl Drop for SystemDir {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::fs::remove_dir("/var/opt/arcgate");
+        }
+    }
+}
+
+#[test]
+fn a_user_is_not_given_a_file_the_gate_never_reads() {
+    // Before: as a non-root user, `config set incomingconnections.enabled false` printed
+    // success and wrote ~/.config/arcgate/..., while the root gate kept reading
+    // /var/opt/arcgate/... and stayed open.
+    let _system = SystemDir::present();
+    let home = private_dir();
+    std::os::unix::fs::chown(home.path(), Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(arcgate())
+            .args(args)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("PATH", "/usr/bin:/bin");
+        cmd.output().unwrap()
+    };
+    for args in [
+        &["config", "set", "incomingconnections.enabled", "false"][..],
+        &["config", "list"],
+        &["key", "list"],
+        &["token", "--name", "x"],
+    ] {
+        let out = as_nobody(args);
+        let (code, _, err) = text(&out);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("this host's configuration is in /var/opt/arcgate, and you are not root")
+                && err.contains("--config FILE"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !home.path().join(".config").exists(),
+        "nothing was written to the user's own directory"
+    );
+    // With a file of their own, named: it works, and the write names the file.
+    let mine = home.path().join("mine.json");
+    let out = as_nobody(&[
+        "config",
+        "set",
+        "incomingconnections.enabled",
+        "false",
+        "--config",
+        mine.to_str().unwrap(),
+    ]);
+    let (code, stdout, err) = text(&out);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.starts_with("Config property incomingconnections.enabled set to value false"),
+        "{stdout}"
+    );
+    assert!(
+        err.contains(&format!("arcgate: wrote {}", mine.display())),
+        "{err}"
+    );
+}

@@ -154,7 +154,7 @@ pub(super) fn status(args: StatusArgs) -> Result<Status, CliError> {
 }
 
 pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
-    let path = args.config.resolve();
+    let path = args.config.resolve_admin()?;
     match args.action {
         ConfigAction::List { json } => {
             let config = store::load_config(&path)?;
@@ -203,6 +203,7 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
                 key.display(&updated.after),
                 key.display(&updated.before)
             );
+            wrote(&path);
             if key == Key::Mode && updated.after.mode == arcgate::config::Mode::Monitor {
                 println!(
                     "Monitor mode: incoming connections and guest configuration are disabled, \
@@ -219,6 +220,7 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
                 key.display(&updated.after),
                 key.display(&updated.before)
             );
+            wrote(&path);
         }
         ConfigAction::Info { key } => {
             let keys: Vec<Key> = match key {
@@ -243,8 +245,13 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
     Ok(0)
 }
 
+/// Names the file a change was written to (on stderr: stdout keeps the agent's lines).
+fn wrote(path: &Path) {
+    eprintln!("arcgate: wrote {}", path.display());
+}
+
 pub(super) fn extension(args: ExtensionArgs) -> Result<Status, CliError> {
-    let path = args.config.resolve();
+    let path = args.config.resolve_admin()?;
     match args.action {
         ExtensionAction::Check { name } => {
             let name = ExtensionName::parse(&name).map_err(|why| ConfigError::InvalidValue {
@@ -261,7 +268,7 @@ pub(super) fn extension(args: ExtensionArgs) -> Result<Status, CliError> {
 }
 
 pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
-    let config_path = args.config.resolve();
+    let config_path = args.config.resolve_admin()?;
     let keys_path = args
         .keys
         .clone()

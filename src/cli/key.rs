@@ -81,10 +81,10 @@ impl From<RightArg> for Right {
 }
 
 pub(super) fn key(args: KeyArgs) -> Result<Status, CliError> {
-    let path = args
-        .keys
-        .clone()
-        .unwrap_or_else(|| store::keys_path_beside(&args.config.resolve()));
+    let path = match &args.keys {
+        Some(path) => path.clone(),
+        None => store::keys_path_beside(&args.config.resolve_admin()?),
+    };
     let change = match args.action {
         KeyAction::List => {
             let keys = live::load_keys(&path).map_err(|e| CliError::Usage(e.to_string()))?;

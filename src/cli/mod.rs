@@ -102,6 +102,29 @@ impl ConfigPathArg {
     pub(super) fn resolve(&self) -> PathBuf {
         store::config_path(self.path.as_deref())
     }
+
+    /// [`ConfigPathArg::resolve`] for the administrator's commands (`config`, `extension`,
+    /// `key`, `token`): a user who is not root and has no configuration of their own, on a
+    /// host that has one, is refused rather than shown or given a file the gate never
+    /// reads (as `azcmagent` expects elevation).
+    pub(super) fn resolve_admin(&self) -> Result<PathBuf, CliError> {
+        let path = self.resolve();
+        let system_dir = store::system_config_dir();
+        if self.path.is_none()
+            && !rustix::process::geteuid().is_root()
+            && system_dir.exists()
+            && !path.exists()
+        {
+            return Err(CliError::Usage(format!(
+                "this host's configuration is in {}, and you are not root; run the command as \
+                 root (sudo arcgate ...) to read or change it, or pass --config FILE (or set \
+                 ARCGATE_CONFIG) for a file of your own (not {})",
+                system_dir.display(),
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {

@@ -83,7 +83,7 @@ pub fn config_path(explicit: Option<&Path>) -> PathBuf {
         return p.to_path_buf();
     }
     if rustix::process::geteuid().is_root() {
-        return PathBuf::from("/var/opt/arcgate").join(CONFIG_FILE);
+        return system_config_dir().join(CONFIG_FILE);
     }
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
@@ -92,6 +92,14 @@ pub fn config_path(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("arcgate").join(CONFIG_FILE)
 }
+
+/// Where the host's configuration lives (root's default).
+pub fn system_config_dir() -> PathBuf {
+    PathBuf::from(SYSTEM_DIR)
+}
+
+/// The host's configuration directory (the agent keeps its own in `/var/opt/azcmagent`).
+const SYSTEM_DIR: &str = "/var/opt/arcgate";
 
 /// The keys file beside a configuration file.
 pub fn keys_path_beside(config: &Path) -> PathBuf {
