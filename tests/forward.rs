@@ -26,7 +26,8 @@ fn a_refused_tunnel_closes_only_its_connection_and_the_listener_keeps_serving() 
     let port = echo_service();
     let gate = Gate::start(&[22], &[]);
     let token = gate.token_file(&[]);
-    let forward = Forward::start(&gate, port, &token, &[]);
+    // No check at start: the policy refuses now, and allows later.
+    let forward = Forward::start(&gate, port, &token, &["--no-check"]);
 
     // Refused: the gate does not allow the port; the local connection is closed.
     let mut refused = connect(forward.addr);
@@ -154,7 +155,7 @@ fn rdp_to_a_port_not_in_the_list_fails_and_the_gate_says_port_not_allowed() {
     let xvfb = Xvfb::start();
     let gate = Gate::start(&[22], &[]);
     let token = gate.token_file(&[]);
-    let forward = Forward::start(&gate, xrdp.port, &token, &[]);
+    let forward = Forward::start(&gate, xrdp.port, &token, &["--no-check"]);
     let (ok, log) = xfreerdp(&xvfb, forward.addr.port());
     assert!(!ok, "xfreerdp succeeded through a refused tunnel:\n{log}");
     gate.running
@@ -164,4 +165,68 @@ fn rdp_to_a_port_not_in_the_list_fails_and_the_gate_says_port_not_allowed() {
         .running
         .log
         .expect(&["tunnel refused", "403 connection not allowed"]);
+}
+
+#[test]
+fn forward_checks_the_gate_at_start_and_counts_only_live_tunnels_at_the_end() {
+    // Before: forward listened whatever the gate would say, closing every connection, and
+    // at shutdown after a refused tunnel reported it as open.
+    let port = echo_service();
+    let gate = Gate::start(&[22], &[]);
+    let token = gate.token_file(&[]);
+
+    // A refusal at start: one line, its exit code, no listener.
+    let out = arcgate_cmd()
+        .args([
+            "forward",
+            "127.0.0.1:0",
+            &gate.url(),
+            "-p",
+            &port.to_string(),
+            "--ca",
+        ])
+        .arg(repo("certs-dev/ca.pem"))
+        .arg("--token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 3);
+    assert!(
+        err.contains("403 connection not allowed")
+            && err.contains(&format!("port {port} is not in incomingconnections.ports")),
+        "{err}"
+    );
+    assert!(!err.contains("forwarding"), "it never listened: {err}");
+
+    // Allowed: the check is an orderly session of its own, ended by the client.
+    let from = gate.running.log.len();
+    gate.config_ok(&[
+        "set",
+        "--add",
+        "incomingconnections.ports",
+        &port.to_string(),
+    ]);
+    gate.wait_reload(from);
+    let from = gate.running.log.len();
+    let forward = Forward::start(&gate, port, &token, &[]);
+    let end = gate.session_end_after(from);
+    assert!(end.contains("closed_by=\"client\""), "{end}");
+    forward
+        .running
+        .log
+        .expect(&["test tunnel opened and closed"]);
+    drop(forward);
+
+    // A refused tunnel, then a stop: nothing is reported open.
+    let mut forward = Forward::start(&gate, 22, &token, &["--no-check"]);
+    gate.config_ok(&["set", "--remove", "incomingconnections.ports", "22"]);
+    let mut refused = connect(forward.addr);
+    let mut buf = [0u8; 1];
+    assert_eq!(refused.read(&mut buf).unwrap_or(0), 0);
+    forward.running.log.expect(&["tunnel refused"]);
+    forward.running.signal("INT");
+    assert!(forward.running.wait_exit(Duration::from_secs(10)).success());
+    let lines = forward.running.log.lines().join("\n");
+    assert!(!lines.contains("letting open tunnels finish"), "{lines}");
+    assert!(lines.contains("tunnels_cut_at_deadline=0"), "{lines}");
 }

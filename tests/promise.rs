@@ -137,7 +137,15 @@ fn connect_and_forward_give_up_on_an_endpoint_that_never_answers_the_upgrade() {
     // keeps serving.
     let running = Running::spawn(
         arcgate_cmd()
-            .args(["forward", "127.0.0.1:0", &url, "-p", "22", "--ca"])
+            .args([
+                "forward",
+                "127.0.0.1:0",
+                &url,
+                "-p",
+                "22",
+                "--no-check",
+                "--ca",
+            ])
             .arg(repo("certs-dev/ca.pem"))
             .arg("--token-file")
             .arg(&token)

@@ -35,6 +35,10 @@ pub(crate) struct ForwardArgs {
     /// On Ctrl-C/SIGTERM, how long open tunnels may continue before they are closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Do not open a test tunnel at start (by default one is opened and closed at once, so
+    /// that a refusal - gate, token, policy - ends `forward` before it listens).
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// What both clients take.
@@ -234,6 +238,18 @@ pub(super) fn forward(args: ForwardArgs) -> Result<Status, CliError> {
     let url = args.client.url.clone().unwrap_or_default();
     let port = args.client.port;
     runtime()?.block_on(async move {
+        if !args.no_check {
+            // As IAP's tunnel does: a refusal now is one clear line and its exit code, not a
+            // listener whose every connection is closed.
+            let check = async {
+                let token = setup.token.read()?;
+                setup.connector.open(token.as_deref()).await?.close().await
+            };
+            check.await.map_err(|e| client_failure(e, &args.client))?;
+            tracing::info!(
+                "test tunnel opened and closed: the gate, the token and the policy allow it"
+            );
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -133,6 +133,24 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
+    /// Ends an unused tunnel in order: Close 1000, then TLS close_notify (`forward`'s check at
+    /// start: the gate records an orderly end by the client, not a lost connection).
+    pub async fn close(self) -> Result<(), ClientError> {
+        let mut writer = crate::transport::ws::FrameWriter::new(
+            self.inner.io,
+            crate::transport::ws::Role::Client,
+        );
+        let closed = async {
+            writer
+                .send_close(crate::transport::ws::close::NORMAL, "")
+                .await?;
+            writer.shutdown().await
+        };
+        // A gate that takes no Close within 5 s is left to notice the connection's end.
+        let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
+        Ok(())
+    }
+
     /// Runs the session between the tunnel and a local reader/writer until it ends, or until
     /// `exiting` resolves: then it closes the session in order (Close 1000, TLS close_notify)
     /// and returns `Ok`.

@@ -48,6 +48,8 @@ pub async fn run(
         tunnels.spawn(tunnel(tcp, forwarder.clone()).instrument(span));
     }
     drop(listener);
+    // Only live tunnels count: refused ones ended already, and were only not reaped yet.
+    while tunnels.try_join_next().is_some() {}
     let open = tunnels.len();
     if open > 0 {
         tracing::info!(open, grace = ?forwarder.grace, "listener closed; letting open tunnels finish");
