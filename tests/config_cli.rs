@@ -435,3 +435,82 @@ fn a_user_is_not_given_a_file_the_gate_never_reads() {
         "{err}"
     );
 }
+
+#[test]
+fn the_command_line_follows_the_conventions() {
+    // --version names the commit it was built from.
+    let out = arcgate_cmd().arg("--version").output().unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo("."))
+        .output()
+        .unwrap();
+    assert!(head.status.success(), "the tests run in a git checkout");
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert_eq!(
+        version.trim(),
+        format!(
+            "arcgate {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            head.trim()
+        )
+    );
+
+    // serve outside the source directory: how to pass a certificate, and nothing created.
+    let dir = private_dir();
+    let out = arcgate_cmd()
+        .args(["serve", "--config"])
+        .arg(dir.path().join("etc/localconfig.json"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let (code, _, err) = text(&out);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no certificate at certs-dev/server.pem") && err.contains("--cert"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("etc").exists(),
+        "a start that cannot serve creates nothing"
+    );
+
+    // -q moves the log level down one step at a time (-v up), the same for every command;
+    // RUST_LOG, when set, decides instead (the helpers set it, so it is removed here).
+    let config = dir.path().join("localconfig.json");
+    let lines_of = |flags: &[&str]| {
+        let mut cmd = serve_cmd(&config);
+        cmd.args(flags).env_remove("RUST_LOG");
+        let running = Running::spawn(&mut cmd, false);
+        let gate = Gate::when_listening(running, private_dir());
+        gate.running.log.lines().join("\n")
+    };
+    let normal = lines_of(&[]);
+    assert!(
+        normal.contains(" INFO ") && normal.contains(" WARN "),
+        "{normal}"
+    );
+    let quiet = lines_of(&["-q"]);
+    assert!(
+        !quiet.contains(" INFO ") && quiet.contains(" WARN "),
+        "{quiet}"
+    );
+    let quieter = lines_of(&["-qq"]);
+    assert!(!quieter.contains(" WARN "), "{quieter}");
+
+    // Back from monitor to full: what monitor mode left is said.
+    assert!(
+        config_cmd(&config, &["set", "config.mode", "monitor"])
+            .status
+            .success()
+    );
+    let out = config_cmd(&config, &["set", "config.mode", "full"]);
+    let (code, _, err) = text(&out);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("incomingconnections.enabled stays false, as monitor mode left it"),
+        "{err}"
+    );
+    assert!(err.contains("extensions.allowlist stays ["), "{err}");
+}

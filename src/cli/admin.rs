@@ -210,6 +210,25 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
                      and extensions are limited to the monitoring allowlist"
                 );
             }
+            if key == Key::Mode
+                && updated.before.mode == arcgate::config::Mode::Monitor
+                && updated.after.mode == arcgate::config::Mode::Full
+            {
+                // Switching back changes nothing else (SPEC 4.3): say what monitor mode left.
+                for kept in [
+                    Key::IncomingEnabled,
+                    Key::GuestConfigurationEnabled,
+                    Key::ExtensionsAllowlist,
+                ] {
+                    eprintln!(
+                        "arcgate: {} stays {}, as monitor mode left it; set it as you want it \
+                         (arcgate config set {} ...)",
+                        kept.name(),
+                        kept.display(&updated.after),
+                        kept.name()
+                    );
+                }
+            }
         }
         ConfigAction::Clear { key } => {
             let key = Key::from_name(&key)?;

@@ -36,12 +36,29 @@ pub(crate) use serve::ServeArgs;
 /// arcgate: incoming SSH/RDP connections, decided by a local policy only this host's
 /// administrator can change.
 #[derive(Debug, Parser)]
-#[command(name = "arcgate", version, about, max_term_width = 100)]
+#[command(name = "arcgate", version = VERSION, about, max_term_width = 100)]
 pub(crate) struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+    /// More log lines: -v for debug, -vv for trace (RUST_LOG, when set, decides instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Fewer log lines: -q for warnings and errors only, -qq for errors only.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
 }
+
+/// `arcgate --version`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ARCGATE_COMMIT"),
+    ")"
+);
+
+/// `-v` minus `-q`, set once by [`run`] for [`init_logging`].
+static VERBOSITY: std::sync::atomic::AtomicI8 = std::sync::atomic::AtomicI8::new(0);
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -203,6 +220,11 @@ pub(crate) type Status = u8;
 
 /// Runs a parsed command line.
 pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
+    let verbosity = i16::from(cli.verbose) - i16::from(cli.quiet);
+    VERBOSITY.store(
+        verbosity.clamp(-4, 4) as i8,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match cli.command {
         Command::Serve(args) => serve::serve(*args),
         Command::Config(args) => admin::config(args),
@@ -219,8 +241,12 @@ pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
 
 /// Sets up logging to stderr. `default` is the level when `RUST_LOG` is unset.
 pub(crate) fn init_logging(format: LogFormat, default: &str) {
+    let level = adjusted_level(
+        default,
+        VERBOSITY.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -232,6 +258,13 @@ pub(crate) fn init_logging(format: LogFormat, default: &str) {
             .with_current_span(true)
             .init(),
     }
+}
+
+/// A command's default log level moved by `-v`/`-q`: the same steps for every command.
+fn adjusted_level(default: &str, verbosity: i8) -> &'static str {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let at = LEVELS.iter().position(|l| *l == default).unwrap_or(2) as i8;
+    LEVELS[(at + verbosity).clamp(0, 4) as usize]
 }
 
 /// The host name: the default gate name.

@@ -127,12 +127,13 @@ pub(crate) struct ServeArgs {
 
 pub(super) fn serve(args: ServeArgs) -> Result<Status, CliError> {
     init_logging(args.log_format, "info");
-    let paths = prepare_files(&args)?;
-    // Relay-only: nothing accepts TLS here, so no certificate is loaded or watched.
+    // Relay-only: nothing accepts TLS here, so no certificate is loaded or watched. Loaded
+    // first: a start that cannot serve creates no files.
     let certs = match args.relay_only {
         true => None,
-        false => Some(Arc::new(CertStore::load(&args.cert, &args.key)?)),
+        false => Some(Arc::new(load_certificate(&args)?)),
     };
+    let paths = prepare_files(&args)?;
     if let Some(admin) = &args.admin {
         arcgate::transport::admin::check_address(admin)
             .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -152,6 +153,24 @@ pub(super) fn serve(args: ServeArgs) -> Result<Status, CliError> {
     }
     runtime()?.block_on(run(args, paths, certs, audit))
 }
+
+/// The gate's certificate pair; a missing development pair (the default, relative to the
+/// current directory) says how to pass a real one instead of a bare I/O error.
+fn load_certificate(args: &ServeArgs) -> Result<CertStore, CliError> {
+    let defaults = args.cert == Path::new(DEV_CERT) && args.key == Path::new(DEV_KEY);
+    if defaults && !args.cert.exists() {
+        return Err(CliError::Usage(format!(
+            "no certificate at {DEV_CERT}: that is the development certificate, found only when \
+             serve runs in arcgate's source directory; pass --cert FULLCHAIN.pem --key \
+             PRIVKEY.pem (e.g. from certbot), or --relay-only with --relay, which needs none"
+        )));
+    }
+    Ok(CertStore::load(&args.cert, &args.key)?)
+}
+
+/// The development certificate pair, relative to the source directory.
+const DEV_CERT: &str = "certs-dev/server.pem";
+const DEV_KEY: &str = "certs-dev/server-key.pem";
 
 /// The files `serve` reads: the directory made if missing, a keys file created with one
 /// random key if missing, and a warning when there is no configuration file.
