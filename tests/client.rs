@@ -333,3 +333,120 @@ fn tokens_are_written_as_secrets_and_lifetimes_have_units() {
         "{err}"
     );
 }
+
+#[test]
+fn arcgate_ssh_reaches_a_host_by_its_profile() {
+    // Before: reaching a host meant a ProxyCommand with a single-quoted '$hc' URL.
+    let sshd = Sshd::start();
+    let gate = Gate::start(&[sshd.port], &[]);
+    let token = gate.token_file(&[]);
+    let home = private_dir();
+    let with_home = |cmd: &mut Command| {
+        cmd.env("XDG_CONFIG_HOME", home.path());
+    };
+    let mut add = arcgate_cmd();
+    with_home(&mut add);
+    let out = add
+        .args([
+            "profile",
+            "add",
+            GATE_NAME,
+            "--url",
+            &gate.url(),
+            "--token-file",
+        ])
+        .arg(&token)
+        .arg("--ca")
+        .arg(repo("certs-dev/ca.pem"))
+        .args(["--port", &sshd.port.to_string()])
+        .output()
+        .unwrap();
+    let err = exit_stderr(&out, 0);
+    assert!(
+        err.contains(&format!("profile '{GATE_NAME}' saved")),
+        "{err}"
+    );
+
+    // arcgate ssh user@NAME [ssh options] COMMAND: nothing about the gate on the line.
+    let ssh_options = |cmd: &mut Command| {
+        cmd.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+            .args(["-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-i"])
+            .arg(&sshd.client_key);
+    };
+    let mut ssh = arcgate_cmd();
+    with_home(&mut ssh);
+    ssh.args(["ssh", &format!("{}@{GATE_NAME}", sshd.user)]);
+    ssh_options(&mut ssh);
+    let out = ssh
+        .args(["echo", "through-the-profile"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "through-the-profile"
+    );
+
+    // ssh-config NAME without a URL: a block that uses the profile, and works.
+    let mut config = arcgate_cmd();
+    with_home(&mut config);
+    let out = config
+        .args(["ssh-config", GATE_NAME, "--user", &sshd.user])
+        .output()
+        .unwrap();
+    let block = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        block.contains(&format!("connect --profile {GATE_NAME} -p %p")),
+        "{block}"
+    );
+    assert!(block.contains(&format!("Port {}", sshd.port)), "{block}");
+    let config_file = home.path().join("ssh_config");
+    std::fs::write(&config_file, &block).unwrap();
+    let mut plain = Command::new("ssh");
+    clean_env(&mut plain).env("XDG_CONFIG_HOME", home.path());
+    let out = plain
+        .arg("-F")
+        .arg(&config_file)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ])
+        .arg(&sshd.client_key)
+        .args([GATE_NAME, "echo", "through-ssh-config"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "through-ssh-config"
+    );
+
+    // A name with no profile says how to make one.
+    let mut unknown = arcgate_cmd();
+    with_home(&mut unknown);
+    let out = unknown.args(["ssh", "nobody"]).output().unwrap();
+    let err = exit_stderr(&out, 2);
+    assert!(
+        err.contains("no profile named 'nobody'") && err.contains("arcgate profile add"),
+        "{err}"
+    );
+}

@@ -42,11 +42,15 @@ pub(crate) struct ForwardArgs {
 }
 
 /// What both clients take.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct ClientArgs {
     /// Gate URL, wss://HOST:PORT/$hc/NAME (port optional; single-quote it for $hc). Optional with
-    /// -r or SSHPROXY_RELAY_INFO.
+    /// --profile, -r or SSHPROXY_RELAY_INFO.
     pub url: Option<String>,
+    /// Take the URL, token files and CA files from this client profile (arcgate profile add);
+    /// flags given as well take precedence.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Target port on the host.
     #[arg(short, long, default_value_t = 22)]
     pub port: u16,
@@ -86,8 +90,9 @@ pub(crate) struct ClientArgs {
 pub(crate) struct SshConfigArgs {
     /// The Host name to use with ssh.
     pub name: String,
-    /// Gate URL, wss://HOST:PORT/$hc/NAME.
-    pub url: String,
+    /// Gate URL, wss://HOST:PORT/$hc/NAME [default: use the client profile NAME, written
+    /// once with `arcgate profile add`].
+    pub url: Option<String>,
     /// A fixed SSH port (default: whatever `ssh -p` says, 22).
     #[arg(short, long)]
     pub port: Option<u16>,
@@ -109,7 +114,23 @@ struct ClientSetup {
     ping_interval: Option<Duration>,
 }
 
+/// The arguments with the profile's values where no flag gave one.
+fn with_profile(args: &ClientArgs) -> Result<ClientArgs, ClientError> {
+    let mut args = args.clone();
+    if let Some(name) = &args.profile {
+        let profile = client::profile::get(&client::profile::profiles_path(), name)?;
+        args.url = args.url.or(Some(profile.url));
+        if args.token.is_none() {
+            args.token_file = args.token_file.or(profile.token_file);
+        }
+        args.gate_token_file = args.gate_token_file.or(profile.gate_token_file);
+        args.ca.extend(profile.ca);
+    }
+    Ok(args)
+}
+
 fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
+    let args = &with_profile(args)?;
     let (url, relay_token) = resolve_target(args)?;
     let token = match (&args.token_file, &args.token, relay_token) {
         (Some(file), _, _) => TokenSource::File(file.clone()),
@@ -235,7 +256,11 @@ fn client_exit_signal() -> Result<impl std::future::Future<Output = ()>, ClientE
 pub(super) fn forward(args: ForwardArgs) -> Result<Status, CliError> {
     init_logging(args.client.log_format, "info");
     let setup = client_setup(&args.client).map_err(|e| client_failure(e, &args.client))?;
-    let url = args.client.url.clone().unwrap_or_default();
+    let url = match (&args.client.url, &args.client.profile) {
+        (Some(url), _) => url.clone(),
+        (None, Some(profile)) => format!("profile {profile}"),
+        (None, None) => String::new(),
+    };
     let port = args.client.port;
     runtime()?.block_on(async move {
         if !args.no_check {
@@ -282,11 +307,27 @@ pub(super) fn ssh_config(args: SshConfigArgs) -> Result<Status, CliError> {
         };
         Ok(p)
     };
-    arcgate::hc::url::GateUrl::parse(&args.url).map_err(ClientError::from)?;
+    // Without a URL, the block uses the profile of the same name (which must exist).
+    let (url, profile, port) = match &args.url {
+        Some(url) => {
+            arcgate::hc::url::GateUrl::parse(url).map_err(ClientError::from)?;
+            (url.clone(), None, args.port)
+        }
+        None => {
+            let found = client::profile::get(&client::profile::profiles_path(), &args.name)
+                .map_err(ClientError::from)?;
+            (
+                String::new(),
+                Some(args.name.clone()),
+                args.port.or(Some(found.port)),
+            )
+        }
+    };
     let block = HostBlock {
         name: args.name,
-        url: args.url,
-        port: args.port,
+        url,
+        profile,
+        port,
         token_file: args.token_file.as_deref().map(absolute).transpose()?,
         ca: args
             .ca

@@ -24,12 +24,14 @@ use arcgate::transport::tls::CertStore;
 mod admin;
 mod client;
 mod key;
+mod profile;
 mod relay;
 mod serve;
 
 pub(crate) use admin::{ConfigArgs, ExtensionArgs, StatusArgs, TokenArgs};
 pub(crate) use client::{ConnectArgs, ForwardArgs, SshConfigArgs};
 pub(crate) use key::KeyArgs;
+pub(crate) use profile::{ProfileArgs, SshArgs};
 pub(crate) use relay::RelayArgs;
 pub(crate) use serve::ServeArgs;
 
@@ -81,6 +83,10 @@ pub(crate) enum Command {
     Forward(ForwardArgs),
     /// Print a Host block for ~/.ssh/config that connects through the gate.
     SshConfig(SshConfigArgs),
+    /// Run OpenSSH to a host through its gate, from its profile: arcgate ssh [user@]NAME [ARGS].
+    Ssh(SshArgs),
+    /// Add, list or remove client profiles (a host's gate URL, token file, CA, port).
+    Profile(ProfileArgs),
     /// Show the policy in force and the live sessions of a running gate (needs its --admin).
     Status(StatusArgs),
     /// Run an embedded Hybrid Connections relay (gates attach with serve --relay).
@@ -234,6 +240,8 @@ pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
         Command::Connect(args) => client::connect(args.client),
         Command::Forward(args) => client::forward(args),
         Command::SshConfig(args) => client::ssh_config(args),
+        Command::Ssh(args) => profile::ssh(args),
+        Command::Profile(args) => profile::profile(args),
         Command::Status(args) => admin::status(args),
         Command::Relay(args) => relay::relay(args),
     }

@@ -49,6 +49,9 @@ pub enum ClientError {
     /// The relay information cannot be used.
     #[error("relay information: {0}")]
     RelayInfo(String),
+    /// The profile cannot be used.
+    #[error(transparent)]
+    Profile(#[from] crate::client::profile::ProfileError),
     /// A token the client holds would be refused: said before dialling.
     #[error("{which}: {problem}")]
     Token {
@@ -114,6 +117,7 @@ impl ClientError {
             | ClientError::Url(_)
             | ClientError::TokenFile(_)
             | ClientError::RelayInfo(_)
+            | ClientError::Profile(_)
             | ClientError::Trust(_)
             | ClientError::Proxy(_)
             | ClientError::Dial(DialError::BadName { .. }) => exit::USAGE,

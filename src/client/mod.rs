@@ -1,6 +1,6 @@
 //! The clients: `arcgate connect` (what OpenSSH runs as its `ProxyCommand`; stdout carries
-//! tunnel bytes only) and `arcgate forward` (a local port, one tunnel per connection), and
-//! `arcgate ssh-config`.
+//! tunnel bytes only) and `arcgate forward` (a local port, one tunnel per connection),
+//! `arcgate ssh-config`, and the client profiles `arcgate ssh` uses.
 //!
 //! Owns SPEC §6 for the client: where the URL and token come from (flags, files, the agent's
 //! relay-info form), turning a refusal into one line a person understands and an exit code a
@@ -10,6 +10,7 @@
 pub mod connect;
 pub mod error;
 pub mod forward;
+pub mod profile;
 pub mod relay_info;
 pub mod sshconfig;
 pub mod stdio;

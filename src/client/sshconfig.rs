@@ -11,8 +11,11 @@ use std::path::PathBuf;
 pub struct HostBlock {
     /// The `Host` name users type after `ssh`.
     pub name: String,
-    /// The gate URL.
+    /// The gate URL; empty when `profile` names where it is.
     pub url: String,
+    /// Connect with this client profile (`connect --profile NAME`) instead of a URL, token
+    /// and CA files.
+    pub profile: Option<String>,
     /// A fixed `Port`; without it `ssh -p` chooses (`-p %p` either way).
     pub port: Option<u16>,
     /// An absolute token file.
@@ -59,11 +62,13 @@ pub fn render(b: &HostBlock) -> Result<String, String> {
             b.name
         ));
     }
-    let mut args: Vec<String> = vec![
-        b.exe.to_string_lossy().into_owned(),
-        "connect".into(),
-        b.url.clone(),
-    ];
+    // `exe connect TARGET...`, where TARGET is the URL or `--profile NAME`.
+    let mut args: Vec<String> = vec![b.exe.to_string_lossy().into_owned(), "connect".into()];
+    match &b.profile {
+        Some(profile) => args.extend(["--profile".to_string(), profile.clone()]),
+        None => args.push(b.url.clone()),
+    }
+    let after_target = args.len();
     if let Some(f) = &b.token_file {
         args.push("--token-file".into());
         args.push(f.to_string_lossy().into_owned());
@@ -80,7 +85,7 @@ pub fn render(b: &HostBlock) -> Result<String, String> {
         .iter()
         .map(|a| sh_quote(a).replace('%', "%%"))
         .collect();
-    command.insert(3, "-p %p".into());
+    command.insert(after_target, "-p %p".into());
     let mut out = format!("Host {}\n", b.name);
     if let Some(user) = &b.user {
         line_safe("user", user)?;
@@ -102,6 +107,7 @@ mod tests {
         let block = HostBlock {
             name: "myhost".into(),
             url: "wss://gate.example/$hc/myhost".into(),
+            profile: None,
             port: Some(2222),
             token_file: Some("/home/o'neil/my token%1".into()),
             ca: vec!["/etc/ca dir/ca.pem".into()],
@@ -122,6 +128,7 @@ mod tests {
         let mut block = HostBlock {
             name: "my host".into(),
             url: "wss://g/$hc/h".into(),
+            profile: None,
             port: None,
             token_file: None,
             ca: vec![],
