@@ -691,6 +691,10 @@ fn ago(secs: u64) -> String {
     }
 }
 
+/// How far a client's clock may run ahead of the gate's before it calls a token expired
+/// itself: a token that expired less than this long ago is sent, and the gate decides.
+pub const CLOCK_SKEW: u64 = 300;
+
 /// What a client can tell about its own token before sending it: that it is one, that it
 /// has not expired, and — when `name` is given — that its resource names that gate (or is
 /// host-wide). The host's keys decide the rest; this only turns a sure `401` into words.
@@ -699,7 +703,8 @@ pub fn precheck(token: &str, name: Option<&str>, now: u64) -> Result<(), TokenPr
         TokenError::Malformed(why) => TokenProblem::Malformed(why),
         _ => TokenProblem::Malformed("unreadable"),
     })?;
-    if sas.expiry <= now {
+    // Within CLOCK_SKEW the gate's clock decides: this machine's may run ahead.
+    if sas.expiry.saturating_add(CLOCK_SKEW) <= now {
         return Err(TokenProblem::Expired {
             expiry: sas.expiry,
             now,
@@ -776,6 +781,10 @@ pub fn verify_for(
 /// zero. A bare number is refused: `--ttl 8` meant 8 seconds to nobody who typed it.
 pub fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && t.bytes().take(digits).all(|b| b == b'0') {
+        return Err("a token must be valid for some time: at least 1s".into());
+    }
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "'{t}' has no unit; write {t}s, {t}m, {t}h or {t}d",
@@ -1207,6 +1216,7 @@ mod tests {
             "'8' has no unit; write 8s, 8m, 8h or 8d"
         );
         assert!(parse_ttl("0s").unwrap_err().contains("at least 1s"));
-        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("0").unwrap_err().contains("at least 1s"));
+        assert_eq!(parse_ttl("05m").unwrap().as_secs(), 300);
     }
 }

@@ -314,6 +314,19 @@ fn tokens_are_written_as_secrets_and_lifetimes_have_units() {
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(written.starts_with("SharedAccessSignature "), "{written}");
 
+    // A symlink at --out is replaced, never written through.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link = dir.path().join("link.token");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = token(&["--ttl", "1h", "--out", link.to_str().unwrap()]);
+    exit_stderr(&out, 0);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the link's target is untouched");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+
     // stdout redirected to a file others can read: a warning.
     let shared = dir.path().join("shared.token");
     let file = std::fs::File::create(&shared).unwrap();

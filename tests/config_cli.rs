@@ -360,10 +360,14 @@ struct SystemDir {
 impl SystemDir {
     fn present() -> SystemDir {
         let dir = std::path::Path::new("/var/opt/arcgate");
-        let made = !dir.exists();
-        if made {
+        let marker = dir.join(".made-by-arcgate-tests");
+        // A run killed before its clean-up left the directory with only its marker: ours.
+        let ours = marker.exists() && std::fs::read_dir(dir).unwrap().count() == 1;
+        let made = ours || !dir.exists();
+        if !dir.exists() {
             std::fs::create_dir(dir).unwrap();
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(&marker, "").unwrap();
         }
         SystemDir { made }
     }
@@ -372,6 +376,7 @@ impl SystemDir {
 impl Drop for SystemDir {
     fn drop(&mut self) {
         if self.made {
+            let _ = std::fs::remove_file("/var/opt/arcgate/.made-by-arcgate-tests");
             let _ = std::fs::remove_dir("/var/opt/arcgate");
         }
     }
@@ -383,15 +388,24 @@ fn a_user_is_not_given_a_file_the_gate_never_reads() {
     // success and wrote ~/.config/arcgate/..., while the root gate kept reading
     // /var/opt/arcgate/... and stayed open.
     let _system = SystemDir::present();
-    let home = private_dir();
-    std::os::unix::fs::chown(home.path(), Some(65534), Some(65534)).unwrap();
+    // nobody's home: in a directory every parent of which passes the file checks and which
+    // nobody can traverse (the build tree may be under /tmp, and root's home is 0700).
+    let base = tempfile::Builder::new()
+        .prefix(".arcgate-test-")
+        .tempdir_in("/var/opt")
+        .unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = base.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
     let as_nobody = |args: &[&str]| {
         let mut cmd = Command::new("setpriv");
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(arcgate())
             .args(args)
             .env_clear()
-            .env("HOME", home.path())
+            .env("HOME", &home)
             .env("PATH", "/usr/bin:/bin");
         cmd.output().unwrap()
     };
@@ -411,11 +425,11 @@ fn a_user_is_not_given_a_file_the_gate_never_reads() {
         );
     }
     assert!(
-        !home.path().join(".config").exists(),
+        !home.join(".config").exists(),
         "nothing was written to the user's own directory"
     );
     // With a file of their own, named: it works, and the write names the file.
-    let mine = home.path().join("mine.json");
+    let mine = home.join("mine.json");
     let out = as_nobody(&[
         "config",
         "set",
@@ -448,8 +462,10 @@ fn the_command_line_follows_the_conventions() {
         .unwrap();
     assert!(head.status.success(), "the tests run in a git checkout");
     let head = String::from_utf8(head.stdout).unwrap();
+    // `-dirty` follows the hash when tracked files differed from it at build time.
+    let version = version.trim().replace("-dirty)", ")");
     assert_eq!(
-        version.trim(),
+        version,
         format!(
             "arcgate {} (commit {})",
             env!("CARGO_PKG_VERSION"),

@@ -219,11 +219,16 @@ fn forward_checks_the_gate_at_start_and_counts_only_live_tunnels_at_the_end() {
 
     // A refused tunnel, then a stop: nothing is reported open.
     let mut forward = Forward::start(&gate, 22, &token, &["--no-check"]);
+    let from = gate.running.log.len();
     gate.config_ok(&["set", "--remove", "incomingconnections.ports", "22"]);
+    gate.wait_reload(from);
     let mut refused = connect(forward.addr);
     let mut buf = [0u8; 1];
     assert_eq!(refused.read(&mut buf).unwrap_or(0), 0);
-    forward.running.log.expect(&["tunnel refused"]);
+    forward
+        .running
+        .log
+        .expect(&["tunnel refused", "403 connection not allowed"]);
     forward.running.signal("INT");
     assert!(forward.running.wait_exit(Duration::from_secs(10)).success());
     let lines = forward.running.log.lines().join("\n");

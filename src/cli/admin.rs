@@ -154,7 +154,11 @@ pub(super) fn status(args: StatusArgs) -> Result<Status, CliError> {
 }
 
 pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
-    let path = args.config.resolve_admin()?;
+    // `info` reads no file.
+    let path = match args.action {
+        ConfigAction::Info { .. } => args.config.resolve(),
+        _ => args.config.resolve_admin()?,
+    };
     match args.action {
         ConfigAction::List { json } => {
             let config = store::load_config(&path)?;
@@ -287,11 +291,10 @@ pub(super) fn extension(args: ExtensionArgs) -> Result<Status, CliError> {
 }
 
 pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
-    let config_path = args.config.resolve_admin()?;
-    let keys_path = args
-        .keys
-        .clone()
-        .unwrap_or_else(|| store::keys_path_beside(&config_path));
+    let keys_path = match &args.keys {
+        Some(path) => path.clone(),
+        None => store::keys_path_beside(&args.config.resolve_admin()?),
+    };
     let bytes = store::read_checked(&keys_path, store::Secrecy::Secret)?.ok_or_else(|| {
         CliError::Usage(format!(
             "{} does not exist; `arcgate serve` creates it on first start",
@@ -320,7 +323,9 @@ pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
     let minted = token::mint(&resource, &entry.name, entry.secret(), expiry);
     match &args.out {
         Some(path) => {
-            write_private(path, format!("{minted}\n").as_bytes())
+            // A new 0600 file renamed into place: a symlink there is replaced, not followed,
+            // and a reader of the old file never sees a torn or empty one.
+            store::write_secret_atomic(path, format!("{minted}\n").as_bytes())
                 .with_context(|| format!("cannot write the token to {}", path.display()))?;
             eprintln!(
                 "arcgate: token for {resource} written to {} (mode 0600)",
@@ -333,23 +338,6 @@ pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
         }
     }
     Ok(0)
-}
-
-/// Writes `bytes` to `path`, which only its owner can read: created 0600, and an existing
-/// file made 0600 before anything is written to it.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.set_len(0)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// A token printed into a file (`> file`) that others can read is a secret given away: say so.

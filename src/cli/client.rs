@@ -51,9 +51,9 @@ pub(crate) struct ClientArgs {
     /// flags given as well take precedence.
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Target port on the host.
-    #[arg(short, long, default_value_t = 22)]
-    pub port: u16,
+    /// Target port on the host [default: the profile's, else 22].
+    #[arg(short, long)]
+    pub port: Option<u16>,
     /// Relay information file (base64 JSON, the agent's form).
     #[arg(short = 'r', long = "relay-info", value_name = "FILE")]
     pub relay_info: Option<PathBuf>,
@@ -119,10 +119,14 @@ fn with_profile(args: &ClientArgs) -> Result<ClientArgs, ClientError> {
     let mut args = args.clone();
     if let Some(name) = &args.profile {
         let profile = client::profile::get(&client::profile::profiles_path(), name)?;
-        args.url = args.url.or(Some(profile.url));
-        if args.token.is_none() {
-            args.token_file = args.token_file.or(profile.token_file);
+        // Relay information given as well brings its own URL and token: it wins.
+        if args.relay_info.is_none() {
+            args.url = args.url.or(Some(profile.url));
+            if args.token.is_none() {
+                args.token_file = args.token_file.or(profile.token_file);
+            }
         }
+        args.port = args.port.or(Some(profile.port));
         args.gate_token_file = args.gate_token_file.or(profile.gate_token_file);
         args.ca.extend(profile.ca);
     }
@@ -155,7 +159,7 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
     let ping_interval = (!args.ping_interval.is_zero()).then_some(args.ping_interval);
     let connector = Connector::new(ConnectOptions {
         url,
-        port: args.port,
+        port: args.port.unwrap_or(22),
         trust: ClientTrust {
             ca_files: args.ca.clone(),
             insecure: args.insecure,
@@ -261,8 +265,15 @@ pub(super) fn forward(args: ForwardArgs) -> Result<Status, CliError> {
         (None, Some(profile)) => format!("profile {profile}"),
         (None, None) => String::new(),
     };
-    let port = args.client.port;
+    let port = with_profile(&args.client)
+        .map_err(|e| client_failure(e, &args.client))?
+        .port
+        .unwrap_or(22);
     runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        // Bound first, so that a busy address fails before the gate is bothered.
         if !args.no_check {
             // As IAP's tunnel does: a refusal now is one clear line and its exit code, not a
             // listener whose every connection is closed.
@@ -275,9 +286,6 @@ pub(super) fn forward(args: ForwardArgs) -> Result<Status, CliError> {
                 "test tunnel opened and closed: the gate, the token and the policy allow it"
             );
         }
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
         // The line tests and scripts wait for: the address actually bound.
         eprintln!("arcgate: forwarding {local} to {url} port {port}");

@@ -6,7 +6,7 @@
 //! checks, audit times — and prints the few lines tests and scripts wait for on stderr.)
 //! Every command returns a [`CliError`]; `main` prints it and exits with its code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,10 +43,11 @@ pub(crate) struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
-    /// More log lines: -v for debug, -vv for trace (RUST_LOG, when set, decides instead).
+    /// More log lines: each -v one level up from the command's default (RUST_LOG, when set,
+    /// decides instead).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Fewer log lines: -q for warnings and errors only, -qq for errors only.
+    /// Fewer log lines: each -q one level down from the command's default.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
 }
@@ -128,15 +129,17 @@ impl ConfigPathArg {
 
     /// [`ConfigPathArg::resolve`] for the administrator's commands (`config`, `extension`,
     /// `key`, `token`): a user who is not root and has no configuration of their own, on a
-    /// host that has one, is refused rather than shown or given a file the gate never
-    /// reads (as `azcmagent` expects elevation).
+    /// host that has one (no directory of their own), is refused rather than shown or given
+    /// a file the gate never reads (as `azcmagent` expects elevation).
     pub(super) fn resolve_admin(&self) -> Result<PathBuf, CliError> {
         let path = self.resolve();
         let system_dir = store::system_config_dir();
+        // The user's own directory (their config or keys file, a gate of their own) counts.
+        let own_dir = path.parent().is_some_and(Path::exists);
         if self.path.is_none()
             && !rustix::process::geteuid().is_root()
             && system_dir.exists()
-            && !path.exists()
+            && !own_dir
         {
             return Err(CliError::Usage(format!(
                 "this host's configuration is in {}, and you are not root; run the command as \

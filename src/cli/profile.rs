@@ -53,12 +53,18 @@ pub(crate) enum ProfileAction {
 
 /// `arcgate ssh`.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub(crate) struct SshArgs {
-    /// `[user@]NAME`: NAME is a profile (arcgate profile add).
-    pub target: String,
-    /// Anything else for ssh: options and a remote command.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub ssh_args: Vec<String>,
+    /// `[user@]NAME [ssh options] [command]`: NAME is a profile (arcgate profile add);
+    /// everything after it goes to ssh as it is (`-v`, `-h`, `--` included).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 1..,
+        required = true,
+        value_name = "[USER@]NAME [ARGS]"
+    )]
+    pub args: Vec<String>,
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, CliError> {
@@ -111,10 +117,10 @@ pub(super) fn profile(args: ProfileArgs) -> Result<Status, CliError> {
 /// Runs OpenSSH to `[user@]NAME` with `arcgate connect --profile NAME` as its ProxyCommand;
 /// this process becomes ssh, so its exit code is ssh's.
 pub(super) fn ssh(args: SshArgs) -> Result<Status, CliError> {
-    let name = args
-        .target
+    let (target, ssh_args) = args.args.split_first().expect("clap requires the target");
+    let name = target
         .rsplit_once('@')
-        .map_or(args.target.as_str(), |(_, host)| host);
+        .map_or(target.as_str(), |(_, host)| host);
     let found = profile::get(&profile::profiles_path(), name)
         .map_err(|e| CliError::from(ClientError::from(e)))?;
     let exe = std::env::current_exe()
@@ -126,22 +132,30 @@ pub(super) fn ssh(args: SshArgs) -> Result<Status, CliError> {
         escaped(&exe.to_string_lossy()),
         escaped(name)
     );
+    let end = options_end(ssh_args);
+    // Our options go before a `--` that ends the user's.
+    let dashes = end > 0 && ssh_args[end - 1] == "--";
+    let options = &ssh_args[..end - usize::from(dashes)];
     let mut cmd = std::process::Command::new("ssh");
-    cmd.arg("-o").arg(format!("ProxyCommand={proxy}"));
-    if !args.ssh_args.iter().any(|a| a == "-p") {
-        cmd.args(["-p", &found.port.to_string()]);
-    }
-    cmd.args(&args.ssh_args[..options_end(&args.ssh_args)])
-        .arg(&args.target)
-        .args(&args.ssh_args[options_end(&args.ssh_args)..]);
+    cmd.args(options)
+        // After the user's options: ssh takes the first value it gets for each, so a `-p`,
+        // `-oPort=` or `-o ProxyCommand=` given by the user wins over the profile's.
+        .arg("-o")
+        .arg(format!("Port={}", found.port))
+        .arg("-o")
+        .arg(format!("ProxyCommand={proxy}"))
+        .args(dashes.then_some("--"))
+        .arg(target)
+        .args(&ssh_args[end..]);
     let e = cmd.exec();
     Err(CliError::Usage(format!(
         "cannot run ssh: {e}; is OpenSSH's client installed?"
     )))
 }
 
-/// Where ssh's options end in `args` and the remote command begins: the first argument that
-/// is not an option or an option's value.
+/// Where ssh's options end in `args` and the remote command begins, read as ssh's getopt
+/// does: `-vL 8080:h:80` is `-v` and `-L` with a value, `-p2200` carries its value, `--`
+/// ends the options.
 fn options_end(args: &[String]) -> usize {
     // ssh options that take a value (ssh(1)).
     const VALUED: &[u8] = b"BbcDEeFIiJLlmOoPpQRSWw";
@@ -154,12 +168,13 @@ fn options_end(args: &[String]) -> usize {
         if a.len() < 2 || a[0] != b'-' {
             return i;
         }
-        // `-o Value`, but `-oValue` is one argument.
-        i += if a.len() == 2 && VALUED.contains(&a[1]) {
-            2
-        } else {
-            1
-        };
+        i += 1;
+        // The first valued letter takes the rest of the argument, or the next one.
+        if let Some(at) = a[1..].iter().position(|c| VALUED.contains(c))
+            && at + 2 == a.len()
+        {
+            i += 1;
+        }
     }
     args.len()
 }
@@ -181,6 +196,9 @@ mod tests {
         assert_eq!(split(&["-v", "-oBatchMode=yes", "uptime"]), 2);
         assert_eq!(split(&["-L", "8080:localhost:80", "-N"]), 3);
         assert_eq!(split(&["--", "-weird-command"]), 1);
+        assert_eq!(split(&["-vL", "8080:l:80", "-N", "ls"]), 3);
+        assert_eq!(split(&["-46p2200", "uptime"]), 1);
+        assert_eq!(split(&["-p", "2200", "mkdir", "-p", "/x"]), 2);
         assert_eq!(split(&["ls", "-l"]), 0);
         assert_eq!(split(&[]), 0);
     }

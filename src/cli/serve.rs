@@ -102,7 +102,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pub relay_key: Option<String>,
     /// Lifetime of minted listen tokens; each is renewed (renewToken) at 80% of it.
-    #[arg(long, default_value = "1h", value_parser = arcgate::token::parse_ttl, value_name = "DURATION")]
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub relay_token_ttl: Duration,
     /// Extra CA certificate (PEM) trusted for the relay's certificate; repeatable.
     #[arg(long, value_name = "FILE")]

@@ -96,16 +96,22 @@ impl Connector {
     pub async fn open(&self, token: Option<&str>) -> Result<Tunnel, ClientError> {
         let id = uuid::Uuid::new_v4().to_string();
         let gate_token = self.gate_token.read()?;
-        // A token sure to be refused is said so in words, not sent for a bare 401.
+        // A token sure to be refused is said so in words, not sent for a bare 401. One this
+        // client cannot read (another relay's format, say) is sent: the server decides.
         let now = crate::transport::deadline::unix_now();
+        let name = percent_encoding::percent_decode_str(self.name()).decode_utf8_lossy();
         let checks = [
-            ("token", token, Some(self.name())),
+            ("token", token, Some(name.as_ref())),
             ("gate token", gate_token.as_deref(), None),
         ];
         for (which, held, name) in checks {
-            if let Some(held) = held {
-                crate::token::precheck(held, name, now)
-                    .map_err(|problem| ClientError::Token { which, problem })?;
+            let Some(held) = held else { continue };
+            match crate::token::precheck(held, name, now) {
+                Ok(()) => {}
+                Err(problem) if problem.is_malformed() => {
+                    tracing::warn!(%problem, "{which} not checked before sending it")
+                }
+                Err(problem) => return Err(ClientError::Token { which, problem }),
             }
         }
         let credentials = Credentials {

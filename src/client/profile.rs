@@ -59,7 +59,9 @@ pub enum ProfileError {
     )]
     Unknown(String),
     /// A name that cannot be one (it is also an ssh host name).
-    #[error("'{0}' cannot be a profile name: letters, digits, '.', '-' and '_' only")]
+    #[error(
+        "'{0}' cannot be a profile name: a letter or digit first, then letters, digits, '.', '-' and '_'"
+    )]
     BadName(String),
     /// The URL is not a gate URL.
     #[error(transparent)]
@@ -121,7 +123,11 @@ fn write(path: &Path, all: &BTreeMap<String, Profile>) -> Result<(), ProfileErro
 
 /// A profile's name is typed after `ssh` and written into `ssh_config`: kept plain.
 fn check_name(name: &str) -> Result<(), ProfileError> {
-    let plain = !name.is_empty()
+    // A leading letter or digit: `-x` would be an option to ssh.
+    let plain = name
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
         && name.len() <= 253
         && name
             .bytes()
