@@ -47,25 +47,9 @@ fn ssh_config_block_works_with_spaces_and_quotes_in_paths() {
     let config = dir.path().join("ssh_config");
     std::fs::write(&config, &block).unwrap();
 
-    let out = clean_env(&mut Command::new("ssh"))
-        .arg("-F")
-        .arg(&config)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("-i")
-        .arg(&sshd.client_key)
+    let mut ssh = Command::new("ssh");
+    clean_env(&mut ssh).arg("-F").arg(&config);
+    let out = quiet_ssh_options(&mut ssh, &sshd.client_key)
         .args(["through-gate", "echo", "configured"])
         .stdin(Stdio::null())
         .output()
@@ -381,16 +365,15 @@ fn arcgate_ssh_reaches_a_host_by_its_profile() {
     );
 
     // arcgate ssh user@NAME [ssh options] COMMAND: nothing about the gate on the line.
-    let ssh_options = |cmd: &mut Command| {
-        cmd.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
-            .args(["-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-i"])
-            .arg(&sshd.client_key);
-    };
     let mut ssh = arcgate_cmd();
     with_home(&mut ssh);
-    ssh.args(["ssh", &format!("{}@{GATE_NAME}", sshd.user)]);
-    ssh_options(&mut ssh);
+    ssh.args([
+        "ssh",
+        &format!("{}@{GATE_NAME}", sshd.user),
+        "-F",
+        "/dev/null",
+    ]);
+    quiet_ssh_options(&mut ssh, &sshd.client_key);
     let out = ssh
         .args(["echo", "through-the-profile"])
         .stdin(Stdio::null())
@@ -419,26 +402,11 @@ fn arcgate_ssh_reaches_a_host_by_its_profile() {
     let config_file = home.path().join("ssh_config");
     std::fs::write(&config_file, &block).unwrap();
     let mut plain = Command::new("ssh");
-    clean_env(&mut plain).env("XDG_CONFIG_HOME", home.path());
-    let out = plain
+    clean_env(&mut plain)
+        .env("XDG_CONFIG_HOME", home.path())
         .arg("-F")
-        .arg(&config_file)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(&sshd.client_key)
+        .arg(&config_file);
+    let out = quiet_ssh_options(&mut plain, &sshd.client_key)
         .args([GATE_NAME, "echo", "through-ssh-config"])
         .stdin(Stdio::null())
         .output()

@@ -113,6 +113,27 @@ impl Sshd {
     }
 }
 
+/// The options every test's `ssh` runs with, after its own `-F`: no host-key prompts or
+/// files, no passwords, only `key`, quiet.
+pub(crate) fn quiet_ssh_options<'a>(cmd: &'a mut Command, key: &Path) -> &'a mut Command {
+    cmd.args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+    ])
+    .args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "LogLevel=ERROR",
+    ])
+    .arg("-i")
+    .arg(key)
+}
+
 /// An `ssh` command through the gate to `sshd`, running `remote` there.
 pub(crate) fn ssh(sshd: &Sshd, proxy: &str, remote: &[&str]) -> Command {
     ssh_to(sshd.port, &sshd.client_key, &sshd.user, proxy, remote)
