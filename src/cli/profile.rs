@@ -118,6 +118,14 @@ pub(super) fn profile(args: ProfileArgs) -> Result<Status, CliError> {
 /// this process becomes ssh, so its exit code is ssh's.
 pub(super) fn ssh(args: SshArgs) -> Result<Status, CliError> {
     let (target, ssh_args) = args.args.split_first().expect("clap requires the target");
+    // The host name comes first; what follows it is ssh's (`-h` there is ssh's too).
+    if target.starts_with('-') {
+        return Err(CliError::Usage(
+            "usage: arcgate ssh [USER@]NAME [ssh options] [command], NAME first (arcgate \
+             profile list shows them); arcgate help ssh says more"
+                .into(),
+        ));
+    }
     let name = target
         .rsplit_once('@')
         .map_or(target.as_str(), |(_, host)| host);
