@@ -25,6 +25,15 @@
 //! never import each other, no folder imports from a layer above its own, the pure core and
 //! `hc` never use tokio, and no two modules of `transport` import each other.
 
+/// This build's version and the commit it was built from (`build.rs`), for `--version` and
+/// `arcgate status`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ARCGATE_COMMIT"),
+    ")"
+);
+
 pub mod client;
 pub mod config;
 pub mod gate;

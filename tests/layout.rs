@@ -109,7 +109,9 @@ fn imports_point_down_and_roles_never_import_each_other() {
         checked += 1;
         let code = code(file);
         for path in crate_paths(&code, 1) {
-            if path != top && !allowed.contains(&path.as_str()) {
+            // An item of the crate's root (`crate::VERSION`) belongs to no layer.
+            let root_item = path.starts_with(|c: char| c.is_uppercase());
+            if path != top && !root_item && !allowed.contains(&path.as_str()) {
                 wrong.push(format!("{} imports crate::{path}", rel.display()));
             }
         }

@@ -1,6 +1,6 @@
 //! Operations: metrics that move by exactly one per decision, the live session list and
 //! `arcgate status`, the JSON audit file, certificate replacement under live sessions, the
-//! loopback-only admin endpoint and the systemd unit.
+//! loopback-only admin endpoint, and what systemd is told.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -124,6 +124,32 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["sessions"][0]["id"], id.as_str());
     assert_eq!(json["health"]["status"], "ok");
+    // With no address, `status` asks the admin socket of the gate with that configuration.
+    let out = arcgate_cmd()
+        .args(["status", "--config"])
+        .arg(gate.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("From:     {}\n", gate.config_path().display()))
+            && text.contains(&format!("Version:  {}", env!("CARGO_PKG_VERSION")))
+            && text.lines().any(|l| l.starts_with(&id)),
+        "{text}"
+    );
+    let socket = gate.config_path().with_file_name("admin.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only the gate's user and root may ask it"
+    );
 
     // The session ends: it leaves the list and the gauge.
     drop(to_cat);
@@ -444,4 +470,51 @@ fn the_systemd_unit_verifies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.trim().is_empty(), "systemd-analyze warned:\n{err}");
+}
+
+#[test]
+fn serve_tells_systemd_when_it_listens_and_when_it_stops() {
+    // systemd's side of Type=notify: a datagram socket named in NOTIFY_SOCKET.
+    let dir = private_dir();
+    let socket = dir.path().join("notify");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let port = free_port();
+    let mut cmd = arcgate_cmd();
+    cmd.arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(dir.path().join("localconfig.json"))
+        .arg("--cert")
+        .arg(repo("certs-dev/server.pem"))
+        .arg("--key")
+        .arg(repo("certs-dev/server-key.pem"))
+        .env("NOTIFY_SOCKET", &socket);
+    let mut gate = Running::spawn(&mut cmd, false);
+    let mut buf = [0u8; 256];
+    let n = systemd
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no READY=1: {e}\n{}", gate.log.lines().join("\n")));
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means listening, and `arcgate status` answered, with no retry.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening once ready");
+    let out = arcgate_cmd()
+        .args(["status", "--config"])
+        .arg(dir.path().join("localconfig.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gate.signal("TERM");
+    let n = systemd.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(gate.wait_exit(Duration::from_secs(20)).success());
+    assert!(
+        !dir.path().join("admin.sock").exists(),
+        "a gate that stops takes its admin socket away"
+    );
 }

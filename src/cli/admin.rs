@@ -16,12 +16,19 @@ use super::{CliError, ConfigPathArg, Status, host_name};
 /// `arcgate status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The gate's admin address (its --admin).
+    /// Ask the gate's --admin address instead of its admin socket.
     #[arg(long, env = "ARCGATE_ADMIN", value_name = "ADDR")]
-    pub admin: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// The gate's admin socket [default: the one a gate with this configuration serves:
+    /// /run/arcgate/admin.sock for the host's].
+    #[arg(long, value_name = "PATH", conflicts_with = "admin")]
+    pub socket: Option<PathBuf>,
     /// JSON output: {"health": ..., "sessions": [...]}.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
 }
 
 /// `arcgate config`.
@@ -129,13 +136,19 @@ pub(crate) struct TokenArgs {
 }
 
 pub(super) fn status(args: StatusArgs) -> Result<Status, CliError> {
-    use arcgate::gate::admin::{Health, fetch, render_status};
+    use arcgate::gate::admin::{Health, render_status};
+    use arcgate::transport::admin::{Endpoint, fetch};
+    let at = match (args.admin, args.socket) {
+        (Some(addr), _) => Endpoint::Tcp(addr),
+        (None, Some(path)) => Endpoint::Unix(path),
+        (None, None) => Endpoint::Unix(default_socket(&args.config)),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (health, sessions) = rt.block_on(async {
-        let (_, health) = fetch(args.admin, "/healthz").await?;
-        let (code, sessions) = fetch(args.admin, "/sessions").await?;
+        let (_, health) = fetch(&at, "/healthz").await?;
+        let (code, sessions) = fetch(&at, "/sessions").await?;
         anyhow::ensure!(code.is_success(), "/sessions answered {code}");
         let health: Health = serde_json::from_slice(&health).context("bad /healthz answer")?;
         let sessions: Vec<arcgate::gate::sessions::SessionInfo> =
@@ -151,6 +164,17 @@ pub(super) fn status(args: StatusArgs) -> Result<Status, CliError> {
         print!("{}", render_status(&health, &sessions));
     }
     Ok(0)
+}
+
+/// The admin socket of the gate whose configuration this is; a user with no configuration
+/// of their own, on a host that has one, asks the host's gate (and is told to be root).
+fn default_socket(config: &ConfigPathArg) -> PathBuf {
+    let path = config.resolve();
+    let own = config.path.is_some() || path.parent().is_some_and(Path::exists);
+    match own || !store::system_config_dir().exists() {
+        true => store::admin_socket_path(&path),
+        false => store::admin_socket_path(&store::system_config_dir().join(store::CONFIG_FILE)),
+    }
 }
 
 pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {

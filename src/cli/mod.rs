@@ -24,6 +24,7 @@ use arcgate::transport::tls::CertStore;
 mod admin;
 mod client;
 mod key;
+mod notify;
 mod profile;
 mod relay;
 mod serve;
@@ -53,12 +54,7 @@ pub(crate) struct Cli {
 }
 
 /// `arcgate --version`: the version and the commit it was built from.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("ARCGATE_COMMIT"),
-    ")"
-);
+use arcgate::VERSION;
 
 /// `-v` minus `-q`, set once by [`run`] for [`init_logging`].
 static VERBOSITY: std::sync::atomic::AtomicI8 = std::sync::atomic::AtomicI8::new(0);
@@ -310,6 +306,7 @@ async fn shutdown_signal(stop: tokio::sync::watch::Sender<bool>) {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+    notify::notify("STOPPING=1");
     stop.send_replace(true);
     tokio::spawn(async move {
         tokio::select! {

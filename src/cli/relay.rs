@@ -145,6 +145,7 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
             tokio::spawn(arcgate::relay::admin::serve(admin, relay.clone(), stopped()));
         }
         tokio::spawn(shutdown_signal(stop_tx));
+        super::notify::notify("READY=1");
         arcgate::relay::run(listener, tls, relay, stopped()).await;
         Ok::<_, CliError>(0)
     })

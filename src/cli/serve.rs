@@ -14,6 +14,7 @@ use arcgate::gate::relay_listener::{self, ListenToken, ListenerOptions};
 use arcgate::gate::{self, Gate, GateOptions};
 use arcgate::state::live::{self, Paths};
 use arcgate::state::store;
+use arcgate::transport::admin;
 use arcgate::transport::bridge::BridgeConfig;
 use arcgate::transport::tls::CertStore;
 use arcgate::transport::tls::ClientTrust;
@@ -88,6 +89,13 @@ pub(crate) struct ServeArgs {
     /// Serve /metrics, /healthz and /sessions over plain HTTP on this loopback address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+    /// The admin socket `arcgate status` asks, mode 0600 [default: /run/arcgate/admin.sock
+    /// for /var/opt/arcgate/localconfig.json, else admin.sock beside the configuration].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_admin_socket")]
+    pub admin_socket: Option<PathBuf>,
+    /// Serve no admin socket.
+    #[arg(long)]
+    pub no_admin_socket: bool,
     /// Also append audit records to this file as JSON lines (reopened on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -199,9 +207,10 @@ fn prepare_files(args: &ServeArgs) -> anyhow::Result<Paths> {
 }
 
 /// Everything about the gate that comes from flags, not from the policy files.
-fn gate_options(args: &ServeArgs, name: String) -> GateOptions {
+fn gate_options(args: &ServeArgs, name: String, config_path: &Path) -> GateOptions {
     GateOptions {
         name,
+        config_path: config_path.to_path_buf(),
         public_host: args.public_host.clone(),
         handshake_timeout: args.handshake_timeout,
         max_header_bytes: args.max_header_bytes,
@@ -257,6 +266,33 @@ fn listener_options(args: &ServeArgs) -> Result<Option<ListenerOptions>, CliErro
     }))
 }
 
+/// The admin socket, bound; a gate that cannot serve it still serves sessions, and says why
+/// `arcgate status` will not find it.
+fn admin_socket(args: &ServeArgs, paths: &Paths) -> Option<admin::SocketListener> {
+    if args.no_admin_socket {
+        return None;
+    }
+    let path =
+        (args.admin_socket.clone()).unwrap_or_else(|| store::admin_socket_path(&paths.config));
+    let bound = store::ensure_dir(path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| e.to_string())
+        .and_then(|()| admin::SocketListener::bind(&path).map_err(|e| e.to_string()));
+    match bound {
+        Ok(socket) => {
+            tracing::info!(socket = %path.display(), "admin socket ready");
+            Some(socket)
+        }
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "no admin socket: arcgate status will not find this gate \
+                 (serving sessions goes on)"
+            );
+            None
+        }
+    }
+}
+
 /// Resolves once `rx` says the gate is stopping.
 async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -287,7 +323,11 @@ async fn run(
     tracing::info!(policy = %snapshot.summary(), config = %paths.config.display(), "policy loaded");
     let name = args.name.clone().unwrap_or_else(host_name);
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
-    let gate = Gate::new(gate_options(&args, name.clone()), rx, audit.clone());
+    let gate = Gate::new(
+        gate_options(&args, name.clone(), &paths.config),
+        rx,
+        audit.clone(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = gate.metrics().clone();
     let watcher =
@@ -304,6 +344,15 @@ async fn run(
         move || audit.reopen(),
         stopped(stop_rx.clone()),
     ));
+    // Before the gate says it listens: whoever waits for that line may run `arcgate status`.
+    if let Some(socket) = admin_socket(&args, &paths) {
+        let serving = arcgate::gate::admin::serve(
+            admin::Listener::Unix(socket),
+            gate.clone(),
+            stopped(stop_rx.clone()),
+        );
+        tokio::spawn(serving);
+    }
     if let Some(listener) = &listener {
         // The line tests and scripts wait for: the address actually bound.
         let local = listener.local_addr()?;
@@ -328,9 +377,15 @@ async fn run(
             .with_context(|| format!("cannot listen on --admin {addr}"))?;
         let bound = admin.local_addr()?;
         eprintln!("arcgate: admin endpoint on http://{bound}/");
-        let serving = arcgate::gate::admin::serve(admin, gate.clone(), stopped(stop_rx.clone()));
+        let serving = arcgate::gate::admin::serve(
+            admin::Listener::Tcp(admin),
+            gate.clone(),
+            stopped(stop_rx.clone()),
+        );
         tokio::spawn(serving);
     }
+    // Every socket is bound: `systemctl start` (Type=notify) may return.
+    super::notify::notify("READY=1");
     let (unusable, unusable_seen) = (Arc::new(std::sync::Mutex::new(None)), stop_tx.clone());
     let shutdown = {
         let unusable = unusable.clone();

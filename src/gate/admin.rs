@@ -1,24 +1,21 @@
-//! The admin endpoint (plain HTTP, loopback only, off unless `--admin`): `/metrics`,
-//! `/healthz`, `/sessions` — and `arcgate status`, which reads it.
+//! The admin endpoint's pages — `/metrics`, `/healthz`, `/sessions` — on the gate's admin
+//! socket (on by default) and on `--admin ADDR` (plain HTTP, loopback only), and the table
+//! `arcgate status` prints from them.
 //!
 //! It only reads the gate's state; nothing here changes policy or sessions. The HTTP
 //! serving (loopback names only, GET only, bounded connections) is `transport::admin`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::http::{Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::gate::Gate;
 use crate::gate::sessions::SessionInfo;
-use crate::transport::admin::{self, REQUEST_TIMEOUT, json, respond};
+use crate::transport::admin::{self, Listener, json, respond};
 
 /// `/healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,6 +30,12 @@ pub struct Health {
     pub generation: u64,
     /// Live sessions.
     pub sessions: usize,
+    /// The configuration file the policy came from.
+    #[serde(default)]
+    pub config: String,
+    /// The gate's version and the commit it was built from.
+    #[serde(default)]
+    pub version: String,
 }
 
 fn health(gate: &Gate) -> Health {
@@ -44,6 +47,8 @@ fn health(gate: &Gate) -> Health {
         loaded_at: crate::gate::audit::rfc3339(snapshot.loaded_at),
         generation: snapshot.generation,
         sessions: gate.sessions().len(),
+        config: gate.config_path().display().to_string(),
+        version: gate.version().to_string(),
     }
 }
 
@@ -78,72 +83,8 @@ fn route(gate: &Gate, path: &str) -> Response<Full<Bytes>> {
 }
 
 /// Serves the gate's admin endpoint on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: Listener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
     admin::serve(listener, move |path| route(&gate, path), shutdown).await;
-}
-
-/// Why `arcgate status` could not ask the admin endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// Nothing listens there.
-    #[error(
-        "cannot reach the admin endpoint at {addr}: {error}; is the gate running with --admin {addr}?"
-    )]
-    Unreachable {
-        /// Where.
-        addr: SocketAddr,
-        /// Why (in the message, not a `source`, so that it is printed once).
-        error: std::io::Error,
-    },
-    /// The HTTP exchange failed.
-    #[error("the admin endpoint at {addr} broke the exchange: {error}")]
-    Http {
-        /// Where.
-        addr: SocketAddr,
-        /// Why.
-        error: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// No answer in time.
-    #[error("the admin endpoint at {addr} did not answer within {after:?}")]
-    TimedOut {
-        /// Where.
-        addr: SocketAddr,
-        /// The deadline.
-        after: Duration,
-    },
-}
-
-/// `GET path` on the admin endpoint at `addr`.
-pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(StatusCode, Bytes), FetchError> {
-    let http = |error: Box<dyn std::error::Error + Send + Sync>| FetchError::Http { addr, error };
-    let work = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|error| FetchError::Unreachable { addr, error })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| http(e.into()))?;
-        tokio::spawn(conn);
-        let req = Request::get(path)
-            .header(header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| http(e.into()))?;
-        let res = sender.send_request(req).await.map_err(|e| http(e.into()))?;
-        let status = res.status();
-        // Bounded: a table of 10,000 sessions is a few MiB.
-        let body = Limited::new(res.into_body(), 64 << 20)
-            .collect()
-            .await
-            .map_err(http)?
-            .to_bytes();
-        Ok((status, body))
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, work)
-        .await
-        .map_err(|_| FetchError::TimedOut {
-            addr,
-            after: REQUEST_TIMEOUT,
-        })?
 }
 
 fn human_age(secs: u64) -> String {
@@ -157,8 +98,11 @@ fn human_age(secs: u64) -> String {
 /// The table `arcgate status` prints.
 pub fn render_status(health: &Health, sessions: &[SessionInfo]) -> String {
     let mut out = format!(
-        "Policy:   {}\nLoaded:   {} (generation {})\nStatus:   {}\nSessions: {}\n",
+        "Version:  {}\nPolicy:   {}\nFrom:     {}\nLoaded:   {} (generation {})\n\
+         Status:   {}\nSessions: {}\n",
+        health.version,
         health.policy,
+        health.config,
         health.loaded_at,
         health.generation,
         health.status,
@@ -235,6 +179,8 @@ mod tests {
             loaded_at: "2026-11-29T12:00:00.000Z".into(),
             generation: 2,
             sessions: 1,
+            config: "/var/opt/arcgate/localconfig.json".into(),
+            version: "0.1.0 (abc)".into(),
         };
         let s = SessionInfo {
             id: "abc".into(),
@@ -249,6 +195,10 @@ mod tests {
         };
         let text = render_status(&health, &[s]);
         assert!(text.contains("Policy:   config.mode=full\n"), "{text}");
+        assert!(
+            text.contains("From:     /var/opt/arcgate/localconfig.json\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "SESSION  PEER            PORT  KEY      AGE    FROM CLIENT  TO CLIENT\n"

@@ -69,6 +69,8 @@ pub struct GateOptions {
     pub shutdown_grace: Duration,
     /// Per-session bridge settings.
     pub bridge: BridgeConfig,
+    /// The configuration file the policy comes from (for `arcgate status`).
+    pub config_path: std::path::PathBuf,
 }
 
 /// The gate's shared state.
@@ -124,6 +126,16 @@ impl Gate {
     /// The bridge settings.
     pub fn bridge_config(&self) -> &BridgeConfig {
         &self.opts.bridge
+    }
+
+    /// The configuration file the policy comes from.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.opts.config_path
+    }
+
+    /// The version this gate runs.
+    pub fn version(&self) -> &'static str {
+        crate::VERSION
     }
 }
 

@@ -206,5 +206,10 @@ pub async fn serve(
     relay: Arc<Relay>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    admin::serve(listener, move |path| relay.page(path), shutdown).await;
+    admin::serve(
+        admin::Listener::Tcp(listener),
+        move |path| relay.page(path),
+        shutdown,
+    )
+    .await;
 }

@@ -101,6 +101,23 @@ pub fn system_config_dir() -> PathBuf {
 /// The host's configuration directory (the agent keeps its own in `/var/opt/azcmagent`).
 const SYSTEM_DIR: &str = "/var/opt/arcgate";
 
+/// The admin socket's name.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+
+/// The host gate's runtime directory: the unit's `RuntimeDirectory=arcgate`.
+const SYSTEM_RUNTIME_DIR: &str = "/run/arcgate";
+
+/// The admin socket a gate serves and `arcgate status` asks by default, so that the two agree
+/// with no flag: `/run/arcgate/admin.sock` for the host's configuration (the service user can
+/// write there; it cannot write root's `/var/opt/arcgate`), else `admin.sock` beside the
+/// configuration file.
+pub fn admin_socket_path(config: &Path) -> PathBuf {
+    match config == system_config_dir().join(CONFIG_FILE) {
+        true => Path::new(SYSTEM_RUNTIME_DIR).join(ADMIN_SOCKET),
+        false => config.with_file_name(ADMIN_SOCKET),
+    }
+}
+
 /// The keys file beside a configuration file.
 pub fn keys_path_beside(config: &Path) -> PathBuf {
     config.with_file_name(KEYS_FILE)
@@ -139,8 +156,36 @@ pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<Option<FileId>, Sto
         Secrecy::Public => 0o022,
         Secrecy::Secret => 0o077,
     };
-    check_owner_and_mode(path, &meta, forbidden, false)?;
+    let owner = if placed_by_root(path)? {
+        Owner::Anyone
+    } else {
+        Owner::RootOrMe
+    };
+    check_owner_and_mode(path, &meta, forbidden, owner)?;
     Ok(Some(FileId::of(&meta)))
+}
+
+/// Whether the file `path` leads to sits in a directory that only root can change (owned by
+/// root, writable by nobody else). Only root can have put a file there or given it its
+/// owner, so its owner is the administrator's choice: the service user's `keys.json` in
+/// root's `/var/opt/arcgate`, which root's `arcgate token` and `arcgate key` use as they are.
+fn placed_by_root(path: &Path) -> Result<bool, StoreError> {
+    let real = fs::canonicalize(path).map_err(|e| StoreError::io("cannot follow", path, e))?;
+    let dir = parent_dir(&real);
+    let meta = fs::metadata(&dir).map_err(|e| StoreError::io("cannot inspect", &dir, e))?;
+    Ok(meta.uid() == 0 && meta.mode() & 0o022 == 0)
+}
+
+/// Whose file a check accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Root's or ours: every directory, and a file in a directory others can change.
+    RootOrMe,
+    /// Anyone's: a file root placed in a directory only root can change.
+    Anyone,
+    /// A directory above the file's own, where the fix is to move the file rather than to
+    /// change a system directory: root's or ours.
+    Above,
 }
 
 /// Which file a path led to when it was checked (device and inode), so that the file then
@@ -208,7 +253,11 @@ fn check_chain(dir: &Path, links: &mut usize) -> Result<(), StoreError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StoreError::io("cannot inspect", &prefix, e)),
         };
-        check_owner_and_mode(&prefix, &meta, 0o022, prefix.as_path() != dir)?;
+        let owner = match prefix.as_path() == dir {
+            true => Owner::RootOrMe,
+            false => Owner::Above,
+        };
+        check_owner_and_mode(&prefix, &meta, 0o022, owner)?;
     }
     Ok(())
 }
@@ -233,14 +282,14 @@ fn check_link(link: &Path, links: &mut usize) -> Result<(), StoreError> {
     }
 }
 
-/// One step of the check; `above` marks a directory above the file's own, where the fix is
-/// to move the file rather than to change a system directory.
+/// One step of the check: `owner` says whose file or directory `p` may be.
 fn check_owner_and_mode(
     p: &Path,
     meta: &fs::Metadata,
     forbidden: u32,
-    above: bool,
+    owner: Owner,
 ) -> Result<(), StoreError> {
+    let above = owner == Owner::Above;
     let me = rustix::process::geteuid().as_raw();
     let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
     let elsewhere = || {
@@ -250,14 +299,17 @@ fn check_owner_and_mode(
             Path::new("/var/opt/arcgate").display()
         )
     };
-    if uid != 0 && uid != me {
+    if uid != 0 && uid != me && owner != Owner::Anyone {
         return Err(StoreError::Insecure {
             path: p.to_path_buf(),
             problem: format!("it is owned by uid {uid}, not by root or by you (uid {me})"),
-            fix: if above {
-                elsewhere()
-            } else {
-                format!("chown {me} {}", p.display())
+            fix: match owner {
+                Owner::Above => elsewhere(),
+                _ if meta.is_dir() => format!("chown {me} {}", p.display()),
+                _ => format!(
+                    "chown {me} {}, or keep it in a directory only root can write",
+                    p.display()
+                ),
             },
         });
     }
@@ -424,6 +476,7 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, keep_backup: bool) -> Result<()
     let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         write_synced(&tmp, bytes, mode)?;
+        keep_owner_and_mode(path, &tmp, mode)?;
         if keep_backup && path.exists() {
             let bak = dir.join(format!("{name}.bak"));
             let bak_tmp = dir.join(format!(".{name}.bak.tmp-{}", uuid::Uuid::new_v4().simple()));
@@ -445,6 +498,30 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, keep_backup: bool) -> Result<()
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Gives the new file `tmp` what the administrator gave the `path` it replaces: its owner
+/// and group (when we are root: root's `arcgate key rotate` on the service user's
+/// `keys.json` must leave a file the service can still read, and `config set` keeps the
+/// group the configuration was given) and no wider permissions than it had. A new file gets
+/// `mode` and what its directory gives (a set-group-ID bit's group).
+fn keep_owner_and_mode(path: &Path, tmp: &Path, mode: u32) -> Result<(), StoreError> {
+    let old = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("cannot inspect", path, e)),
+    };
+    let narrower = old.mode() & mode & 0o777;
+    if narrower != mode {
+        fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(narrower))
+            .map_err(|e| StoreError::io("cannot set the mode of", tmp, e))?;
+    }
+    let new = fs::metadata(tmp).map_err(|e| StoreError::io("cannot inspect", tmp, e))?;
+    if !rustix::process::geteuid().is_root() || (old.uid(), old.gid()) == (new.uid(), new.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(tmp, Some(old.uid()), Some(old.gid()))
+        .map_err(|e| StoreError::io("cannot give the new file the owner of", path, e))
 }
 
 fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
@@ -594,6 +671,53 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(read_checked(&path, Secrecy::Secret).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_file_root_placed_is_used_and_replaced_with_its_owner_and_mode() {
+        // The package's layout: the service user's keys.json in root's directory.
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test gives a file to another user: run the suite as root"
+        );
+        let dir = private_dir();
+        let keys = dir.path().join(KEYS_FILE);
+        fs::write(&keys, b"[]").unwrap();
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&keys, Some(65534), Some(65534)).unwrap();
+        assert!(read_checked(&keys, Secrecy::Secret).unwrap().is_some());
+        write_secret_atomic(&keys, b"[1]").unwrap();
+        let meta = fs::metadata(&keys).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (65534, 65534, 0o600)
+        );
+        assert_eq!(fs::read(&keys).unwrap(), b"[1]");
+
+        // A configuration the administrator gave a group and a narrower mode keeps both.
+        let config = dir.path().join(CONFIG_FILE);
+        fs::write(&config, b"{}").unwrap();
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::chown(&config, None, Some(65534)).unwrap();
+        write_atomic(&config, b"{ }", 0o644).unwrap();
+        let meta = fs::metadata(&config).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 65534, 0o640)
+        );
+
+        // In a directory another user owns, nothing is used.
+        let theirs = dir.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        let file = theirs.join(KEYS_FILE);
+        fs::write(&file, b"[]").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+        let err = read_checked(&file, Secrecy::Secret)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("owned by uid 65534"), "{err}");
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! The admin endpoint's HTTP serving, shared by the gate and the relay: plain HTTP on a
-//! loopback address only, answering only to loopback host names, GET only, one request per
-//! connection, at most [`MAX_CONNECTIONS`] at once. What each page says is the role's.
+//! loopback address only (answering only to loopback host names) or on a Unix socket only its
+//! owner and root can open ([`SocketListener`]), GET only, one request per connection, at most
+//! [`MAX_CONNECTIONS`] at once. What each page says is the role's; the client side is
+//! [`fetch`].
 
-use std::convert::Infallible;
+use std::fs;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// How long an admin request may take to arrive: it is a local scrape, not a long poll.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,16 +90,30 @@ pub(crate) fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes") + "\n"
 }
 
+/// Where an admin endpoint listens: a loopback TCP address or a Unix socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// `--admin ADDR`.
+    Tcp(TcpListener),
+    /// The local socket `arcgate status` finds by default.
+    Unix(SocketListener),
+}
+
 /// Serves the admin endpoint on `listener` until `shutdown` resolves: at most
 /// [`MAX_CONNECTIONS`] connections at once, one request each; `pages` answers a GET for a
-/// path once the host name has been checked.
-pub(crate) async fn serve<P>(listener: TcpListener, pages: P, shutdown: impl Future<Output = ()>)
+/// path once the host name (over TCP) has been checked.
+pub(crate) async fn serve<P>(listener: Listener, pages: P, shutdown: impl Future<Output = ()>)
 where
     P: Fn(&str) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
     let pages = Arc::new(pages);
     let mut shutdown = std::pin::pin!(shutdown);
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    // Over TCP the Host header must name our port on a loopback name; a Unix socket cannot
+    // be reached from a browser, and its file's mode already said who may connect.
+    let port = match &listener {
+        Listener::Tcp(tcp) => Some(tcp.local_addr().map(|a| a.port()).unwrap_or(0)),
+        Listener::Unix(_) => None,
+    };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         // The permit is taken before accepting: over the cap, connections wait unaccepted.
@@ -101,33 +121,268 @@ where
             () = &mut shutdown => return,
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
-        let (tcp, _) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = crate::transport::accept::accept(&listener, "admin") => accepted,
-        };
         let pages = pages.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = checked(&req, port, &*pages);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            // One request per connection: nothing idles between scrapes holding a permit.
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .keep_alive(false);
-            let conn = http.serve_connection(TokioIo::new(tcp), service);
-            // A client that sends its request and then never reads the answer is bounded too.
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, conn).await;
-            drop(permit);
-        });
+        let answer = move |req: &Request<hyper::body::Incoming>| checked(req, port, &*pages);
+        match &listener {
+            Listener::Tcp(tcp) => {
+                let (conn, _) = tokio::select! {
+                    () = &mut shutdown => return,
+                    accepted = crate::transport::accept::accept(tcp, "admin") => accepted,
+                };
+                tokio::spawn(connection(conn, answer, permit));
+            }
+            Listener::Unix(unix) => {
+                let conn = tokio::select! {
+                    () = &mut shutdown => return,
+                    accepted = unix.accept() => accepted,
+                };
+                tokio::spawn(connection(conn, answer, permit));
+            }
+        }
     }
+}
+
+/// One admin connection, one request.
+async fn connection<IO, A>(io: IO, answer: A, permit: tokio::sync::OwnedSemaphorePermit)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let response = answer(&req);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // One request per connection: nothing idles between scrapes holding a permit.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .keep_alive(false);
+    let conn = http.serve_connection(TokioIo::new(io), service);
+    // A client that sends its request and then never reads the answer is bounded too.
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, conn).await;
+    drop(permit);
+}
+
+/// A Unix socket for the admin endpoint, mode 0600: only the gate's own user and root can
+/// connect. The file is removed when this is dropped, if it is still ours.
+#[derive(Debug)]
+pub struct SocketListener {
+    listener: UnixListener,
+    path: PathBuf,
+    inode: u64,
+}
+
+/// Why the admin socket could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// A running gate already answers there.
+    #[error("another gate already answers on {0}; stop it, or pass --admin-socket PATH")]
+    InUse(PathBuf),
+    /// Creating or binding failed.
+    #[error("cannot serve the admin socket {path}: {source}")]
+    Io {
+        /// The socket's path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl SocketListener {
+    /// Binds `path`: under a temporary name first, so that the socket is never reachable
+    /// before its mode is 0600, then renamed into place. A socket left by a gate that died is
+    /// replaced; one a live gate answers on is not.
+    pub fn bind(path: &Path) -> Result<SocketListener, SocketError> {
+        let io_err = |source| SocketError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way",
+                )));
+            }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SocketError::InUse(path.to_path_buf()));
+            }
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+        let listener = UnixListener::bind(&tmp).map_err(io_err)?;
+        let placed = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+            .and_then(|()| fs::rename(&tmp, path))
+            .and_then(|()| fs::symlink_metadata(path));
+        match placed {
+            Ok(meta) => Ok(SocketListener {
+                listener,
+                path: path.to_path_buf(),
+                inode: meta.ino(),
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(io_err(e))
+            }
+        }
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next connection; errors are logged and retried after a back-off, as for TCP.
+    async fn accept(&self) -> UnixStream {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => return stream,
+                Err(e) => {
+                    tracing::warn!(listener = "admin socket", error = %e, "accept failed; backing off");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SocketListener {
+    fn drop(&mut self) {
+        // Only our own file: a gate started since may have put its socket there.
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where an admin endpoint is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `--admin ADDR`.
+    Tcp(SocketAddr),
+    /// The admin socket.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "http://{addr}/"),
+            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Why an admin endpoint could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Nothing listens there, or we may not connect.
+    #[error("cannot reach the admin endpoint at {at}: {error}; {hint}")]
+    Unreachable {
+        /// Where.
+        at: Endpoint,
+        /// Why (in the message, not a `source`, so that it is printed once).
+        error: io::Error,
+        /// What to do about it.
+        hint: String,
+    },
+    /// The HTTP exchange failed.
+    #[error("the admin endpoint at {at} broke the exchange: {error}")]
+    Http {
+        /// Where.
+        at: Endpoint,
+        /// Why.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No answer in time.
+    #[error("the admin endpoint at {at} did not answer within {after:?}")]
+    TimedOut {
+        /// Where.
+        at: Endpoint,
+        /// The deadline.
+        after: Duration,
+    },
+}
+
+/// `GET path` on the admin endpoint `at`.
+pub async fn fetch(at: &Endpoint, path: &str) -> Result<(StatusCode, Bytes), FetchError> {
+    let work = async {
+        match at {
+            Endpoint::Tcp(addr) => {
+                let tcp = TcpStream::connect(addr)
+                    .await
+                    .map_err(|error| unreachable(at, error))?;
+                exchange(at, tcp, &addr.to_string(), path).await
+            }
+            Endpoint::Unix(socket) => {
+                let unix = UnixStream::connect(socket)
+                    .await
+                    .map_err(|error| unreachable(at, error))?;
+                exchange(at, unix, "localhost", path).await
+            }
+        }
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, work)
+        .await
+        .map_err(|_| FetchError::TimedOut {
+            at: at.clone(),
+            after: REQUEST_TIMEOUT,
+        })?
+}
+
+fn unreachable(at: &Endpoint, error: io::Error) -> FetchError {
+    let hint = match (at, error.kind()) {
+        (Endpoint::Unix(_), io::ErrorKind::PermissionDenied) => {
+            "only root and the gate's own user may ask it: run this as root".to_string()
+        }
+        (Endpoint::Unix(_), _) => "is the gate running (systemctl status arcgate)? For a gate                                    with another configuration, pass the same --config"
+            .to_string(),
+        (Endpoint::Tcp(addr), _) => format!("is the gate running with --admin {addr}?"),
+    };
+    FetchError::Unreachable {
+        at: at.clone(),
+        error,
+        hint,
+    }
+}
+
+async fn exchange<IO>(
+    at: &Endpoint,
+    io: IO,
+    host: &str,
+    path: &str,
+) -> Result<(StatusCode, Bytes), FetchError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = |error: Box<dyn std::error::Error + Send + Sync>| FetchError::Http {
+        at: at.clone(),
+        error,
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| http(e.into()))?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(header::HOST, host)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| http(e.into()))?;
+    let res = sender.send_request(req).await.map_err(|e| http(e.into()))?;
+    let status = res.status();
+    // Bounded: a table of 10,000 sessions is a few MiB.
+    let body = Limited::new(res.into_body(), 64 << 20)
+        .collect()
+        .await
+        .map_err(http)?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// The host name and method checks, then the page.
 fn checked<B>(
     req: &hyper::http::Request<B>,
-    port: u16,
+    port: Option<u16>,
     pages: &dyn Fn(&str) -> Response<Full<Bytes>>,
 ) -> Response<Full<Bytes>> {
     let host = req
@@ -135,7 +390,9 @@ fn checked<B>(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !loopback_host(host, port) {
+    if let Some(port) = port
+        && !loopback_host(host, port)
+    {
         return respond(
             StatusCode::MISDIRECTED_REQUEST,
             "text/plain",
@@ -158,6 +415,38 @@ fn checked<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_admin_socket_is_private_replaces_a_dead_one_and_never_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        // A socket file left by a gate that was killed: nothing answers on it.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let socket = SocketListener::bind(&path).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert!(matches!(
+            SocketListener::bind(&path),
+            Err(SocketError::InUse(p)) if p == path
+        ));
+        let serving = tokio::spawn(serve(
+            Listener::Unix(socket),
+            |page| respond(StatusCode::OK, "text/plain", format!("{page}\n")),
+            std::future::pending(),
+        ));
+        let at = Endpoint::Unix(path.clone());
+        let (code, body) = fetch(&at, "/healthz").await.unwrap();
+        assert_eq!((code, &body[..]), (StatusCode::OK, &b"/healthz\n"[..]));
+        serving.abort();
+        let _ = serving.await;
+        assert!(!path.exists(), "a gate that stops takes its socket away");
+        let err = fetch(&at, "/healthz").await.unwrap_err().to_string();
+        assert!(err.contains("is the gate running"), "{err}");
+        // Only the gate's own files are ever replaced.
+        fs::write(&path, b"not a socket").unwrap();
+        assert!(SocketListener::bind(&path).is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"not a socket");
+    }
 
     #[test]
     fn only_loopback_addresses() {

@@ -50,6 +50,7 @@ const INHERITED_ENV: &[&str] = &[
     "ARCGATE_TOKEN",
     "ARCGATE_ADMIN",
     "SSHPROXY_RELAY_INFO",
+    "NOTIFY_SOCKET",
 ];
 
 /// Removes [`INHERITED_ENV`] from a command: every `arcgate` the tests run, and every `ssh`
