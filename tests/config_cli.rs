@@ -355,10 +355,12 @@ fn extension_check_follows_the_agents_rule() {
 /// machine has none, left alone when it has one.
 struct SystemDir {
     made: bool,
+    _machine: std::sync::MutexGuard<'static, ()>,
 }
 
 impl SystemDir {
     fn present() -> SystemDir {
+        let machine = machine_lock();
         let dir = std::path::Path::new("/var/opt/arcgate");
         let marker = dir.join(".made-by-arcgate-tests");
         // A run killed before its clean-up left the directory with only its marker: ours.
@@ -369,7 +371,10 @@ impl SystemDir {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::write(&marker, "").unwrap();
         }
-        SystemDir { made }
+        SystemDir {
+            made,
+            _machine: machine,
+        }
     }
 }
 

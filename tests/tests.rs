@@ -11,6 +11,7 @@ mod hostile;
 mod hyco;
 mod layout;
 mod operations;
+mod package;
 mod promise;
 mod relay;
 mod relay_trust;

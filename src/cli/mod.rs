@@ -23,6 +23,7 @@ use arcgate::transport::tls::CertStore;
 
 mod admin;
 mod client;
+mod docs;
 mod key;
 mod notify;
 mod profile;
@@ -84,10 +85,16 @@ pub(crate) enum Command {
     Ssh(SshArgs),
     /// Add, list or remove client profiles (a host's gate URL, token file, CA, port).
     Profile(ProfileArgs),
-    /// Show the policy in force and the live sessions of a running gate (needs its --admin).
+    /// Show the version, the policy in force, its file and the live sessions of the running
+    /// gate (from its admin socket).
     Status(StatusArgs),
     /// Run an embedded Hybrid Connections relay (gates attach with serve --relay).
     Relay(RelayArgs),
+    /// Print shell completions: arcgate completions bash > /etc/bash_completion.d/arcgate.
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages into a directory (the package ships them).
+    #[command(hide = true)]
+    Manpages(docs::ManpagesArgs),
 }
 
 const CONNECT_EXIT_CODES: &str = "\
@@ -243,6 +250,8 @@ pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
         Command::Profile(args) => profile::profile(args),
         Command::Status(args) => admin::status(args),
         Command::Relay(args) => relay::relay(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Manpages(args) => docs::manpages(args),
     }
 }
 

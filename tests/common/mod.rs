@@ -357,6 +357,13 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
+/// Held by the tests that change what the machine has installed (`/var/opt/arcgate`, the
+/// Debian package and its user): they run one at a time.
+pub(crate) fn machine_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
