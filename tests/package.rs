@@ -114,20 +114,26 @@ fn setpriv_caps(caps: &str) -> String {
 
 /// Everything with `arcgate` in its name where a package and its user leave things, and
 /// whether the user and group exist: what "the machine as it was" is compared on. The
-/// repository (which may itself live under one of these) is left out.
-fn traces() -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let out = Command::new("find")
-        .args(["/etc", "/usr", "/var/opt", "/var/log", "/var/lib", "/run"])
-        .args(["-xdev", "-path", env!("CARGO_MANIFEST_DIR"), "-prune", "-o"])
+/// repository, the build tree and the test's own directory (any of which may live under one
+/// of these) are left out.
+fn traces(work: &Path) -> BTreeSet<String> {
+    let exe = std::env::current_exe().unwrap();
+    let build_tree = exe.ancestors().nth(3).unwrap_or(Path::new("/nonexistent"));
+    let mut find = Command::new("find");
+    find.args([
+        "/etc", "/usr", "/var/opt", "/var/log", "/var/lib", "/run", "-xdev",
+    ]);
+    for skip in [Path::new(env!("CARGO_MANIFEST_DIR")), build_tree, work] {
+        find.arg("-path").arg(skip).args(["-prune", "-o"]);
+    }
+    let out = find
         .args(["-name", "*arcgate*", "-print"])
         .output()
         .unwrap();
-    found.extend(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string),
-    );
+    let mut found: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     for db in ["passwd", "group"] {
         if Command::new("getent")
             .args([db, "arcgate"])
@@ -149,10 +155,8 @@ struct Installed {
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        if let Some(mut gate) = self.gate.take() {
-            gate.signal("TERM");
-            let _ = gate.wait_exit(Duration::from_secs(20));
-        }
+        // Killed on drop; nothing here may panic while a failed test unwinds.
+        drop(self.gate.take());
         let _ = Command::new("dpkg").args(["--purge", "arcgate"]).output();
         for f in ["fullchain.pem", "privkey.pem"] {
             let _ = std::fs::remove_file(Path::new("/etc/arcgate/tls").join(f));
@@ -160,6 +164,7 @@ impl Drop for Installed {
         let _ = std::fs::remove_dir("/etc/arcgate/tls");
         let _ = std::fs::remove_dir("/etc/arcgate");
         let _ = std::fs::remove_dir_all("/run/arcgate");
+        let _ = std::fs::remove_dir_all("/var/log/arcgate");
     }
 }
 
@@ -190,6 +195,12 @@ fn mode_owner(path: &str) -> (u32, String, String) {
 #[test]
 fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found() {
     let _machine = machine_lock();
+    // A directory a killed run of config_cli left holds only its marker: not the host's.
+    let marker = Path::new("/var/opt/arcgate/.made-by-arcgate-tests");
+    if marker.exists() && std::fs::read_dir("/var/opt/arcgate").unwrap().count() == 1 {
+        std::fs::remove_file(marker).unwrap();
+        std::fs::remove_dir("/var/opt/arcgate").unwrap();
+    }
     let dpkg_knows = Command::new("dpkg")
         .args(["-s", "arcgate"])
         .output()
@@ -200,11 +211,17 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
          and purges the package and would take the host's configuration with it: remove it \
          first (dpkg --purge arcgate)"
     );
-    let before = traces();
+    // The unit's ExecStart listens on 0.0.0.0:443.
+    if let Err(e) = std::net::TcpListener::bind("0.0.0.0:443") {
+        panic!(
+            "port 443 is not free here ({e}): the package's unit listens on it; stop what holds it"
+        );
+    }
+    let work = private_dir();
+    let before = traces(work.path());
 
     // Build: cargo-deb from Cargo.toml's metadata, around the binary under test (the same
     // code as `cargo deb`'s release build, without a second build of the crate here).
-    let work = private_dir();
     let target = work.path().join("target");
     std::fs::create_dir_all(target.join("release")).unwrap();
     std::fs::copy(arcgate(), target.join("release/arcgate")).unwrap();
@@ -245,9 +262,12 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
 
     // Install.
     let mut guard = Installed { gate: None };
-    ok(
-        &Command::new("dpkg").arg("-i").arg(&deb).output().unwrap(),
-        "dpkg -i",
+    let out = Command::new("dpkg").arg("-i").arg(&deb).output().unwrap();
+    ok(&out, "dpkg -i");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("created /var/opt/arcgate/keys.json") && !said.contains("WARNING"),
+        "{said}"
     );
     assert_eq!(
         mode_owner("/var/opt/arcgate"),
@@ -257,7 +277,14 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
         mode_owner("/var/opt/arcgate/keys.json"),
         (0o600, "arcgate".into(), "arcgate".into())
     );
-    assert_eq!(mode_owner("/var/log/arcgate").1, "arcgate");
+
+    // logrotate reads its file (as the service user, in the service user's directory).
+    let rotate = Command::new("logrotate")
+        .args(["--debug", "/etc/logrotate.d/arcgate"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rotate.stderr);
+    assert!(rotate.status.success() && !said.contains("error"), "{said}");
 
     // The administrator's part: a certificate pair the service user can read, and a port.
     for (from, to, mode) in [
@@ -294,27 +321,29 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     let unit = unit_settings(&unit);
     assert_eq!(setting(&unit, "Type"), "notify");
     let (user, group) = (setting(&unit, "User"), setting(&unit, "Group"));
+    // What systemd makes at start and gives to the unit's user.
+    for (dir, under) in [("RuntimeDirectory", "/run"), ("LogsDirectory", "/var/log")] {
+        let path = Path::new(under).join(setting(&unit, dir));
+        std::fs::create_dir_all(&path).unwrap();
+        let mode = u32::from_str_radix(setting(&unit, &format!("{dir}Mode")), 8).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        std::os::unix::fs::chown(&path, Some(uid_of(user)), Some(gid_of(group))).unwrap();
+    }
     let runtime = Path::new("/run").join(setting(&unit, "RuntimeDirectory"));
-    std::fs::create_dir_all(&runtime).unwrap();
-    let runtime_mode = u32::from_str_radix(setting(&unit, "RuntimeDirectoryMode"), 8).unwrap();
-    std::fs::set_permissions(
-        &runtime,
-        std::os::unix::fs::PermissionsExt::from_mode(runtime_mode),
-    )
-    .unwrap();
-    std::os::unix::fs::chown(&runtime, Some(uid_of(user)), Some(gid_of(group))).unwrap();
     let exec: Vec<&str> = setting(&unit, "ExecStart").split_whitespace().collect();
     assert!(
         exec.iter().all(|w| !w.contains(['"', '\'', '$'])),
         "the test splits ExecStart on spaces: {exec:?}"
     );
     assert_eq!(setting(&unit, "NoNewPrivileges"), "yes");
-    // systemd's notification socket is one the service user may write to.
+    // systemd's notification socket, in /run as systemd's is: one the service user reaches.
     let perm = |path: &Path, mode| {
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap()
     };
-    perm(work.path(), 0o711);
-    let notify = work.path().join("notify");
+    let notify_dir = tempfile::tempdir_in("/run").unwrap();
+    perm(notify_dir.path(), 0o711);
+    let notify = notify_dir.path().join("notify");
     let systemd = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
     perm(&notify, 0o777);
     systemd
@@ -396,6 +425,26 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
         "{status}"
     );
 
+    // An upgrade (the package installed again) keeps the policy, the keys and their owners.
+    let kept = |p: &str| (std::fs::read(p).unwrap(), mode_owner(p));
+    let files = [
+        "/var/opt/arcgate/localconfig.json",
+        "/var/opt/arcgate/keys.json",
+    ];
+    let before_upgrade: Vec<_> = files.iter().map(|p| kept(p)).collect();
+    let out = Command::new("dpkg").arg("-i").arg(&deb).output().unwrap();
+    ok(&out, "dpkg -i again (upgrade)");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("WARNING") && !said.contains("created"),
+        "{said}"
+    );
+    let after_upgrade: Vec<_> = files.iter().map(|p| kept(p)).collect();
+    assert!(
+        before_upgrade == after_upgrade,
+        "an upgrade changed the policy or the keys"
+    );
+
     // Root's key change keeps the keys the service user's; the gate applies it.
     let seen = gate.log.len();
     ok(&installed(&["key", "add", "ops"]), "key add as root");
@@ -465,7 +514,8 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     // directory.
     std::fs::remove_dir("/etc/arcgate/tls").unwrap();
     std::fs::remove_dir("/etc/arcgate").unwrap();
-    assert_eq!(traces(), before, "what the package left behind");
+    drop(notify_dir);
+    assert_eq!(traces(work.path()), before, "what the package left behind");
     drop(guard);
 }
 

@@ -349,7 +349,7 @@ pub(super) fn mint_token(args: TokenArgs) -> Result<Status, CliError> {
         Some(path) => {
             // A new 0600 file renamed into place: a symlink there is replaced, not followed,
             // and a reader of the old file never sees a torn or empty one.
-            store::write_secret_atomic(path, format!("{minted}\n").as_bytes())
+            store::write_new_secret(path, format!("{minted}\n").as_bytes())
                 .with_context(|| format!("cannot write the token to {}", path.display()))?;
             eprintln!(
                 "arcgate: token for {resource} written to {} (mode 0600)",

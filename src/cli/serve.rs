@@ -196,7 +196,16 @@ fn prepare_files(args: &ServeArgs) -> anyhow::Result<Paths> {
              and allows nothing; allow SSH with: arcgate config set incomingconnections.ports 22"
         );
     }
-    if live::ensure_keys(&keys)? {
+    let created = live::ensure_keys(&keys).with_context(|| {
+        format!(
+            "there is no keys file {} and the gate cannot create one; as root, create it with \
+             arcgate key add default --keys {} and give it to the user the gate runs as \
+             (the package's: chown arcgate:arcgate)",
+            keys.display(),
+            keys.display()
+        )
+    })?;
+    if created {
         tracing::warn!(
             keys = %keys.display(),
             "created a keys file with one random key named 'default'; \

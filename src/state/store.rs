@@ -156,10 +156,12 @@ pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<Option<FileId>, Sto
         Secrecy::Public => 0o022,
         Secrecy::Secret => 0o077,
     };
-    let owner = if placed_by_root(path)? {
-        Owner::Anyone
-    } else {
-        Owner::RootOrMe
+    // Root reads a secret in a directory only root can change whoever owns it (the
+    // service user's keys.json); everything else must be root's or ours, as sshd asks.
+    let root_secret = secrecy == Secrecy::Secret && rustix::process::geteuid().is_root();
+    let owner = match root_secret && placed_by_root(path)? {
+        true => Owner::Anyone,
+        false => Owner::RootOrMe,
     };
     check_owner_and_mode(path, &meta, forbidden, owner)?;
     Ok(Some(FileId::of(&meta)))
@@ -168,7 +170,7 @@ pub fn check_secure(path: &Path, secrecy: Secrecy) -> Result<Option<FileId>, Sto
 /// Whether the file `path` leads to sits in a directory that only root can change (owned by
 /// root, writable by nobody else). Only root can have put a file there or given it its
 /// owner, so its owner is the administrator's choice: the service user's `keys.json` in
-/// root's `/var/opt/arcgate`, which root's `arcgate token` and `arcgate key` use as they are.
+/// root's `/var/opt/arcgate`, which root's `arcgate token` and `arcgate key` use as it is.
 fn placed_by_root(path: &Path) -> Result<bool, StoreError> {
     let real = fs::canonicalize(path).map_err(|e| StoreError::io("cannot follow", path, e))?;
     let dir = parent_dir(&real);
@@ -181,7 +183,7 @@ fn placed_by_root(path: &Path) -> Result<bool, StoreError> {
 enum Owner {
     /// Root's or ours: every directory, and a file in a directory others can change.
     RootOrMe,
-    /// Anyone's: a file root placed in a directory only root can change.
+    /// Anyone's: for root, a secret root placed in a directory only root can change.
     Anyone,
     /// A directory above the file's own, where the fix is to move the file rather than to
     /// change a system directory: root's or ours.
@@ -456,18 +458,68 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
 /// Replaces `path` with `bytes` so that a reader (or a crash, or a full disk) sees either the
 /// old file or the new one, never a torn one: write a temporary file in the same directory,
 /// fsync it, keep the current file as `NAME.bak`, rename the temporary over `path`, fsync
-/// the directory.
+/// the directory. The new file (and the `.bak`) keeps what the administrator gave the old
+/// one: its owner and group, when root writes (root's `config set` keeps the group the
+/// configuration was given), and no wider permissions than it had.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    replace(path, bytes, mode, true)
+    replace(path, bytes, mode, Keep::BackupAndOwner)
 }
 
-/// [`write_atomic`] for a secret, mode 0600, with no `.bak`: a removed or rotated key must
-/// not live on beside the file.
+/// [`write_atomic`] for a secret the store manages (a keys file), mode 0600, with no `.bak`:
+/// a removed or rotated key must not live on beside the file. Root's `arcgate key rotate` on
+/// the service user's `keys.json` leaves a file the service still owns.
 pub fn write_secret_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    replace(path, bytes, 0o600, false)
+    replace(path, bytes, 0o600, Keep::Owner)
 }
 
-fn replace(path: &Path, bytes: &[u8], mode: u32, keep_backup: bool) -> Result<(), StoreError> {
+/// A new secret of ours at `path` (a minted token), mode 0600, owned by whoever runs this:
+/// never given the owner of what was there before, which may be anyone's file or link.
+pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    replace(path, bytes, 0o600, Keep::Nothing)
+}
+
+/// What a replacement keeps of the file it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// A `.bak` copy, and the owner, group and narrower mode.
+    BackupAndOwner,
+    /// The owner, group and narrower mode.
+    Owner,
+    /// Nothing.
+    Nothing,
+}
+
+/// The owner, group and mode a replacement of `path` gets: `mode`, narrowed to the old
+/// file's, with its owner when we are root. Only a regular file at `path` itself counts
+/// (not what a symlink there points to).
+fn inherited(path: &Path, mode: u32, keep: Keep) -> Result<Inherit, StoreError> {
+    let none = Inherit { mode, owner: None };
+    if keep == Keep::Nothing {
+        return Ok(none);
+    }
+    let old = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => meta,
+        Ok(_) => return Ok(none),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(none),
+        Err(e) => return Err(StoreError::io("cannot inspect", path, e)),
+    };
+    let owner = rustix::process::geteuid()
+        .is_root()
+        .then(|| (old.uid(), old.gid()));
+    Ok(Inherit {
+        mode: old.mode() & mode & 0o777,
+        owner,
+    })
+}
+
+/// See [`inherited`].
+#[derive(Debug, Clone, Copy)]
+struct Inherit {
+    mode: u32,
+    owner: Option<(u32, u32)>,
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, keep: Keep) -> Result<(), StoreError> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -475,13 +527,13 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, keep_backup: bool) -> Result<()
         .unwrap_or_else(|| CONFIG_FILE.to_string());
     let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        write_synced(&tmp, bytes, mode)?;
-        keep_owner_and_mode(path, &tmp, mode)?;
-        if keep_backup && path.exists() {
+        let like = inherited(path, mode, keep)?;
+        write_synced(&tmp, bytes, like)?;
+        if keep == Keep::BackupAndOwner && path.exists() {
             let bak = dir.join(format!("{name}.bak"));
             let bak_tmp = dir.join(format!(".{name}.bak.tmp-{}", uuid::Uuid::new_v4().simple()));
             let old = fs::read(path).map_err(|e| StoreError::io("cannot read", path, e))?;
-            let saved = write_synced(&bak_tmp, &old, mode).and_then(|()| {
+            let saved = write_synced(&bak_tmp, &old, like).and_then(|()| {
                 fs::rename(&bak_tmp, &bak).map_err(|e| StoreError::io("cannot rename", &bak, e))
             });
             if saved.is_err() {
@@ -500,37 +552,22 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, keep_backup: bool) -> Result<()
     result
 }
 
-/// Gives the new file `tmp` what the administrator gave the `path` it replaces: its owner
-/// and group (when we are root: root's `arcgate key rotate` on the service user's
-/// `keys.json` must leave a file the service can still read, and `config set` keeps the
-/// group the configuration was given) and no wider permissions than it had. A new file gets
-/// `mode` and what its directory gives (a set-group-ID bit's group).
-fn keep_owner_and_mode(path: &Path, tmp: &Path, mode: u32) -> Result<(), StoreError> {
-    let old = match fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::io("cannot inspect", path, e)),
-    };
-    let narrower = old.mode() & mode & 0o777;
-    if narrower != mode {
-        fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(narrower))
-            .map_err(|e| StoreError::io("cannot set the mode of", tmp, e))?;
-    }
-    let new = fs::metadata(tmp).map_err(|e| StoreError::io("cannot inspect", tmp, e))?;
-    if !rustix::process::geteuid().is_root() || (old.uid(), old.gid()) == (new.uid(), new.gid()) {
-        return Ok(());
-    }
-    std::os::unix::fs::chown(tmp, Some(old.uid()), Some(old.gid()))
-        .map_err(|e| StoreError::io("cannot give the new file the owner of", path, e))
-}
-
-fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+/// A new file with `bytes`, its mode and owner set on the open file before it is synced.
+fn write_synced(path: &Path, bytes: &[u8], like: Inherit) -> Result<(), StoreError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode)
+        .mode(like.mode)
         .open(path)
         .map_err(|e| StoreError::io("cannot create", path, e))?;
+    if let Some((uid, gid)) = like.owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+            .map_err(|e| StoreError::io("cannot give the old file's owner to", path, e))?;
+    }
+    // Exactly, whatever the umask: root's umask 077 must not leave a configuration the
+    // service user cannot read; a narrower mode the old file had is kept.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(like.mode))
+        .map_err(|e| StoreError::io("cannot set the mode of", path, e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| StoreError::io("cannot write", path, e))
@@ -674,17 +711,20 @@ mod tests {
     }
 
     #[test]
-    fn a_file_root_placed_is_used_and_replaced_with_its_owner_and_mode() {
+    fn a_secret_root_placed_is_used_and_replaced_with_its_owner_and_mode() {
         // The package's layout: the service user's keys.json in root's directory.
         assert!(
             rustix::process::geteuid().is_root(),
-            "this test gives a file to another user: run the suite as root"
+            "this test gives files to another user: run the suite as root"
         );
         let dir = private_dir();
+        let give = |path: &Path, mode, uid, gid| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+            std::os::unix::fs::chown(path, uid, gid).unwrap();
+        };
         let keys = dir.path().join(KEYS_FILE);
         fs::write(&keys, b"[]").unwrap();
-        fs::set_permissions(&keys, fs::Permissions::from_mode(0o600)).unwrap();
-        std::os::unix::fs::chown(&keys, Some(65534), Some(65534)).unwrap();
+        give(&keys, 0o600, Some(65534), Some(65534));
         assert!(read_checked(&keys, Secrecy::Secret).unwrap().is_some());
         write_secret_atomic(&keys, b"[1]").unwrap();
         let meta = fs::metadata(&keys).unwrap();
@@ -694,30 +734,33 @@ mod tests {
         );
         assert_eq!(fs::read(&keys).unwrap(), b"[1]");
 
-        // A configuration the administrator gave a group and a narrower mode keeps both.
+        // The policy is another matter: whoever owns it could open the host.
         let config = dir.path().join(CONFIG_FILE);
         fs::write(&config, b"{}").unwrap();
-        fs::set_permissions(&config, fs::Permissions::from_mode(0o640)).unwrap();
-        std::os::unix::fs::chown(&config, None, Some(65534)).unwrap();
-        write_atomic(&config, b"{ }", 0o644).unwrap();
-        let meta = fs::metadata(&config).unwrap();
-        assert_eq!(
-            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
-            (0, 65534, 0o640)
-        );
-
-        // In a directory another user owns, nothing is used.
-        let theirs = dir.path().join("theirs");
-        fs::create_dir(&theirs).unwrap();
-        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
-        let file = theirs.join(KEYS_FILE);
-        fs::write(&file, b"[]").unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-        std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
-        let err = read_checked(&file, Secrecy::Secret)
-            .unwrap_err()
-            .to_string();
+        give(&config, 0o644, Some(65534), None);
+        let err = load_config(&config).unwrap_err().to_string();
         assert!(err.contains("owned by uid 65534"), "{err}");
+
+        // A configuration the administrator gave a group and a narrower mode keeps both, and
+        // so does its backup.
+        give(&config, 0o640, Some(0), Some(65534));
+        write_atomic(&config, b"{ }", 0o644).unwrap();
+        write_atomic(&config, b"{  }", 0o644).unwrap();
+        for path in [config.clone(), dir.path().join("localconfig.json.bak")] {
+            let meta = fs::metadata(&path).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (0, 65534, 0o640)
+            );
+        }
+
+        // A new secret (a minted token) is ours, whoever owned what it replaces.
+        let token = dir.path().join("token");
+        fs::write(&token, b"theirs").unwrap();
+        give(&token, 0o600, Some(65534), Some(65534));
+        write_new_secret(&token, b"ours").unwrap();
+        let meta = fs::metadata(&token).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600));
     }
 
     #[test]

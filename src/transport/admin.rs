@@ -204,13 +204,19 @@ impl SocketListener {
                     "a file that is not a socket is in the way",
                 )));
             }
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(SocketError::InUse(path.to_path_buf()));
+            // Only a refusal means nobody answers; any other error (EACCES, a full backlog)
+            // may be a live gate's socket, which is never taken over.
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(SocketError::InUse(path.to_path_buf())),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(io_err(e)),
             }
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+        // Short: a socket's path must fit in 108 bytes, the temporary one's too.
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let tmp = dir.join(format!(".{name}.{tag}"));
         let listener = UnixListener::bind(&tmp).map_err(io_err)?;
         let placed = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
             .and_then(|()| fs::rename(&tmp, path))
@@ -233,11 +239,23 @@ impl SocketListener {
         &self.path
     }
 
-    /// The next connection; errors are logged and retried after a back-off, as for TCP.
+    /// The next connection from root or our own user; errors are logged and retried after a
+    /// back-off, as for TCP. The peer's credentials are checked as well as the file's mode,
+    /// which another user could have reached in the moment between bind and chmod.
     async fn accept(&self) -> UnixStream {
+        let me = rustix::process::geteuid().as_raw();
         loop {
             match self.listener.accept().await {
-                Ok((stream, _)) => return stream,
+                Ok((stream, _)) => match stream.peer_cred() {
+                    Ok(cred) if cred.uid() == 0 || cred.uid() == me => return stream,
+                    Ok(cred) => {
+                        tracing::warn!(
+                            uid = cred.uid(),
+                            "admin socket: connection from another user refused"
+                        );
+                    }
+                    Err(error) => tracing::warn!(%error, "admin socket: peer unknown; refused"),
+                },
                 Err(e) => {
                     tracing::warn!(listener = "admin socket", error = %e, "accept failed; backing off");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -336,8 +354,11 @@ fn unreachable(at: &Endpoint, error: io::Error) -> FetchError {
         (Endpoint::Unix(_), io::ErrorKind::PermissionDenied) => {
             "only root and the gate's own user may ask it: run this as root".to_string()
         }
-        (Endpoint::Unix(_), _) => "is the gate running (systemctl status arcgate)? For a gate                                    with another configuration, pass the same --config"
-            .to_string(),
+        (Endpoint::Unix(_), _) => concat!(
+            "is the gate running (systemctl status arcgate)? For a gate with another ",
+            "configuration, pass the same --config"
+        )
+        .to_string(),
         (Endpoint::Tcp(addr), _) => format!("is the gate running with --admin {addr}?"),
     };
     FetchError::Unreachable {
