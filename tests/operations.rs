@@ -86,15 +86,12 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
     assert!(list[0]["bytes_to_client"].as_u64().unwrap() > 0);
     let id = list[0]["id"].as_str().unwrap().to_string();
 
-    let out = arcgate_cmd()
-        .args(["status", "--admin", &gate.admin_addr().to_string()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = succeeded(
+        &arcgate_cmd()
+            .args(["status", "--admin", &gate.admin_addr().to_string()])
+            .output()
+            .unwrap(),
+        "status --admin",
     );
     assert!(
         text.contains(&format!("incomingconnections.ports=[{}]", sshd.port)),
@@ -125,16 +122,13 @@ fn metrics_sessions_status_and_audit_file_follow_real_ssh_sessions() {
     assert_eq!(json["sessions"][0]["id"], id.as_str());
     assert_eq!(json["health"]["status"], "ok");
     // With no address, `status` asks the admin socket of the gate with that configuration.
-    let out = arcgate_cmd()
-        .args(["status", "--config"])
-        .arg(gate.config_path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = succeeded(
+        &arcgate_cmd()
+            .args(["status", "--config"])
+            .arg(gate.config_path())
+            .output()
+            .unwrap(),
+        "status --config",
     );
     assert!(
         text.contains(&format!("From:     {}\n", gate.config_path().display()))
@@ -500,15 +494,13 @@ fn serve_tells_systemd_when_it_listens_and_when_it_stops() {
     assert_eq!(&buf[..n], b"READY=1");
     // Ready means listening, and `arcgate status` answered, with no retry.
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening once ready");
-    let out = arcgate_cmd()
-        .args(["status", "--config"])
-        .arg(dir.path().join("localconfig.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        &arcgate_cmd()
+            .args(["status", "--config"])
+            .arg(dir.path().join("localconfig.json"))
+            .output()
+            .unwrap(),
+        "status at READY=1",
     );
     gate.signal("TERM");
     let n = systemd.recv(&mut buf).expect("STOPPING=1");

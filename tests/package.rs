@@ -13,20 +13,10 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_shipped_completions_and_man_pages_are_what_the_command_line_generates() {
     let dir = tempfile::tempdir().unwrap();
-    ok(
+    succeeded(
         &arcgate_cmd()
             .arg("manpages")
             .arg(dir.path())
@@ -56,7 +46,7 @@ fn the_shipped_completions_and_man_pages_are_what_the_command_line_generates() {
         ("zsh", "_arcgate"),
         ("fish", "arcgate.fish"),
     ] {
-        let generated = ok(
+        let generated = succeeded(
             &arcgate_cmd().args(["completions", shell]).output().unwrap(),
             shell,
         );
@@ -80,7 +70,7 @@ fn the_shipped_completions_and_man_pages_are_what_the_command_line_generates() {
         ))
         .output()
         .unwrap();
-    assert_eq!(ok(&out, "bash completion").trim(), "status");
+    assert_eq!(succeeded(&out, "bash completion").trim(), "status");
 }
 
 /// A systemd unit's `[Service]` settings: continuation lines joined, comments dropped.
@@ -234,11 +224,11 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    ok(
+    succeeded(
         &built,
         "cargo deb (cargo install cargo-deb, or .ci/install-test-deps)",
     );
-    let listing = ok(
+    let listing = succeeded(
         &Command::new("dpkg-deb")
             .arg("-c")
             .arg(&deb)
@@ -263,7 +253,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     // Install.
     let mut guard = Installed { gate: None };
     let out = Command::new("dpkg").arg("-i").arg(&deb).output().unwrap();
-    ok(&out, "dpkg -i");
+    succeeded(&out, "dpkg -i");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         said.contains("created /var/opt/arcgate/keys.json") && !said.contains("WARNING"),
@@ -299,7 +289,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     let sshd = Sshd::start();
     let port = sshd.port.to_string();
     let out = installed(&["config", "set", "incomingconnections.ports", &port]);
-    ok(&out, "config set as root");
+    succeeded(&out, "config set as root");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("wrote /var/opt/arcgate/localconfig.json"),
         "{}",
@@ -312,7 +302,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
         .args(["verify", unit_path])
         .output()
         .unwrap();
-    ok(&verified, "systemd-analyze verify");
+    succeeded(&verified, "systemd-analyze verify");
     let warned = String::from_utf8_lossy(&verified.stderr);
     assert!(warned.trim().is_empty(), "{warned}");
 
@@ -393,7 +383,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
 
     // Root's token, from the service user's keys file; a real ssh through the gate.
     let token = work.path().join("token");
-    ok(
+    succeeded(
         &installed(&["token", "--ttl", "10m", "--out", token.to_str().unwrap()]),
         "token as root",
     );
@@ -417,7 +407,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     );
 
     // `arcgate status`, no flags, as root: the unit's admin socket.
-    let status = ok(&installed(&["status"]), "status as root");
+    let status = succeeded(&installed(&["status"]), "status as root");
     assert!(
         status.contains("From:     /var/opt/arcgate/localconfig.json")
             && status.contains(&format!("Version:  {}", env!("CARGO_PKG_VERSION")))
@@ -433,7 +423,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     ];
     let before_upgrade: Vec<_> = files.iter().map(|p| kept(p)).collect();
     let out = Command::new("dpkg").arg("-i").arg(&deb).output().unwrap();
-    ok(&out, "dpkg -i again (upgrade)");
+    succeeded(&out, "dpkg -i again (upgrade)");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         !said.contains("WARNING") && !said.contains("created"),
@@ -447,7 +437,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
 
     // Root's key change keeps the keys the service user's; the gate applies it.
     let seen = gate.log.len();
-    ok(&installed(&["key", "add", "ops"]), "key add as root");
+    succeeded(&installed(&["key", "add", "ops"]), "key add as root");
     assert_eq!(
         mode_owner("/var/opt/arcgate/keys.json"),
         (0o600, "arcgate".into(), "arcgate".into())
@@ -460,7 +450,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
 
     // The kill switch, written by root, reaches the running gate and refuses a real ssh.
     let seen = gate.log.len();
-    ok(
+    succeeded(
         &installed(&["config", "set", "incomingconnections.enabled", "false"]),
         "config set enabled false",
     );
@@ -490,7 +480,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     std::fs::remove_dir_all(&runtime).unwrap();
 
     // Remove keeps what the administrator made; purge leaves the machine as it was.
-    ok(
+    succeeded(
         &Command::new("dpkg")
             .args(["--remove", "arcgate"])
             .output()
@@ -500,7 +490,7 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_to_the_machine_it_found
     assert!(!Path::new("/usr/bin/arcgate").exists());
     assert!(Path::new("/var/opt/arcgate/localconfig.json").exists());
     assert!(Path::new("/var/opt/arcgate/keys.json").exists());
-    ok(
+    succeeded(
         &Command::new("dpkg")
             .args(["--purge", "arcgate"])
             .output()

@@ -298,6 +298,17 @@ pub(crate) fn wait_with_deadline(
 
 /// Asserts that a finished command exited with `code`; returns what it printed on stderr
 /// (shown if the code is not the one expected).
+/// The stdout of a command that must have succeeded; fails the test with both streams.
+pub(crate) fn succeeded(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub(crate) fn exit_stderr(out: &Output, code: i32) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(code), "{err}");
