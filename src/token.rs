@@ -570,6 +570,12 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// Which secret signed the token (its SHA-256: never the secret): a standing approval
+    /// holds for that secret only, not for a key given a new one under the same name.
+    pub fn secret_id(&self) -> [u8; 32] {
+        self.secret_digest
+    }
+
     /// Whether the key's `ports`, as they were when the token was checked, reach `port`.
     pub fn covers(&self, port: u16) -> bool {
         covers(self.ports.as_ref(), port)
@@ -780,52 +786,11 @@ pub fn verify_for(
 /// Parses a token lifetime: a duration with its unit (`90s`, `30m`, `8h`, `7d`), never
 /// zero. A bare number is refused: `--ttl 8` meant 8 seconds to nobody who typed it.
 pub fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    if digits > 0 && t.bytes().take(digits).all(|b| b == b'0') {
-        return Err("a token must be valid for some time: at least 1s".into());
-    }
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "'{t}' has no unit; write {t}s, {t}m, {t}h or {t}d",
-            t = shorten(t)
-        ));
-    }
-    let d = parse_duration(t)?;
-    if d.is_zero() {
-        return Err("a token must be valid for some time: at least 1s".into());
-    }
-    Ok(d)
+    crate::config::parse_lifetime(s, "a token")
 }
 
 /// Parses a duration such as `90`, `90s`, `30m`, `1h`, `7d`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = digits.parse().map_err(|_| {
-        format!(
-            "'{}' is not a duration; use e.g. 90s, 30m, 1h, 7d",
-            shorten(s)
-        )
-    })?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        "d" => n.checked_mul(86400),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        format!(
-            "'{}' is not a duration; use e.g. 90s, 30m, 1h, 7d",
-            shorten(s)
-        )
-    })?;
-    Ok(std::time::Duration::from_secs(secs))
-}
+pub use crate::config::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,26 @@ fn every_key_sets_gets_and_clears() {
         ),
         ("guestconfiguration.enabled", "false", "false", "true"),
         ("extensions.enabled", "false", "false", "true"),
+        (
+            "incomingconnections.enableduntil",
+            "2026-12-02T18:00:00Z",
+            "2026-12-02T18:00:00Z",
+            "",
+        ),
+        ("incomingconnections.maxsessionduration", "90m", "90m", ""),
+        (
+            "incomingconnections.allowedsources",
+            "192.0.2.0/24,2001:db8::/32",
+            "[192.0.2.0/24, 2001:db8::/32]",
+            "[]",
+        ),
+        (
+            "incomingconnections.approval",
+            "required",
+            "required",
+            "none",
+        ),
+        // Last: monitor mode locks the incoming connection keys.
         ("config.mode", "monitor", "monitor", "full"),
     ];
     for (key, value, shown, default) in cases {
@@ -76,13 +96,14 @@ fn every_key_sets_gets_and_clears() {
         "{out}"
     );
     assert!(
-        out.ends_with("config.mode                                 : monitor\n"),
+        out.contains("config.mode                                 : monitor\n")
+            && out.ends_with("incomingconnections.approval                : required\n"),
         "{out}"
     );
     let (_, out, _) = text(&config_cmd(&cfg, &["list", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let settings = v["localsettings"].as_array().unwrap();
-    assert_eq!(settings.len(), 9);
+    assert_eq!(settings.len(), 13);
     assert_eq!(
         settings[1]["value"],
         serde_json::json!([22, 3389, "5900-5910"])

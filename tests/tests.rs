@@ -12,6 +12,7 @@ mod hyco;
 mod layout;
 mod operations;
 mod package;
+mod policy;
 mod promise;
 mod relay;
 mod relay_trust;

@@ -49,6 +49,9 @@ _arcgate() {
             arcgate,serve)
                 cmd="arcgate__subcmd__serve"
                 ;;
+            arcgate,sessions)
+                cmd="arcgate__subcmd__sessions"
+                ;;
             arcgate,ssh)
                 cmd="arcgate__subcmd__ssh"
                 ;;
@@ -142,6 +145,9 @@ _arcgate() {
             arcgate__subcmd__help,serve)
                 cmd="arcgate__subcmd__help__subcmd__serve"
                 ;;
+            arcgate__subcmd__help,sessions)
+                cmd="arcgate__subcmd__help__subcmd__sessions"
+                ;;
             arcgate__subcmd__help,ssh)
                 cmd="arcgate__subcmd__help__subcmd__ssh"
                 ;;
@@ -192,6 +198,15 @@ _arcgate() {
                 ;;
             arcgate__subcmd__help__subcmd__profile,remove)
                 cmd="arcgate__subcmd__help__subcmd__profile__subcmd__remove"
+                ;;
+            arcgate__subcmd__help__subcmd__sessions,approve)
+                cmd="arcgate__subcmd__help__subcmd__sessions__subcmd__approve"
+                ;;
+            arcgate__subcmd__help__subcmd__sessions,deny)
+                cmd="arcgate__subcmd__help__subcmd__sessions__subcmd__deny"
+                ;;
+            arcgate__subcmd__help__subcmd__sessions,waiting)
+                cmd="arcgate__subcmd__help__subcmd__sessions__subcmd__waiting"
                 ;;
             arcgate__subcmd__key,add)
                 cmd="arcgate__subcmd__key__subcmd__add"
@@ -247,6 +262,30 @@ _arcgate() {
             arcgate__subcmd__profile__subcmd__help,remove)
                 cmd="arcgate__subcmd__profile__subcmd__help__subcmd__remove"
                 ;;
+            arcgate__subcmd__sessions,approve)
+                cmd="arcgate__subcmd__sessions__subcmd__approve"
+                ;;
+            arcgate__subcmd__sessions,deny)
+                cmd="arcgate__subcmd__sessions__subcmd__deny"
+                ;;
+            arcgate__subcmd__sessions,help)
+                cmd="arcgate__subcmd__sessions__subcmd__help"
+                ;;
+            arcgate__subcmd__sessions,waiting)
+                cmd="arcgate__subcmd__sessions__subcmd__waiting"
+                ;;
+            arcgate__subcmd__sessions__subcmd__help,approve)
+                cmd="arcgate__subcmd__sessions__subcmd__help__subcmd__approve"
+                ;;
+            arcgate__subcmd__sessions__subcmd__help,deny)
+                cmd="arcgate__subcmd__sessions__subcmd__help__subcmd__deny"
+                ;;
+            arcgate__subcmd__sessions__subcmd__help,help)
+                cmd="arcgate__subcmd__sessions__subcmd__help__subcmd__help"
+                ;;
+            arcgate__subcmd__sessions__subcmd__help,waiting)
+                cmd="arcgate__subcmd__sessions__subcmd__help__subcmd__waiting"
+                ;;
             *)
                 ;;
         esac
@@ -254,7 +293,7 @@ _arcgate() {
 
     case "${cmd}" in
         arcgate)
-            opts="-v -q -h -V --verbose --quiet --help --version serve config extension token key connect forward ssh-config ssh profile status relay completions manpages help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve config extension token key connect forward ssh-config ssh profile status sessions relay completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -470,12 +509,16 @@ _arcgate() {
             return 0
             ;;
         arcgate__subcmd__config__subcmd__set)
-            opts="-a -r -v -q -h --add --remove --config --verbose --quiet --help"
+            opts="-a -r -v -q -h --add --remove --for --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -488,7 +531,7 @@ _arcgate() {
             return 0
             ;;
         arcgate__subcmd__connect)
-            opts="-p -r -v -q -h --profile --port --relay-info --token --token-file --gate-token-file --ca --insecure --connect-timeout --ping-interval --log-format --verbose --quiet --help"
+            opts="-p -r -v -q -h --profile --port --relay-info --token --token-file --gate-token-file --ca --insecure --connect-timeout --approval-wait --ping-interval --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -531,6 +574,10 @@ _arcgate() {
                     return 0
                     ;;
                 --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approval-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -628,7 +675,7 @@ _arcgate() {
             return 0
             ;;
         arcgate__subcmd__forward)
-            opts="-p -r -v -q -h --profile --port --relay-info --token --token-file --gate-token-file --ca --insecure --connect-timeout --ping-interval --log-format --shutdown-grace --no-check --verbose --quiet --help"
+            opts="-p -r -v -q -h --profile --port --relay-info --token --token-file --gate-token-file --ca --insecure --connect-timeout --approval-wait --ping-interval --log-format --shutdown-grace --no-check --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -674,6 +721,10 @@ _arcgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --approval-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ping-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -694,7 +745,7 @@ _arcgate() {
             return 0
             ;;
         arcgate__subcmd__help)
-            opts="serve config extension token key connect forward ssh-config ssh profile status relay completions manpages help"
+            opts="serve config extension token key connect forward ssh-config ssh profile status sessions relay completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1032,6 +1083,62 @@ _arcgate() {
         arcgate__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__help__subcmd__sessions)
+            opts="waiting approve deny"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__help__subcmd__sessions__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__help__subcmd__sessions__subcmd__deny)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__help__subcmd__sessions__subcmd__waiting)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1536,7 +1643,7 @@ _arcgate() {
             return 0
             ;;
         arcgate__subcmd__serve)
-            opts="-v -q -h --listen --cert --key --name --public-host --keys --ping-interval --missed-pongs --idle-timeout --handshake-timeout --dial-timeout --max-header-bytes --max-frame-bytes --max-sessions --max-sessions-per-ip --max-handshakes-per-ip --shutdown-grace --log-format --admin --admin-socket --no-admin-socket --audit-log --relay --relay-token-file --relay-key --relay-token-ttl --relay-ca --relay-connect-timeout --relay-require-gate-token --relay-only --config --verbose --quiet --help"
+            opts="-v -q -h --listen --cert --key --name --public-host --keys --ping-interval --missed-pongs --idle-timeout --handshake-timeout --dial-timeout --max-header-bytes --max-frame-bytes --max-sessions --max-sessions-per-ip --max-handshakes-per-ip --approval-timeout --max-waiting-approvals --shutdown-grace --log-format --admin --admin-socket --no-admin-socket --audit-log --relay --relay-token-file --relay-key --relay-token-ttl --relay-ca --relay-connect-timeout --relay-require-gate-token --relay-only --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1606,6 +1713,14 @@ _arcgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --approval-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-waiting-approvals)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --shutdown-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1647,6 +1762,184 @@ _arcgate() {
                     return 0
                     ;;
                 --relay-connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions)
+            opts="-v -q -h --admin --socket --config --verbose --quiet --help waiting approve deny help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__approve)
+            opts="-v -q -h --for-key --admin --socket --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__deny)
+            opts="-v -q -h --admin --socket --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__help)
+            opts="waiting approve deny help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__help__subcmd__deny)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__help__subcmd__waiting)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arcgate__subcmd__sessions__subcmd__waiting)
+            opts="-j -v -q -h --json --admin --socket --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1710,7 +2003,7 @@ _arcgate() {
             return 0
             ;;
         arcgate__subcmd__status)
-            opts="-v -q -h --admin --socket --json --config --verbose --quiet --help"
+            opts="-v -q -h --json --admin --socket --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -13,22 +13,42 @@ use arcgate::token::{self, KeySet};
 
 use super::{CliError, ConfigPathArg, Status, host_name};
 
-/// `arcgate status`.
+/// Which running gate to ask.
 #[derive(Debug, Args)]
-pub(crate) struct StatusArgs {
-    /// Ask the gate's --admin address instead of its admin socket.
-    #[arg(long, env = "ARCGATE_ADMIN", value_name = "ADDR")]
+pub(crate) struct GateAt {
+    /// Ask the gate's --admin address instead of its admin socket (read-only: approvals
+    /// need the socket).
+    #[arg(long, env = "ARCGATE_ADMIN", value_name = "ADDR", global = true)]
     pub admin: Option<SocketAddr>,
     /// The gate's admin socket [default: the one a gate with this configuration serves:
     /// /run/arcgate/admin.sock for the host's].
-    #[arg(long, value_name = "PATH", conflicts_with = "admin")]
+    #[arg(long, value_name = "PATH", conflicts_with = "admin", global = true)]
     pub socket: Option<PathBuf>,
-    /// JSON output: {"health": ..., "sessions": [...]}.
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigPathArg,
+}
+
+impl GateAt {
+    pub(super) fn endpoint(&self) -> arcgate::transport::admin::Endpoint {
+        use arcgate::transport::admin::Endpoint;
+        match (self.admin, &self.socket) {
+            (Some(addr), _) => Endpoint::Tcp(addr),
+            (None, Some(path)) => Endpoint::Unix(path.clone()),
+            (None, None) => Endpoint::Unix(default_socket(&self.config)),
+        }
+    }
+}
+
+/// `arcgate status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// JSON output: {"health": ..., "sessions": [...], "approvals": {...}}.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub config: ConfigPathArg,
+    pub at: GateAt,
 }
 
 /// `arcgate config`.
@@ -71,6 +91,10 @@ pub(crate) enum ConfigAction {
         /// Remove from a list key.
         #[arg(short, long)]
         remove: bool,
+        /// With incomingconnections.enabled true: only for this long (30m, 2h, 1d); the end,
+        /// in UTC, goes in incomingconnections.enableduntil.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_window)]
+        window: Option<Duration>,
     },
     /// Put a key back to its default.
     Clear {
@@ -137,33 +161,67 @@ pub(crate) struct TokenArgs {
 
 pub(super) fn status(args: StatusArgs) -> Result<Status, CliError> {
     use arcgate::gate::admin::{Health, render_status};
-    use arcgate::transport::admin::{Endpoint, fetch};
-    let at = match (args.admin, args.socket) {
-        (Some(addr), _) => Endpoint::Tcp(addr),
-        (None, Some(path)) => Endpoint::Unix(path),
-        (None, None) => Endpoint::Unix(default_socket(&args.config)),
-    };
+    use arcgate::gate::approvals::Listing;
+    use arcgate::transport::admin::fetch;
+    let at = args.at.endpoint();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (health, sessions) = rt.block_on(async {
+    let (health, sessions, approvals) = rt.block_on(async {
         let (_, health) = fetch(&at, "/healthz").await?;
         let (code, sessions) = fetch(&at, "/sessions").await?;
         anyhow::ensure!(code.is_success(), "/sessions answered {code}");
+        // A gate from before approvals (still running through an upgrade) has no such page.
+        let (code, approvals) = fetch(&at, "/approvals").await?;
+        let approvals = match code {
+            hyper::http::StatusCode::NOT_FOUND => {
+                bytes::Bytes::from_static(b"{\"waiting\":[],\"standing\":[]}")
+            }
+            code if code.is_success() => approvals,
+            code => anyhow::bail!("/approvals answered {code}"),
+        };
         let health: Health = serde_json::from_slice(&health).context("bad /healthz answer")?;
         let sessions: Vec<arcgate::gate::sessions::SessionInfo> =
             serde_json::from_slice(&sessions).context("bad /sessions answer")?;
-        Ok::<_, anyhow::Error>((health, sessions))
+        let approvals: Listing =
+            serde_json::from_slice(&approvals).context("bad /approvals answer")?;
+        Ok::<_, anyhow::Error>((health, sessions, approvals))
     })?;
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "health": health, "sessions": sessions })
+            serde_json::json!({ "health": health, "sessions": sessions, "approvals": approvals })
         );
     } else {
-        print!("{}", render_status(&health, &sessions));
+        print!("{}", render_status(&health, &sessions, &approvals));
     }
     Ok(0)
+}
+
+/// `--for`: a window needs a unit and some length.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    arcgate::config::parse_lifetime(s, "an access window")
+}
+
+/// The second half of `config set incomingconnections.enabled true --for D`: the window's end,
+/// D from now (to the second), in `incomingconnections.enableduntil`.
+fn window_change(key: Key, value: &str, window: Duration) -> Result<(Key, Change), CliError> {
+    if key != Key::IncomingEnabled || !value.trim().eq_ignore_ascii_case("true") {
+        return Err(CliError::Usage(
+            "--for opens an access window: it goes with config set incomingconnections.enabled \
+             true (to close access, set it to false)"
+                .into(),
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let end = std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs()) + window;
+    let end = arcgate::config::format_utc(end);
+    Ok((
+        Key::IncomingEnabledUntil,
+        Change::Set(Raw::from_cli(Key::IncomingEnabledUntil, &end)),
+    ))
 }
 
 /// The admin socket of the gate whose configuration this is; a user with no configuration
@@ -216,6 +274,7 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
             value,
             add,
             remove,
+            window,
         } => {
             let key = Key::from_name(&key)?;
             let raw = Raw::from_cli(key, &value);
@@ -224,13 +283,34 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
                 (_, true) => Change::Remove(raw),
                 _ => Change::Set(raw),
             };
-            let updated = store::update_config(&path, key, &change)?;
-            println!(
-                "Config property {} set to value {} (previously {})",
-                key.name(),
-                key.display(&updated.after),
-                key.display(&updated.before)
-            );
+            let mut changes = vec![(key, change)];
+            if let Some(window) = window {
+                changes.push(window_change(key, &value, window)?);
+            }
+            let updated = store::update_config_all(&path, &changes)?;
+            for (key, _) in &changes {
+                println!(
+                    "Config property {} set to value {} (previously {})",
+                    key.name(),
+                    key.display(&updated.after),
+                    key.display(&updated.before)
+                );
+            }
+            if key == Key::IncomingEnabled
+                && window.is_none()
+                && updated.before.incoming_enabled_until.is_some()
+            {
+                eprintln!(
+                    "arcgate: the access window (until {}) is gone: incoming connections \
+                     are {} with no end",
+                    Key::IncomingEnabledUntil.display(&updated.before),
+                    if updated.after.incoming_enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    }
+                );
+            }
             wrote(&path);
             if key == Key::Mode && updated.after.mode == arcgate::config::Mode::Monitor {
                 println!(
@@ -267,6 +347,12 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
                 key.display(&updated.after),
                 key.display(&updated.before)
             );
+            if key == Key::IncomingEnabled && updated.before.incoming_enabled_until.is_some() {
+                eprintln!(
+                    "arcgate: the access window (until {}) is gone too",
+                    Key::IncomingEnabledUntil.display(&updated.before)
+                );
+            }
             wrote(&path);
         }
         ConfigAction::Info { key } => {
@@ -283,6 +369,9 @@ pub(super) fn config(args: ConfigArgs) -> Result<Status, CliError> {
                 println!("  type: {}", if key.is_list() { "list" } else { "value" });
                 println!("  default: {}", key.default_display());
                 println!("  {}", key.allowed());
+                if !key.is_agents() {
+                    println!("  arcgate's own key: the agent (azcmagent) has no such key");
+                }
                 if key.locked_in_monitor() {
                     println!("  cannot be changed while config.mode is monitor");
                 }

@@ -77,6 +77,11 @@ pub(crate) struct ClientArgs {
     /// TCP + TLS + WebSocket handshake deadline.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// For a host that holds sessions until its administrator approves them
+    /// (incomingconnections.approval): how long to wait for the gate's answer, e.g. 2m (more
+    /// than the gate's --approval-timeout, 60s) [default: --connect-timeout].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub approval_wait: Option<Duration>,
     /// Ping the gate after this long without hearing from it (0 disables).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
@@ -167,6 +172,7 @@ fn client_setup(args: &ClientArgs) -> Result<ClientSetup, ClientError> {
         },
         proxy,
         connect_timeout: args.connect_timeout,
+        approval_wait: args.approval_wait,
         gate_token: match &args.gate_token_file {
             Some(file) => TokenSource::File(file.clone()),
             None => TokenSource::None,

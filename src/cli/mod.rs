@@ -29,6 +29,7 @@ mod notify;
 mod profile;
 mod relay;
 mod serve;
+mod sessions;
 
 pub(crate) use admin::{ConfigArgs, ExtensionArgs, StatusArgs, TokenArgs};
 pub(crate) use client::{ConnectArgs, ForwardArgs, SshConfigArgs};
@@ -88,6 +89,9 @@ pub(crate) enum Command {
     /// Show the version, the policy in force, its file and the live sessions of the running
     /// gate (from its admin socket).
     Status(StatusArgs),
+    /// Approve or deny the sessions that wait for the host's administrator
+    /// (incomingconnections.approval required), or list them.
+    Sessions(sessions::SessionsArgs),
     /// Run an embedded Hybrid Connections relay (gates attach with serve --relay).
     Relay(RelayArgs),
     /// Print shell completions: arcgate completions bash > /etc/bash_completion.d/arcgate.
@@ -250,6 +254,7 @@ pub(crate) fn run(cli: Cli) -> Result<Status, CliError> {
         Command::Profile(args) => profile::profile(args),
         Command::Status(args) => admin::status(args),
         Command::Relay(args) => relay::relay(args),
+        Command::Sessions(args) => sessions::sessions(args),
         Command::Completions(args) => docs::completions(args),
         Command::Manpages(args) => docs::manpages(args),
     }

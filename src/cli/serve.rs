@@ -80,6 +80,14 @@ pub(crate) struct ServeArgs {
     /// total (--max-sessions), which one flooding source could otherwise hold.
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub max_handshakes_per_ip: usize,
+    /// With incomingconnections.approval required: how long a session waits for the host's
+    /// administrator before it is refused (approval_timed_out).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub approval_timeout: Duration,
+    /// With incomingconnections.approval required: how many sessions may wait at once (more
+    /// get 503).
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
+    pub max_waiting_approvals: usize,
     /// On SIGTERM/SIGINT, how long sessions may continue before they are closed with 1001.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -220,6 +228,8 @@ fn gate_options(args: &ServeArgs, name: String, config_path: &Path) -> GateOptio
     GateOptions {
         name,
         config_path: config_path.to_path_buf(),
+        approval_timeout: args.approval_timeout,
+        max_waiting_approvals: args.max_waiting_approvals,
         public_host: args.public_host.clone(),
         handshake_timeout: args.handshake_timeout,
         max_header_bytes: args.max_header_bytes,

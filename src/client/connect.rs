@@ -28,6 +28,9 @@ pub struct ConnectOptions {
     pub proxy: Option<Proxy>,
     /// TCP + TLS + HTTP handshake deadline.
     pub connect_timeout: Duration,
+    /// How long to wait for the gate's answer when it holds the session for its
+    /// administrator's approval (`None`: the handshake deadline).
+    pub approval_wait: Option<Duration>,
     /// Through a relay: a token for the gate behind it (signed with a key from the gate's
     /// keys file), sent beside the relay's token and checked by the gate itself.
     pub gate_token: TokenSource,
@@ -74,7 +77,8 @@ impl Connector {
     /// Checks the URL and builds the TLS configuration.
     pub fn new(opts: ConnectOptions) -> Result<Connector, ClientError> {
         let url = GateUrl::parse(&opts.url)?;
-        let dialer = Dialer::new(&opts.trust, opts.proxy, opts.connect_timeout)?;
+        let dialer = Dialer::new(&opts.trust, opts.proxy, opts.connect_timeout)?
+            .waiting_for_approval(opts.approval_wait);
         // Fail now, not at the first tunnel, if the file is unreadable.
         opts.gate_token.read()?;
         Ok(Connector {
@@ -207,6 +211,14 @@ impl Tunnel {
             }
             (_, Some(frame)) => {
                 let why = match (frame.code, frame.reason.as_str()) {
+                    (close::POLICY, "session time limit reached") => {
+                        "the host limits how long a session may stay open \
+                         (incomingconnections.maxsessionduration)"
+                    }
+                    (close::POLICY, "access window closed") => {
+                        "the host enabled incoming connections only until a moment that has come \
+                         (incomingconnections.enableduntil)"
+                    }
                     (close::POLICY, _) => "the host's policy no longer allows this session",
                     (close::GOING_AWAY, "idle timeout") => {
                         "no data either way for the gate's --idle-timeout"

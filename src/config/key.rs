@@ -3,9 +3,12 @@
 
 use std::fmt;
 
+use std::time::{Duration, SystemTime};
+
 use super::{
-    BypassEntry, Config, ConfigError, ExtensionName, KEYS, Mode, PortRange, PortSet, bracketed,
-    dedup_extensions, parse_proxy_url, shorten,
+    Approval, BypassEntry, Config, ConfigError, ExtensionName, KEYS, Mode, Network, PortRange,
+    PortSet, bracketed, dedup_extensions, format_duration, format_utc, parse_lifetime,
+    parse_proxy_url, parse_utc, shorten,
 };
 
 /// A configuration key.
@@ -29,6 +32,14 @@ pub enum Key {
     ProxyUrl,
     /// `proxy.bypass`
     ProxyBypass,
+    /// `incomingconnections.enableduntil` (arcgate's own)
+    IncomingEnabledUntil,
+    /// `incomingconnections.maxsessionduration` (arcgate's own)
+    MaxSessionDuration,
+    /// `incomingconnections.allowedsources` (arcgate's own)
+    AllowedSources,
+    /// `incomingconnections.approval` (arcgate's own)
+    Approval,
 }
 
 impl Key {
@@ -52,7 +63,23 @@ impl Key {
             Key::GuestConfigurationEnabled => "guestconfiguration.enabled",
             Key::ProxyUrl => "proxy.url",
             Key::ProxyBypass => "proxy.bypass",
+            Key::IncomingEnabledUntil => "incomingconnections.enableduntil",
+            Key::MaxSessionDuration => "incomingconnections.maxsessionduration",
+            Key::AllowedSources => "incomingconnections.allowedsources",
+            Key::Approval => "incomingconnections.approval",
         }
+    }
+
+    /// Whether the agent has this key too; the others are arcgate's own (`config info` says
+    /// which).
+    pub fn is_agents(self) -> bool {
+        !matches!(
+            self,
+            Key::IncomingEnabledUntil
+                | Key::MaxSessionDuration
+                | Key::AllowedSources
+                | Key::Approval
+        )
     }
 
     /// Whether the key holds a list (and so accepts `--add`/`--remove`).
@@ -63,6 +90,7 @@ impl Key {
                 | Key::ExtensionsAllowlist
                 | Key::ExtensionsBlocklist
                 | Key::ProxyBypass
+                | Key::AllowedSources
         )
     }
 
@@ -75,6 +103,10 @@ impl Key {
                 | Key::ExtensionsAllowlist
                 | Key::ExtensionsBlocklist
                 | Key::GuestConfigurationEnabled
+                | Key::IncomingEnabledUntil
+                | Key::MaxSessionDuration
+                | Key::AllowedSources
+                | Key::Approval
         )
     }
 
@@ -101,6 +133,18 @@ impl Key {
                 "allowed: a comma-separated list of host names, .suffix patterns, \
                  IP addresses, CIDRs such as 10.0.0.0/8, or * for every destination"
             }
+            Key::IncomingEnabledUntil => {
+                "allowed: a UTC time in RFC 3339 form such as 2026-12-02T18:00:00Z, or empty \
+                 for no end; config set incomingconnections.enabled true --for 2h sets it"
+            }
+            Key::MaxSessionDuration => {
+                "allowed: a duration with its unit such as 8h, 90m or 2d, or empty for no limit"
+            }
+            Key::AllowedSources => {
+                "allowed: a comma-separated list of IP addresses and CIDRs such as \
+                 203.0.113.0/24 or 2001:db8::/32 (empty allows every address)"
+            }
+            Key::Approval => "allowed values: none, required",
         }
     }
 
@@ -123,6 +167,22 @@ impl Key {
             Key::GuestConfigurationEnabled => "Whether machine configuration may change the host",
             Key::ProxyUrl => "Outbound HTTP proxy (relay mode dials through it with CONNECT)",
             Key::ProxyBypass => "Destinations that skip the proxy",
+            Key::IncomingEnabledUntil => {
+                "When set, incoming connections are enabled only until this moment: after it new \
+                 requests are refused (access_window_closed) and live sessions are closed"
+            }
+            Key::MaxSessionDuration => {
+                "How long a session may stay open; it is then closed with 1008 'session time \
+                 limit reached' (a new, shorter limit applies to open sessions too)"
+            }
+            Key::AllowedSources => {
+                "The client addresses sessions may come from (in relay mode, the address the \
+                 relay reports); empty allows every address"
+            }
+            Key::Approval => {
+                "required holds every allowed session until someone on the host runs arcgate \
+                 sessions approve ID (or deny ID); waiting too long is a denial"
+            }
         }
     }
 
@@ -143,6 +203,15 @@ impl Key {
             Key::GuestConfigurationEnabled => c.guestconfiguration_enabled.to_string(),
             Key::ProxyUrl => c.proxy_url.clone().unwrap_or_default(),
             Key::ProxyBypass => bracketed(&c.proxy_bypass),
+            Key::IncomingEnabledUntil => {
+                c.incoming_enabled_until.map(format_utc).unwrap_or_default()
+            }
+            Key::MaxSessionDuration => c
+                .max_session_duration
+                .map(format_duration)
+                .unwrap_or_default(),
+            Key::AllowedSources => bracketed(&c.allowed_sources),
+            Key::Approval => c.approval.to_string(),
         }
     }
 
@@ -162,6 +231,10 @@ impl Key {
             Key::GuestConfigurationEnabled => Value::Bool(c.guestconfiguration_enabled),
             Key::ProxyUrl => Value::String(c.proxy_url.clone().unwrap_or_default()),
             Key::ProxyBypass => strings(&c.proxy_bypass),
+            Key::IncomingEnabledUntil | Key::MaxSessionDuration | Key::Approval => {
+                Value::String(self.display(c))
+            }
+            Key::AllowedSources => strings(&c.allowed_sources),
         }
     }
 
@@ -194,6 +267,33 @@ impl Key {
             (Key::ProxyUrl, Raw::Scalar(s)) => parse_proxy_url(s)
                 .map(Parsed::Url)
                 .map_err(|why| invalid(s, why)),
+            (Key::IncomingEnabledUntil, Raw::Scalar(s)) => match s.trim() {
+                "" => Ok(Parsed::Time(None)),
+                t => parse_utc(t)
+                    .map(|t| Parsed::Time(Some(t)))
+                    .map_err(|why| invalid(s, &why)),
+            },
+            (Key::MaxSessionDuration, Raw::Scalar(s)) => match s.trim() {
+                "" => Ok(Parsed::Duration(None)),
+                t => parse_lifetime(t, "a session")
+                    .map(|d| Parsed::Duration(Some(d)))
+                    .map_err(|why| invalid(s, &why)),
+            },
+            (Key::Approval, Raw::Scalar(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "none" => Ok(Parsed::Approval(Approval::None)),
+                "required" => Ok(Parsed::Approval(Approval::Required)),
+                _ => Err(invalid(s, "")),
+            },
+            (Key::AllowedSources, Raw::List(items)) => {
+                let mut networks: Vec<Network> = Vec::with_capacity(items.len());
+                for item in items {
+                    let network = Network::parse(item).map_err(|why| invalid(item, why))?;
+                    if !networks.contains(&network) {
+                        networks.push(network);
+                    }
+                }
+                Ok(Parsed::Networks(networks))
+            }
             (Key::IncomingPorts, Raw::List(items)) => {
                 let mut ranges = Vec::with_capacity(items.len());
                 for item in items {
@@ -232,6 +332,10 @@ impl Key {
             (Key::ExtensionsAllowlist, Parsed::Extensions(e)) => c.extensions_allowlist = e,
             (Key::ExtensionsBlocklist, Parsed::Extensions(e)) => c.extensions_blocklist = e,
             (Key::ProxyBypass, Parsed::Bypass(b)) => c.proxy_bypass = b,
+            (Key::IncomingEnabledUntil, Parsed::Time(t)) => c.incoming_enabled_until = t,
+            (Key::MaxSessionDuration, Parsed::Duration(d)) => c.max_session_duration = d,
+            (Key::AllowedSources, Parsed::Networks(n)) => c.allowed_sources = n,
+            (Key::Approval, Parsed::Approval(a)) => c.approval = a,
             (key, value) => unreachable!("{key:?} parsed to {value:?}"),
         }
     }
@@ -318,4 +422,8 @@ pub(super) enum Parsed {
     Ports(PortSet),
     Extensions(Vec<ExtensionName>),
     Bypass(Vec<BypassEntry>),
+    Time(Option<SystemTime>),
+    Duration(Option<Duration>),
+    Networks(Vec<Network>),
+    Approval(Approval),
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 mod key;
 mod proxy;
 mod text;
+mod time;
 mod values;
 
 use key::Parsed;
@@ -18,8 +19,9 @@ use proxy::parse_proxy_url;
 pub use proxy::{BypassEntry, ProxyUrl};
 use text::bracketed;
 pub use text::{misleading, rfc3339, shorten, shorten_sentence};
+pub use time::{format_duration, format_utc, parse_duration, parse_lifetime, parse_utc};
 use values::dedup_extensions;
-pub use values::{ExtensionName, Mode, Port, PortRange, PortSet, parse_port};
+pub use values::{Approval, ExtensionName, Mode, Network, Port, PortRange, PortSet, parse_port};
 
 /// Every configuration key, in the order `config list` prints them (the agent's order).
 pub const KEYS: &[Key] = &[
@@ -32,6 +34,11 @@ pub const KEYS: &[Key] = &[
     Key::GuestConfigurationEnabled,
     Key::ExtensionsEnabled,
     Key::Mode,
+    // arcgate's own, after the agent's.
+    Key::IncomingEnabledUntil,
+    Key::MaxSessionDuration,
+    Key::AllowedSources,
+    Key::Approval,
 ];
 
 /// The extensions monitor mode allows, exactly as the agent sets them (seed article; the
@@ -137,6 +144,14 @@ pub struct Config {
     pub proxy_url: Option<String>,
     /// `proxy.bypass`
     pub proxy_bypass: Vec<BypassEntry>,
+    /// `incomingconnections.enableduntil`: the end of the access window (`None`: no end).
+    pub incoming_enabled_until: Option<std::time::SystemTime>,
+    /// `incomingconnections.maxsessionduration` (`None`: no limit).
+    pub max_session_duration: Option<std::time::Duration>,
+    /// `incomingconnections.allowedsources` (empty: every address).
+    pub allowed_sources: Vec<Network>,
+    /// `incomingconnections.approval`.
+    pub approval: Approval,
 }
 
 impl Default for Config {
@@ -152,6 +167,10 @@ impl Default for Config {
             guestconfiguration_enabled: true,
             proxy_url: None,
             proxy_bypass: Vec::new(),
+            incoming_enabled_until: None,
+            max_session_duration: None,
+            allowed_sources: Vec::new(),
+            approval: Approval::None,
         }
     }
 }
@@ -179,6 +198,14 @@ struct RawFile {
     extensions_enabled: Option<serde_json::Value>,
     #[serde(rename = "config.mode")]
     mode: Option<serde_json::Value>,
+    #[serde(rename = "incomingconnections.enableduntil")]
+    incoming_enabled_until: Option<serde_json::Value>,
+    #[serde(rename = "incomingconnections.maxsessionduration")]
+    max_session_duration: Option<serde_json::Value>,
+    #[serde(rename = "incomingconnections.allowedsources")]
+    allowed_sources: Option<serde_json::Value>,
+    #[serde(rename = "incomingconnections.approval")]
+    approval: Option<serde_json::Value>,
 }
 
 impl RawFile {
@@ -193,6 +220,10 @@ impl RawFile {
             Key::GuestConfigurationEnabled => &mut self.guestconfiguration_enabled,
             Key::ProxyUrl => &mut self.proxy_url,
             Key::ProxyBypass => &mut self.proxy_bypass,
+            Key::IncomingEnabledUntil => &mut self.incoming_enabled_until,
+            Key::MaxSessionDuration => &mut self.max_session_duration,
+            Key::AllowedSources => &mut self.allowed_sources,
+            Key::Approval => &mut self.approval,
         }
     }
 }
@@ -265,7 +296,26 @@ impl Config {
                 let add = matches!(change, Change::Add(_));
                 let items = key.parse(raw)?;
                 next.edit_list(key, items, add);
+                // An empty list of sources allows every address: removing the last one must
+                // not open the host to all of them by accident.
+                if key == Key::AllowedSources
+                    && !self.allowed_sources.is_empty()
+                    && next.allowed_sources.is_empty()
+                {
+                    return Err(ConfigError::InvalidValue {
+                        key: key.name(),
+                        given: shorten(&key.display(self)),
+                        allowed: "removing the last source would allow every address; to allow \
+                                  every address, run: arcgate config clear \
+                                  incomingconnections.allowedsources"
+                            .into(),
+                    });
+                }
             }
+        }
+        // Switching access on or off ends any access window: `--for` opens a new one.
+        if key == Key::IncomingEnabled && !matches!(change, Change::Add(_) | Change::Remove(_)) {
+            next.incoming_enabled_until = None;
         }
         if key == Key::Mode && next.mode == Mode::Monitor {
             next.incoming_enabled = false;
@@ -305,6 +355,7 @@ impl Config {
                 edit(&mut self.extensions_blocklist, e, add)
             }
             (Key::ProxyBypass, Parsed::Bypass(b)) => edit(&mut self.proxy_bypass, b, add),
+            (Key::AllowedSources, Parsed::Networks(n)) => edit(&mut self.allowed_sources, n, add),
             (key, items) => unreachable!("{key:?} is not a list of {items:?}"),
         }
     }
@@ -368,6 +419,11 @@ mod tests {
             ("guestconfiguration.enabled", "true"),
             ("extensions.enabled", "true"),
             ("config.mode", "full"),
+            // arcgate's own: no window, no limit, every source, no approval.
+            ("incomingconnections.enableduntil", ""),
+            ("incomingconnections.maxsessionduration", ""),
+            ("incomingconnections.allowedsources", "[]"),
+            ("incomingconnections.approval", "none"),
         ];
         let expect: Vec<(String, String)> = expect
             .iter()
@@ -387,6 +443,13 @@ mod tests {
             ("extensions.blocklist", "X/Y"),
             ("proxy.bypass", ".corp.example,10.0.0.0/8,Arc,::1"),
             ("guestconfiguration.enabled", "false"),
+            ("incomingconnections.enableduntil", "2026-12-02T18:00:00Z"),
+            ("incomingconnections.maxsessionduration", "90m"),
+            (
+                "incomingconnections.allowedsources",
+                "192.0.2.0/24, 2001:db8::/32,127.0.0.1",
+            ),
+            ("incomingconnections.approval", "required"),
             ("extensions.enabled", "false"),
         ] {
             c = set(&c, k, v).unwrap();

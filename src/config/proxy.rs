@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::Network;
+
 /// A `proxy.bypass` entry — and a `NO_PROXY` entry: the clients and relay mode read both with
 /// this one grammar. `*` (everything), a host name or `.suffix` (`*.suffix` too; each matches
 /// the name and every name under it, as curl does), an IP address, or a CIDR.
@@ -19,7 +21,7 @@ pub(super) enum Bypass {
     All,
     /// Lower-case, without a leading `.` or `*.`.
     Domain(String),
-    Cidr(std::net::IpAddr, u8),
+    Network(Network),
 }
 
 impl BypassEntry {
@@ -29,21 +31,10 @@ impl BypassEntry {
         let e = text.to_ascii_lowercase();
         let rule = if e == "*" {
             Bypass::All
-        } else if let Some((addr, bits)) = e.split_once('/') {
-            let addr = addr.trim_start_matches('[').trim_end_matches(']');
-            let addr: std::net::IpAddr = addr.parse().map_err(|_| "a CIDR is ADDRESS/BITS")?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            match bits.parse::<u8>() {
-                Ok(b) if b <= max && !bits.starts_with('+') => Bypass::Cidr(addr, b),
-                _ => return Err("a CIDR prefix length is 0-32 (IPv4) or 0-128 (IPv6)"),
-            }
-        } else if let Ok(ip) = e
-            .strip_prefix('[')
-            .and_then(|v| v.strip_suffix(']'))
-            .unwrap_or(&e)
-            .parse::<std::net::IpAddr>()
-        {
-            Bypass::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 })
+        } else if let Ok(net) = Network::parse(&e) {
+            Bypass::Network(net)
+        } else if e.contains('/') {
+            return Err(Network::parse(&e).expect_err("just failed"));
         } else {
             // A fully qualified name's trailing dot names the same host; `_` appears in real
             // names (SRV-style labels) that NO_PROXY lists carry.
@@ -81,27 +72,10 @@ impl BypassEntry {
                         .strip_suffix(d.as_str())
                         .is_some_and(|rest| rest.ends_with('.'))
             }
-            Bypass::Cidr(net, bits) => host
+            Bypass::Network(net) => host
                 .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| in_cidr(ip, *net, *bits)),
+                .is_ok_and(|ip| net.contains(ip)),
         }
-    }
-}
-
-pub(super) fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
-    use std::net::IpAddr;
-    match (ip.to_canonical(), net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let bits = u32::from(bits.min(32));
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let bits = u32::from(bits.min(128));
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 

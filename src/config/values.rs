@@ -24,6 +24,26 @@ impl fmt::Display for Mode {
     }
 }
 
+/// `incomingconnections.approval`: whether each allowed session waits for the host's
+/// administrator (`arcgate sessions approve ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Approval {
+    /// What the policy allows starts at once.
+    #[default]
+    None,
+    /// Each allowed session is held until someone on the host approves or denies it.
+    Required,
+}
+
+impl fmt::Display for Approval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Approval::None => "none",
+            Approval::Required => "required",
+        })
+    }
+}
+
 /// A TCP port, 1–65535.
 pub type Port = std::num::NonZeroU16;
 
@@ -235,4 +255,105 @@ pub(super) fn dedup_extensions(names: Vec<ExtensionName>) -> Vec<ExtensionName> 
         }
     }
     out
+}
+/// A client network for `incomingconnections.allowedsources`, and the address part of a
+/// `proxy.bypass` entry: `ADDRESS/BITS` (a CIDR) or one address. One grammar for both. Two
+/// networks are equal when they hold the same addresses (`10.1.2.3/8` is `10.0.0.0/8`,
+/// `::ffff:192.0.2.0/120` is `192.0.2.0/24`), whatever their spelling.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// As given (trimmed), for `config list`.
+    text: String,
+    addr: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Network {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7` or `[::1]`.
+    pub fn parse(s: &str) -> Result<Network, &'static str> {
+        let text = s.trim().to_string();
+        let unbracket = |a: &str| {
+            a.strip_prefix('[')
+                .and_then(|v| v.strip_suffix(']'))
+                .unwrap_or(a)
+                .to_string()
+        };
+        let (addr, bits) = match text.split_once('/') {
+            Some((addr, bits)) => {
+                let addr: std::net::IpAddr = unbracket(addr)
+                    .parse()
+                    .map_err(|_| "a CIDR is ADDRESS/BITS")?;
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                match bits.parse::<u8>() {
+                    Ok(b) if b <= max && !bits.starts_with('+') => (addr, b),
+                    _ => return Err("a CIDR prefix length is 0-32 (IPv4) or 0-128 (IPv6)"),
+                }
+            }
+            None => {
+                let addr: std::net::IpAddr = unbracket(&text)
+                    .parse()
+                    .map_err(|_| "not an IP address or a CIDR such as 10.0.0.0/8")?;
+                (addr, if addr.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        // An IPv4-mapped IPv6 network is the IPv4 one: peers are compared that way too.
+        let (addr, bits) = match addr {
+            std::net::IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (std::net::IpAddr::V4(v4), bits - 96),
+                None => (addr, bits),
+            },
+            _ => (addr, bits),
+        };
+        Ok(Network { text, addr, bits })
+    }
+
+    /// The network itself: its first address and prefix length.
+    fn identity(&self) -> (std::net::IpAddr, u8) {
+        use std::net::IpAddr;
+        let first = match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        };
+        (first, self.bits)
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (ip.to_canonical(), self.addr) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                let bits = u32::from(self.bits.min(32));
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(a) & mask == u32::from(n) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(n)) => {
+                let bits = u32::from(self.bits.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(a) & mask == u128::from(n) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Network {
+    fn eq(&self, other: &Network) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for Network {}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }

@@ -10,12 +10,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::http::{Response, StatusCode};
+use std::time::Duration;
+
+use hyper::http::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::gate::Gate;
+use crate::gate::approvals::{Answer, Listing, MAX_STANDING};
+use crate::gate::audit;
 use crate::gate::sessions::SessionInfo;
-use crate::transport::admin::{self, Listener, json, respond};
+use crate::transport::admin::{self, Asked, Listener, json, respond};
 
 /// `/healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,9 +56,13 @@ fn health(gate: &Gate) -> Health {
     }
 }
 
-/// The gate's pages.
-fn route(gate: &Gate, path: &str) -> Response<Full<Bytes>> {
-    match path {
+/// The gate's pages: what it is doing (GET), and the administrator's answers to the
+/// sessions that wait for approval (POST, over the admin socket only).
+fn route(gate: &Gate, asked: &Asked<'_>) -> Response<Full<Bytes>> {
+    if asked.method == Method::POST {
+        return answer_approval(gate, asked);
+    }
+    match asked.path {
         "/metrics" => respond(
             StatusCode::OK,
             crate::gate::metrics::CONTENT_TYPE,
@@ -74,17 +82,122 @@ fn route(gate: &Gate, path: &str) -> Response<Full<Bytes>> {
             "application/json",
             json(&gate.sessions().list()),
         ),
+        "/approvals" => respond(
+            StatusCode::OK,
+            "application/json",
+            json(&gate.approvals.listing()),
+        ),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /metrics, /healthz or /sessions\n".into(),
+            "not found; try /metrics, /healthz, /sessions or /approvals\n".into(),
         ),
     }
 }
 
+/// The header `arcgate sessions` sends with the name `sudo` ran it for (`SUDO_USER`): the
+/// connection itself says root; this says which person.
+pub const SUDO_USER_HEADER: &str = "Arcgate-Sudo-User";
+
+/// `POST /approvals/ID/approve[?standing=SECONDS]` or `POST /approvals/ID/deny`.
+fn answer_approval(gate: &Gate, asked: &Asked<'_>) -> Response<Full<Bytes>> {
+    let mut parts = asked.path.trim_start_matches('/').split('/');
+    let (Some("approvals"), Some(id), Some(verb), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; POST /approvals/ID/approve or /approvals/ID/deny\n".into(),
+        );
+    };
+    let by = who(asked);
+    let answer = match verb {
+        "approve" => {
+            let standing = match asked.query {
+                None => None,
+                Some(q) => match q.strip_prefix("standing=").map(str::parse::<u64>) {
+                    Some(Ok(secs)) => Some(Duration::from_secs(secs).min(MAX_STANDING)),
+                    _ => {
+                        return respond(
+                            StatusCode::BAD_REQUEST,
+                            "text/plain",
+                            "the only query is standing=SECONDS\n".into(),
+                        );
+                    }
+                },
+            };
+            Answer::Approve {
+                by: by.clone(),
+                standing,
+            }
+        }
+        "deny" => Answer::Deny { by: by.clone() },
+        _ => {
+            return respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found; approve or deny\n".into(),
+            );
+        }
+    };
+    match gate.approvals.answer(id, answer) {
+        Ok(waiting) => {
+            gate.audit.approval(&audit::Approval {
+                subject: audit::Subject {
+                    session: &waiting.session,
+                    peer: waiting.peer.clone(),
+                    name: gate.name(),
+                    port: waiting.port,
+                    key: &waiting.key,
+                },
+                approval: &waiting.id,
+                verdict: verb,
+                by: &by,
+                waited_s: waiting.waiting_seconds,
+            });
+            respond(StatusCode::OK, "application/json", json(&waiting))
+        }
+        Err(e) => respond(StatusCode::NOT_FOUND, "text/plain", format!("{e}\n")),
+    }
+}
+
+/// The local user who answered: the socket's peer (from the kernel), and the person `sudo`
+/// ran it for when it says so.
+fn who(asked: &Asked<'_>) -> String {
+    let uid = asked.peer_uid.unwrap_or(u32::MAX);
+    let name = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+    let sudo = asked
+        .headers
+        .get(SUDO_USER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(crate::config::shorten)
+        .filter(|s| !s.is_empty());
+    match sudo {
+        Some(person) if uid == 0 => format!("{name} (sudo from {person})"),
+        _ => name,
+    }
+}
+
+/// The name of `uid` in /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
 /// Serves the gate's admin endpoint on `listener` until `shutdown` resolves.
 pub async fn serve(listener: Listener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
-    admin::serve(listener, move |path| route(&gate, path), shutdown).await;
+    admin::serve(
+        listener,
+        move |asked: &Asked<'_>| route(&gate, asked),
+        shutdown,
+    )
+    .await;
 }
 
 fn human_age(secs: u64) -> String {
@@ -95,8 +208,77 @@ fn human_age(secs: u64) -> String {
     }
 }
 
-/// The table `arcgate status` prints.
-pub fn render_status(health: &Health, sessions: &[SessionInfo]) -> String {
+/// The table `arcgate status` prints: the gate, its live sessions, and what waits for the
+/// administrator's approval.
+pub fn render_status(health: &Health, sessions: &[SessionInfo], approvals: &Listing) -> String {
+    let mut out = render_sessions(health, sessions);
+    if !approvals.waiting.is_empty() {
+        let rows: Vec<Vec<String>> = approvals
+            .waiting
+            .iter()
+            .map(|w| {
+                vec![
+                    w.id.clone(),
+                    w.peer.clone(),
+                    w.port.to_string(),
+                    w.key.clone(),
+                    human_age(w.waiting_seconds),
+                ]
+            })
+            .collect();
+        out.push_str(&format!(
+            "\nWaiting for approval: {} (arcgate sessions approve ID, or deny ID)\n",
+            rows.len()
+        ));
+        out.push_str(&table(
+            &["APPROVAL", "PEER", "PORT", "KEY", "WAITING"],
+            &rows,
+            &[2],
+        ));
+    }
+    for s in &approvals.standing {
+        out.push_str(&format!(
+            "Standing approval: key '{}' until {} (given by {})\n",
+            s.key, s.until, s.by
+        ));
+    }
+    out
+}
+
+/// Columns padded to their widest cell; `right` lists the right-aligned (numeric) ones.
+fn table(head: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if right.contains(&i) {
+                l.push_str(&format!("{c:>w$}", w = widths[i]));
+            } else {
+                l.push_str(&format!("{c:<w$}", w = widths[i]));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(head);
+    for r in rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out
+}
+
+fn render_sessions(health: &Health, sessions: &[SessionInfo]) -> String {
     let mut out = format!(
         "Version:  {}\nPolicy:   {}\nFrom:     {}\nLoaded:   {} (generation {})\n\
          Status:   {}\nSessions: {}\n",
@@ -111,10 +293,10 @@ pub fn render_status(health: &Health, sessions: &[SessionInfo]) -> String {
     if sessions.is_empty() {
         return out;
     }
-    let rows: Vec<[String; 7]> = sessions
+    let rows: Vec<Vec<String>> = sessions
         .iter()
         .map(|s| {
-            [
+            vec![
                 s.id.clone(),
                 s.peer.clone(),
                 s.port.to_string(),
@@ -134,36 +316,9 @@ pub fn render_status(health: &Health, sessions: &[SessionInfo]) -> String {
         "FROM CLIENT",
         "TO CLIENT",
     ];
-    let widths: Vec<usize> = (0..head.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([head[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[&str]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i > 0 {
-                l.push_str("  ");
-            }
-            // Numbers right-aligned, text left-aligned.
-            if i >= 5 || i == 2 {
-                l.push_str(&format!("{c:>w$}", w = widths[i]));
-            } else {
-                l.push_str(&format!("{c:<w$}", w = widths[i]));
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
     out.push('\n');
-    out.push_str(&line(&head));
-    for r in &rows {
-        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        out.push_str(&line(&cells));
-    }
+    // Numbers right-aligned, text left-aligned.
+    out.push_str(&table(&head, &rows, &[2, 5, 6]));
     out
 }
 
@@ -193,7 +348,23 @@ mod tests {
             bytes_from_client: 1234,
             bytes_to_client: 5,
         };
-        let text = render_status(&health, &[s]);
+        let waiting = Listing {
+            waiting: vec![crate::gate::approvals::Waiting {
+                id: "1a2b3c4d".into(),
+                session: "s".into(),
+                peer: "127.0.0.1:6000".into(),
+                key: "ops".into(),
+                port: 22,
+                waiting_seconds: 7,
+            }],
+            standing: vec![],
+        };
+        let text = render_status(&health, &[s], &waiting);
+        assert!(
+            text.contains("APPROVAL  PEER            PORT  KEY  WAITING\n")
+                && text.contains("1a2b3c4d  127.0.0.1:6000    22  ops  7s\n"),
+            "{text}"
+        );
         assert!(text.contains("Policy:   config.mode=full\n"), "{text}");
         assert!(
             text.contains("From:     /var/opt/arcgate/localconfig.json\n"),

@@ -18,13 +18,14 @@ use tracing::Instrument;
 
 use crate::config::Port;
 use crate::gate::Gate;
+use crate::gate::approvals::{Asking, Outcome};
 use crate::gate::audit;
 use crate::gate::metrics::DecisionLabels;
 use crate::gate::refusal::Refusal;
 use crate::gate::sessions::{LiveSession, Slot};
 use crate::hc::answer::switching_protocols;
 use crate::hc::request;
-use crate::policy::{self, Candidate, Permit};
+use crate::policy::{self, Candidate, Denied, Permit};
 use crate::token::{self, Audience, Grant, TokenError};
 use crate::transport::bridge::Counters;
 use crate::transport::deadline::{TimedOut, unix_now, within};
@@ -32,6 +33,11 @@ use crate::transport::deadline::{TimedOut, unix_now, within};
 /// The key relayed sessions without a gate token are recorded under: only the relay's word
 /// (its check of the sender's relay token) vouches for them.
 pub(crate) const RELAYED_KEY: &str = "relay";
+
+/// How long a relayed request may wait for approval: a relay holds its sender about 30 s
+/// (`arcgate relay`'s limit; Azure Relay's is of that order), and the gate must still accept
+/// within it.
+const RELAY_APPROVAL_WAIT: Duration = Duration::from_secs(25);
 
 /// What vouches for a connection.
 pub(crate) enum Credential<'a> {
@@ -54,6 +60,9 @@ pub(crate) struct Ask<'a> {
     pub(crate) port: Port,
     pub(crate) peer: SocketAddr,
     pub(crate) credential: Credential<'a>,
+    /// The longest it may wait for the administrator's approval: the gate's timeout, or less
+    /// through a relay, which holds a sender only so long.
+    pub(crate) approval_wait: Duration,
 }
 
 /// What passed every check before `101`.
@@ -78,6 +87,8 @@ struct Known {
     name: String,
     port: u16,
     key: String,
+    /// Who approved or denied it, when the administrator was asked.
+    approval: Option<String>,
 }
 
 impl Gate {
@@ -125,9 +136,23 @@ impl Gate {
         let candidate = Candidate {
             port: ask.port,
             key_ports: grant.as_ref().and_then(|g| g.ports.as_ref()),
+            source: ask.peer.ip(),
+            started: None,
         };
-        let permit = policy::decide(config, &candidate)
+        let now = self.clock.now();
+        let permit = policy::decide(config, &candidate, now)
             .map_err(|d| Refusal::Forbidden(d, ask.port.get()))?;
+        let (permit, now) = match permit.needs_approval {
+            false => {
+                // Approval switched off: what stood is forgotten, so switching it on again
+                // asks again.
+                if self.approvals.withdraw_standing() {
+                    tracing::info!("approval no longer required: standing approvals withdrawn");
+                }
+                (permit, now)
+            }
+            true => self.approved(ask, &key, &grant, &candidate, known).await?,
+        };
         let slot = self
             .sessions
             .take(LiveSession {
@@ -136,7 +161,7 @@ impl Gate {
                 name: self.opts.name.clone(),
                 port: ask.port.get(),
                 key: key.clone(),
-                started: SystemTime::now(),
+                started: now,
                 counters: Counters::default(),
             })
             .map_err(Refusal::OverLimit)?;
@@ -150,6 +175,130 @@ impl Gate {
             service,
             slot,
         })
+    }
+
+    /// Holds an allowed request for the administrator's answer, then decides it again on
+    /// what is in force then: a refusal written while it waited is final. While it waits, a
+    /// policy change that refuses it ends the wait at once.
+    async fn approved(
+        &self,
+        ask: &Ask<'_>,
+        key: &str,
+        grant: &Option<Grant>,
+        candidate: &Candidate<'_>,
+        known: &mut Known,
+    ) -> Result<(Permit, SystemTime), Refusal> {
+        let forbidden = |d| Refusal::Forbidden(d, ask.port.get());
+        let peer = ask.peer.to_string();
+        let asking = Asking {
+            session: ask.id,
+            peer: &peer,
+            key,
+            port: ask.port.get(),
+            secret: grant.as_ref().map(Grant::secret_id),
+            wait: ask.approval_wait.min(self.approvals.timeout()),
+        };
+        let refused = self.refused_meanwhile(grant, candidate);
+        match self.approvals.ask(asking, refused).await {
+            Outcome::Approved(by) => known.approval = Some(format!("approved by {by}")),
+            Outcome::Denied(by) => {
+                known.approval = Some(format!("by {by}"));
+                return Err(forbidden(Denied::ApprovalDenied));
+            }
+            Outcome::TimedOut => return Err(forbidden(Denied::ApprovalTimedOut)),
+            Outcome::Full => return Err(Refusal::TooManyWaiting),
+            Outcome::Refused(denied) => return Err(forbidden(denied)),
+        }
+        let now = self.clock.now();
+        let permit = self.decide_now(grant, candidate, now)?;
+        Ok((permit, now))
+    }
+
+    /// The policy's decision on what is in force now: the configuration, the keys behind the
+    /// token's grant (and its expiry), at `now`.
+    fn decide_now(
+        &self,
+        grant: &Option<Grant>,
+        candidate: &Candidate<'_>,
+        now: SystemTime,
+    ) -> Result<Permit, Refusal> {
+        let snapshot = self.live.borrow().clone();
+        let config = snapshot
+            .config
+            .as_ref()
+            .map_err(|e| Refusal::Unavailable(e.clone()))?;
+        let key_ports = match grant {
+            None => None,
+            Some(grant) => {
+                let keys = snapshot
+                    .keys
+                    .as_ref()
+                    .map_err(|e| Refusal::Unavailable(e.clone()))?;
+                let name = grant.key_name.clone();
+                let unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if unix > grant.expiry {
+                    return Err(Refusal::Unauthorized(TokenError::Expired {
+                        key: name,
+                        expiry: grant.expiry,
+                        now: unix,
+                    }));
+                }
+                let withdrawn = |w| {
+                    Refusal::Unauthorized(match w {
+                        token::Withdrawn::Removed => TokenError::UnknownKey(name),
+                        token::Withdrawn::SecretChanged => TokenError::BadSignature(name),
+                        token::Withdrawn::RightRemoved(right) => {
+                            TokenError::MissingRight { key: name, right }
+                        }
+                    })
+                };
+                keys.still_backs(grant).map_err(withdrawn)?.ports.as_ref()
+            }
+        };
+        let candidate = Candidate {
+            key_ports,
+            ..*candidate
+        };
+        policy::decide(config, &candidate, now)
+            .map_err(|d| Refusal::Forbidden(d, candidate.port.get()))
+    }
+
+    /// Resolves with the policy's refusal of a waiting request, at the first change (or the
+    /// window's end) that refuses it; never while it stays allowed.
+    fn refused_meanwhile<'a>(
+        &'a self,
+        grant: &'a Option<Grant>,
+        candidate: &'a Candidate<'_>,
+    ) -> impl std::future::Future<Output = Denied> + 'a {
+        let mut live = self.live.clone();
+        async move {
+            let mut changes = true;
+            loop {
+                let now = self.clock.now();
+                let due = match self.decide_now(grant, candidate, now) {
+                    Err(Refusal::Forbidden(denied, _)) => return denied,
+                    // A key withdrawn, or a file made invalid: the decision after the wait
+                    // says so; the wait itself goes on.
+                    Err(_) => None,
+                    Ok(_) => self
+                        .live
+                        .borrow()
+                        .config
+                        .as_ref()
+                        .ok()
+                        .and_then(|c| c.incoming_enabled_until)
+                        .filter(|end| *end > now),
+                };
+                let wait = due.map(|t| self.clock.until(t));
+                tokio::select! {
+                    changed = live.changed(), if changes => changes = changed.is_ok(),
+                    () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+                    () = std::future::pending(), if !changes && wait.is_none() => {}
+                }
+            }
+        }
     }
 
     /// Decides a connection a relay announced: the same core as a direct one, with the
@@ -167,12 +316,14 @@ impl Gate {
             name: self.opts.name.clone(),
             port: port.get(),
             key: RELAYED_KEY.to_string(),
+            approval: None,
         };
         let ask = Ask {
             id,
             port,
             peer,
             credential,
+            approval_wait: RELAY_APPROVAL_WAIT,
         };
         let result = self.admit(&ask, &mut known).await;
         self.record_decision(&known, peer, result.as_ref().err(), started);
@@ -201,6 +352,7 @@ impl Gate {
             port: request.port,
             peer,
             credential: Credential::Token(request.token.as_deref()),
+            approval_wait: Duration::MAX,
         };
         let admitted = self.admit(&ask, known).await?;
         Ok((request, admitted))
@@ -247,10 +399,14 @@ impl Gate {
         started: Instant,
     ) {
         let seconds = started.elapsed().as_secs_f64();
-        let (decision, reason, code) = match refused {
+        let (decision, mut reason, code) = match refused {
             Some(refusal) => refusal.describe(),
             None => ("allow", "allowed".to_string(), "allowed"),
         };
+        // Who answered, when someone was asked: "allowed, approved by root".
+        if let Some(approval) = &known.approval {
+            reason = format!("{reason}, {approval}");
+        }
         self.audit.decision(&audit::Decision {
             subject: audit::Subject {
                 session: &known.id,

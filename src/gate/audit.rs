@@ -65,6 +65,22 @@ pub struct SessionEnd<'a> {
     pub reason: &'a str,
 }
 
+/// An administrator's answer to a session that waited for approval.
+#[derive(Debug, Serialize)]
+pub struct Approval<'a> {
+    /// Who and what.
+    #[serde(flatten)]
+    pub subject: Subject<'a>,
+    /// What `approve`/`deny` took.
+    pub approval: &'a str,
+    /// `approve` or `deny`.
+    pub verdict: &'a str,
+    /// The local user who answered (`root`, `root (sudo from alice)`).
+    pub by: &'a str,
+    /// How long the session had waited, seconds.
+    pub waited_s: u64,
+}
+
 #[derive(Serialize)]
 struct Line<'a, T: Serialize> {
     time: String,
@@ -148,6 +164,25 @@ impl Audit {
             if d.decision == "allow" { "connection allowed" } else { "connection refused" }
         );
         self.append("decision", d);
+    }
+
+    /// Records an administrator's answer.
+    pub fn approval(&self, a: &Approval<'_>) {
+        tracing::info!(
+            target: "arcgate::audit",
+            event = "approval",
+            session = a.subject.session,
+            peer = %a.subject.peer,
+            name = a.subject.name,
+            port = a.subject.port,
+            key = a.subject.key,
+            approval = a.approval,
+            verdict = a.verdict,
+            by = a.by,
+            waited_s = a.waited_s,
+            "session approval answered"
+        );
+        self.append("approval", a);
     }
 
     /// Records a session's end.

@@ -14,7 +14,9 @@
 
 pub mod admin;
 pub(crate) mod admit;
+pub mod approvals;
 pub mod audit;
+pub(crate) mod clock;
 pub mod metrics;
 pub(crate) mod refusal;
 pub mod relay_listener;
@@ -71,6 +73,10 @@ pub struct GateOptions {
     pub bridge: BridgeConfig,
     /// The configuration file the policy comes from (for `arcgate status`).
     pub config_path: std::path::PathBuf,
+    /// How long a session may wait for the administrator's approval.
+    pub approval_timeout: Duration,
+    /// How many may wait at once.
+    pub max_waiting_approvals: usize,
 }
 
 /// The gate's shared state.
@@ -82,6 +88,8 @@ pub struct Gate {
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
     stopping: watch::Sender<bool>,
+    clock: clock::Clock,
+    approvals: approvals::Approvals,
 }
 
 impl Gate {
@@ -93,6 +101,8 @@ impl Gate {
     ) -> Arc<Gate> {
         let sessions = SessionTable::new(opts.max_sessions, opts.max_sessions_per_ip);
         let metrics = Arc::new(Metrics::new(sessions.clone()));
+        let approvals =
+            approvals::Approvals::new(opts.max_waiting_approvals, opts.approval_timeout);
         Arc::new(Gate {
             opts,
             live,
@@ -100,6 +110,8 @@ impl Gate {
             audit,
             metrics,
             stopping: watch::channel(false).0,
+            clock: clock::Clock::new(),
+            approvals,
         })
     }
 

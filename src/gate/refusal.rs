@@ -23,6 +23,8 @@ pub(crate) enum Refusal {
     Unavailable(String),
     DialFailed(u16, LocalDialError),
     OverLimit(Limit),
+    /// Too many sessions already wait for the administrator's approval.
+    TooManyWaiting,
 }
 
 impl Refusal {
@@ -30,7 +32,10 @@ impl Refusal {
     pub(crate) fn response(&self) -> Response<Full<Bytes>> {
         let (status, reason, body, content_type) = self.parts();
         let mut response = refusal(status, &reason, body, content_type);
-        if matches!(self, Refusal::OverLimit(_) | Refusal::Unavailable(_)) {
+        if matches!(
+            self,
+            Refusal::OverLimit(_) | Refusal::Unavailable(_) | Refusal::TooManyWaiting
+        ) {
             // Long enough for sessions to end or an administrator to fix a file.
             response
                 .headers_mut()
@@ -94,6 +99,12 @@ impl Refusal {
                 "too many sessions; retry later\n".into(),
                 "text/plain",
             ),
+            Refusal::TooManyWaiting => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable".into(),
+                "too many sessions already wait for the host's administrator; retry later\n".into(),
+                "text/plain",
+            ),
         }
     }
 
@@ -113,6 +124,11 @@ impl Refusal {
                 "over_limit",
                 "max sessions per IP reached".into(),
                 "max_sessions_per_ip",
+            ),
+            Refusal::TooManyWaiting => (
+                "over_limit",
+                "too many sessions wait for approval".into(),
+                "max_waiting_approvals",
             ),
         }
     }

@@ -6,18 +6,18 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 
-use crate::config::Port;
+use crate::config::{Config, Port};
 use crate::gate::Gate;
 use crate::gate::admit::Admitted;
 use crate::gate::audit;
 use crate::hc::request::ConnectRequest;
-use crate::policy::{self, Candidate, Permit};
-use crate::token::Grant;
+use crate::policy::{self, Candidate, Denied, Permit};
+use crate::token::{Grant, KeySet};
 use crate::transport::bridge::{self, BridgeConfig, ClosedBy, Stop};
 use crate::transport::serve;
 
@@ -80,14 +80,12 @@ impl Gate {
         let (service_r, service_w) = service.into_split();
         // Boxed: by value, its 376 bytes were stored twice more in the session's task, which
         // put the task in the allocator's 4 KiB size class instead of 3 KiB (-Zprint-type-sizes).
-        let stop = Box::pin(self.stop_signal(permit, grant));
+        let stop = Box::pin(self.stop_signal(permit, grant, live.peer.ip(), live.started));
         let outcome = bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;
         let (closed_by, reason) = match &outcome.closed_by {
             ClosedBy::Peer => ("client", String::new()),
             ClosedBy::Local => ("service", String::new()),
-            ClosedBy::Stopped(Stop::Revoked(why)) => {
-                ("policy", format!("revoked by policy change: {why}"))
-            }
+            ClosedBy::Stopped(Stop::Revoked { why, .. }) => ("policy", why.clone()),
             ClosedBy::Stopped(Stop::Shutdown | Stop::Exiting) => {
                 ("gate", "gate shutting down".to_string())
             }
@@ -117,47 +115,102 @@ impl Gate {
         });
     }
 
-    /// Resolves when the session must end: the gate stops, or a new snapshot's policy (or the
-    /// keys file, for the session's grant) no longer allows it.
+    /// Resolves when the session must end: the gate stops, or the policy no longer allows it
+    /// — a new snapshot (the configuration, or the keys file for the session's grant), or the
+    /// moment [`policy::next_change`] names (its access window's end, its time limit), for
+    /// which one timer waits: nothing polls.
     fn stop_signal(
         &self,
         permit: Permit,
         grant: Option<Grant>,
+        source: std::net::IpAddr,
+        started: SystemTime,
     ) -> impl Future<Output = Stop> + use<> {
         let mut live = self.live.clone();
         let mut stopping = self.stopping.subscribe();
+        let clock = self.clock.clone();
+        let candidate = Candidate {
+            port: permit.port,
+            key_ports: None,
+            source,
+            started: Some(started),
+        };
         async move {
             let revoked = async {
+                // The last valid pair in force. An invalid file refuses new connections but
+                // leaves sessions alone (an editor's half-written save must not cut everyone
+                // off) — and their window and time limit still run on the last valid one.
+                let mut valid = None;
+                let mut changes = true;
                 loop {
-                    if live.changed().await.is_err() {
-                        return std::future::pending().await;
+                    if changes {
+                        let snapshot = live.borrow_and_update().clone();
+                        if let (Ok(config), Ok(keys)) = (&snapshot.config, &snapshot.keys) {
+                            valid = Some((config.clone(), keys.clone()));
+                        }
                     }
-                    let snapshot = live.borrow_and_update().clone();
-                    let (Ok(config), Ok(keys)) = (&snapshot.config, &snapshot.keys) else {
-                        // An invalid file refuses new connections but leaves sessions alone:
-                        // an editor's half-written save must not cut everyone off.
-                        continue;
-                    };
-                    let key_ports = match &grant {
-                        None => None,
-                        Some(grant) => match keys.still_backs(grant) {
-                            Ok(key) => key.ports.as_ref(),
-                            Err(why) => return format!("key '{}' {why}", grant.key_name),
-                        },
-                    };
-                    let candidate = Candidate {
-                        port: permit.port,
-                        key_ports,
-                    };
-                    if let Err(denied) = policy::decide(config, &candidate) {
-                        return denied.audit_reason().to_string();
+                    let mut due = None;
+                    if let Some((config, keys)) = &valid {
+                        let now = clock.now();
+                        if let Err(stop) = still_allowed(config, keys, &grant, &candidate, now) {
+                            return stop;
+                        }
+                        due = policy::next_change(config, started, now);
+                    }
+                    let wait = due.map(|t| clock.until(t));
+                    tokio::select! {
+                        changed = live.changed(), if changes => {
+                            // No more snapshots (the gate is stopping): the timers still run.
+                            changes = changed.is_ok();
+                        }
+                        () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+                        () = std::future::pending(), if !changes && wait.is_none() => {}
                     }
                 }
             };
             tokio::select! {
-                why = revoked => Stop::Revoked(why),
+                stop = revoked => stop,
                 _ = stopping.wait_for(|s| *s) => Stop::Shutdown,
             }
         }
+    }
+}
+
+/// Whether a live session is still allowed at `now`: its grant still backed by the keys, and
+/// the policy's decision; the stop that ends it otherwise.
+fn still_allowed(
+    config: &Config,
+    keys: &KeySet,
+    grant: &Option<Grant>,
+    candidate: &Candidate<'_>,
+    now: SystemTime,
+) -> Result<(), Stop> {
+    let key_ports = match grant {
+        None => None,
+        Some(grant) => match keys.still_backs(grant) {
+            Ok(key) => key.ports.as_ref(),
+            Err(why) => {
+                return Err(Stop::Revoked {
+                    close_reason: "connection not allowed",
+                    why: format!("revoked by policy change: key '{}' {why}", grant.key_name),
+                });
+            }
+        },
+    };
+    let candidate = Candidate {
+        key_ports,
+        ..*candidate
+    };
+    match policy::decide(config, &candidate, now) {
+        Ok(_) => Ok(()),
+        Err(denied) => Err(Stop::Revoked {
+            close_reason: denied.close_reason(),
+            why: match denied {
+                Denied::SessionTimeLimit { .. } | Denied::AccessWindowClosed { .. } => {
+                    denied.close_reason().to_string()
+                }
+                _ => format!("revoked by policy change: {}", denied.audit_reason()),
+            },
+        }),
     }
 }

@@ -208,7 +208,7 @@ pub async fn serve(
 ) {
     admin::serve(
         admin::Listener::Tcp(listener),
-        move |path| relay.page(path),
+        move |asked: &admin::Asked<'_>| relay.page(asked.path),
         shutdown,
     )
     .await;

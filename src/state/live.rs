@@ -45,13 +45,27 @@ impl Snapshot {
     /// One line describing the policy, for logs.
     pub fn summary(&self) -> String {
         match (&self.config, &self.keys) {
-            (Ok(c), Ok(k)) => format!(
-                "config.mode={} incomingconnections.enabled={} incomingconnections.ports={} keys={:?}",
-                Key::Mode.display(c),
-                Key::IncomingEnabled.display(c),
-                Key::IncomingPorts.display(c),
-                k.names()
-            ),
+            (Ok(c), Ok(k)) => {
+                let mut line = format!(
+                    "config.mode={} incomingconnections.enabled={} incomingconnections.ports={}",
+                    Key::Mode.display(c),
+                    Key::IncomingEnabled.display(c),
+                    Key::IncomingPorts.display(c),
+                );
+                // arcgate's own keys, when they say something.
+                for key in [
+                    Key::IncomingEnabledUntil,
+                    Key::MaxSessionDuration,
+                    Key::AllowedSources,
+                    Key::Approval,
+                ] {
+                    if key.display(c) != key.default_display() {
+                        line.push_str(&format!(" {}={}", key.name(), key.display(c)));
+                    }
+                }
+                line.push_str(&format!(" keys={:?}", k.names()));
+                line
+            }
             (Err(e), _) | (_, Err(e)) => format!("INVALID, refusing new connections: {e}"),
         }
     }

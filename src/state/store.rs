@@ -413,9 +413,18 @@ pub struct Updated {
 /// administrators' `config set`s cannot lose each other's change. Nothing is written when
 /// the change is refused.
 pub fn update_config(path: &Path, key: Key, change: &Change) -> Result<Updated, UpdateError> {
+    update_config_all(path, &[(key, change.clone())])
+}
+
+/// [`update_config`] for changes that go together (`enabled true --for 2h`: the switch and
+/// its window's end), applied in order and written once, or not at all.
+pub fn update_config_all(path: &Path, changes: &[(Key, Change)]) -> Result<Updated, UpdateError> {
     let _lock = lock_dir(path)?;
     let before = load_config(path)?;
-    let after = before.change(key, change)?;
+    let mut after = before.clone();
+    for (key, change) in changes {
+        after = after.change(*key, change)?;
+    }
     write_atomic(path, &after.to_json(), 0o644)?;
     Ok(Updated { before, after })
 }

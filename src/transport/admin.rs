@@ -99,12 +99,28 @@ pub enum Listener {
     Unix(SocketListener),
 }
 
+/// One admin request, as a page sees it.
+#[derive(Debug)]
+pub struct Asked<'a> {
+    /// GET, or POST (over the admin socket only: a change).
+    pub method: &'a Method,
+    /// The path.
+    pub path: &'a str,
+    /// The query, if any.
+    pub query: Option<&'a str>,
+    /// The connecting user, over the admin socket (from the kernel, not from the request).
+    pub peer_uid: Option<u32>,
+    /// The request's headers.
+    pub headers: &'a hyper::http::HeaderMap,
+}
+
 /// Serves the admin endpoint on `listener` until `shutdown` resolves: at most
-/// [`MAX_CONNECTIONS`] connections at once, one request each; `pages` answers a GET for a
-/// path once the host name (over TCP) has been checked.
+/// [`MAX_CONNECTIONS`] connections at once, one request each; `pages` answers a request once
+/// the host name (over TCP) and the method have been checked: GET anywhere, POST only over
+/// the admin socket, where the kernel says who is asking.
 pub(crate) async fn serve<P>(listener: Listener, pages: P, shutdown: impl Future<Output = ()>)
 where
-    P: Fn(&str) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    P: Fn(&Asked<'_>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
     let pages = Arc::new(pages);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -122,19 +138,24 @@ where
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
         let pages = pages.clone();
-        let answer = move |req: &Request<hyper::body::Incoming>| checked(req, port, &*pages);
         match &listener {
             Listener::Tcp(tcp) => {
                 let (conn, _) = tokio::select! {
                     () = &mut shutdown => return,
                     accepted = crate::transport::accept::accept(tcp, "admin") => accepted,
                 };
+                let answer = move |req: &Request<hyper::body::Incoming>| {
+                    checked(req, Some(port.unwrap_or(0)), None, &*pages)
+                };
                 tokio::spawn(connection(conn, answer, permit));
             }
             Listener::Unix(unix) => {
-                let conn = tokio::select! {
+                let (conn, uid) = tokio::select! {
                     () = &mut shutdown => return,
                     accepted = unix.accept() => accepted,
+                };
+                let answer = move |req: &Request<hyper::body::Incoming>| {
+                    checked(req, None, Some(uid), &*pages)
                 };
                 tokio::spawn(connection(conn, answer, permit));
             }
@@ -242,12 +263,14 @@ impl SocketListener {
     /// The next connection from root or our own user; errors are logged and retried after a
     /// back-off, as for TCP. The peer's credentials are checked as well as the file's mode,
     /// which another user could have reached in the moment between bind and chmod.
-    async fn accept(&self) -> UnixStream {
+    async fn accept(&self) -> (UnixStream, u32) {
         let me = rustix::process::geteuid().as_raw();
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => match stream.peer_cred() {
-                    Ok(cred) if cred.uid() == 0 || cred.uid() == me => return stream,
+                    Ok(cred) if cred.uid() == 0 || cred.uid() == me => {
+                        return (stream, cred.uid());
+                    }
                     Ok(cred) => {
                         tracing::warn!(
                             uid = cred.uid(),
@@ -325,19 +348,29 @@ pub enum FetchError {
 
 /// `GET path` on the admin endpoint `at`.
 pub async fn fetch(at: &Endpoint, path: &str) -> Result<(StatusCode, Bytes), FetchError> {
+    ask(at, Method::GET, path, &[]).await
+}
+
+/// `method path` with `headers` on the admin endpoint `at`.
+pub async fn ask(
+    at: &Endpoint,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, Bytes), FetchError> {
     let work = async {
         match at {
             Endpoint::Tcp(addr) => {
                 let tcp = TcpStream::connect(addr)
                     .await
                     .map_err(|error| unreachable(at, error))?;
-                exchange(at, tcp, &addr.to_string(), path).await
+                exchange(at, tcp, &addr.to_string(), &method, path, headers).await
             }
             Endpoint::Unix(socket) => {
                 let unix = UnixStream::connect(socket)
                     .await
                     .map_err(|error| unreachable(at, error))?;
-                exchange(at, unix, "localhost", path).await
+                exchange(at, unix, "localhost", &method, path, headers).await
             }
         }
     };
@@ -372,7 +405,9 @@ async fn exchange<IO>(
     at: &Endpoint,
     io: IO,
     host: &str,
+    method: &Method,
     path: &str,
+    headers: &[(&str, &str)],
 ) -> Result<(StatusCode, Bytes), FetchError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -385,8 +420,14 @@ where
         .await
         .map_err(|e| http(e.into()))?;
     tokio::spawn(conn);
-    let req = Request::get(path)
-        .header(header::HOST, host)
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header(header::HOST, host);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| http(e.into()))?;
     let res = sender.send_request(req).await.map_err(|e| http(e.into()))?;
@@ -404,7 +445,8 @@ where
 fn checked<B>(
     req: &hyper::http::Request<B>,
     port: Option<u16>,
-    pages: &dyn Fn(&str) -> Response<Full<Bytes>>,
+    peer_uid: Option<u32>,
+    pages: &dyn Fn(&Asked<'_>) -> Response<Full<Bytes>>,
 ) -> Response<Full<Bytes>> {
     let host = req
         .headers()
@@ -423,14 +465,28 @@ fn checked<B>(
             ),
         );
     }
-    if req.method() != Method::GET {
+    let allowed = match *req.method() {
+        Method::GET => true,
+        // A change needs to know who asks: only the admin socket can say.
+        Method::POST => peer_uid.is_some(),
+        _ => false,
+    };
+    if !allowed {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            "only GET is supported\n".into(),
+            "only GET is supported here; changes (arcgate sessions approve/deny) go through \
+             the gate's admin socket\n"
+                .into(),
         );
     }
-    pages(req.uri().path())
+    pages(&Asked {
+        method: req.method(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        peer_uid,
+        headers: req.headers(),
+    })
 }
 
 #[cfg(test)]
@@ -452,7 +508,7 @@ mod tests {
         ));
         let serving = tokio::spawn(serve(
             Listener::Unix(socket),
-            |page| respond(StatusCode::OK, "text/plain", format!("{page}\n")),
+            |asked: &Asked<'_>| respond(StatusCode::OK, "text/plain", format!("{}\n", asked.path)),
             std::future::pending(),
         ));
         let at = Endpoint::Unix(path.clone());

@@ -61,8 +61,14 @@ pub struct BridgeConfig {
 /// Why a session is being stopped from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
-    /// The policy no longer allows it: close 1008 `connection not allowed`.
-    Revoked(String),
+    /// The policy no longer allows it: close 1008 with `close_reason` (`connection not
+    /// allowed`, `session time limit reached`, ...); `why` is for the session's record.
+    Revoked {
+        /// The close frame's reason.
+        close_reason: &'static str,
+        /// What ended it, for the audit record.
+        why: String,
+    },
     /// The process is shutting down: close 1001.
     Shutdown,
     /// A client is exiting on a signal (ssh sends its `ProxyCommand` SIGHUP when it is done):
@@ -216,7 +222,7 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
 
     async fn on_stop(&mut self, why: Stop) -> Flow {
         let (code, reason) = match &why {
-            Stop::Revoked(_) => (close::POLICY, "connection not allowed"),
+            Stop::Revoked { close_reason, .. } => (close::POLICY, *close_reason),
             Stop::Shutdown => (close::GOING_AWAY, "gate shutting down"),
             Stop::Exiting => (close::NORMAL, "client exiting"),
         };

@@ -98,7 +98,15 @@ pub(crate) struct Dialer {
     timeout: Duration,
     /// The flag that adds a CA, for the hint when a certificate is not trusted.
     ca_flag: &'static str,
+    /// How long the gate may take to answer the upgrade request when it holds the session
+    /// for its administrator's approval (`connect --approval-wait`); `None`: the deadline,
+    /// so that an endpoint that never answers is given up on in `--connect-timeout`.
+    answer_wait: Option<Duration>,
 }
+
+/// After this long without an answer to the upgrade request, a client says it may be
+/// waiting for the host's administrator: a gate answers in milliseconds otherwise.
+const WAITING_HINT_AFTER: Duration = Duration::from_secs(3);
 
 /// What a request carries to prove who sends it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -138,7 +146,15 @@ impl Dialer {
             proxy,
             timeout,
             ca_flag: trust.ca_flag,
+            answer_wait: None,
         })
+    }
+
+    /// A client that waits up to `wait` for the gate's answer (it may hold the session for
+    /// its administrator's approval), and says so after a few seconds.
+    pub(crate) fn waiting_for_approval(mut self, wait: Option<Duration>) -> Dialer {
+        self.answer_wait = wait;
+        self
     }
 
     /// Opens a WebSocket to `to`, sending the credentials given.
@@ -147,11 +163,12 @@ impl Dialer {
         to: &Endpoint,
         token: Credentials<'_>,
     ) -> Result<Tunnel, DialError> {
-        let phase = Phases {
+        let mut phase = Phases {
             to,
             timeout: self.timeout,
             deadline: Instant::now() + self.timeout,
             ca_flag: self.ca_flag,
+            answer_wait: self.answer_wait,
         };
         let tcp = phase.tcp(self.proxy.as_ref()).await?;
         let tls = phase.tls(self.tls.clone(), tcp).await?;
@@ -163,8 +180,10 @@ impl Dialer {
 struct Phases<'a> {
     to: &'a Endpoint,
     timeout: Duration,
+    /// Moved on once a gate answers after an approval wait, so the phases after it get time.
     deadline: Instant,
     ca_flag: &'static str,
+    answer_wait: Option<Duration>,
 }
 
 impl Phases<'_> {
@@ -176,6 +195,26 @@ impl Phases<'_> {
         DialError::Network {
             target: format!("{}:{}", self.to.host, self.to.port),
             error: error.to_string(),
+        }
+    }
+
+    /// The gate did not answer the upgrade request in time: a gate that holds sessions for
+    /// its administrator's approval is the one good reason, said when the client did not
+    /// expect it.
+    fn answer_timed_out(&self, t: TimedOut) -> DialError {
+        match self.answer_wait {
+            Some(wait) => self.network(format_args!(
+                "{} did not finish within {}s (--approval-wait): nobody approved the session, \
+                 or the gate is not answering",
+                t.phase,
+                wait.as_secs()
+            )),
+            None => self.network(format_args!(
+                "{} did not finish within {:?} (--connect-timeout); check the host, port and any \
+                 firewall, and if the host holds sessions until its administrator approves them \
+                 (incomingconnections.approval), give the client --approval-wait 2m",
+                t.phase, self.timeout
+            )),
         }
     }
 
@@ -238,7 +277,11 @@ impl Phases<'_> {
     /// The upgrade request and its answer, under the deadline too: an endpoint that
     /// completes TLS and never answers must not hold `connect`, a `forward` tunnel or a
     /// relayed session for ever.
-    async fn upgrade(&self, io: ClientStream, token: Credentials<'_>) -> Result<Tunnel, DialError> {
+    async fn upgrade(
+        &mut self,
+        io: ClientStream,
+        token: Credentials<'_>,
+    ) -> Result<Tunnel, DialError> {
         const PHASE: &str = "the WebSocket handshake";
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -247,9 +290,33 @@ impl Phases<'_> {
         // Aborted on every way out but success: it holds the connection.
         let abort = AbortOnDrop(Some(conn_task));
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
-        let response = within(PHASE, self.left(), self.send(&mut sender, &key, token))
-            .await
-            .map_err(|t| self.timed_out(t))??;
+        let answer = within(
+            PHASE,
+            self.left().max(self.answer_wait.unwrap_or_default()),
+            self.send(&mut sender, &key, token),
+        );
+        let hint = async {
+            if let Some(wait) = self.answer_wait {
+                tokio::time::sleep(WAITING_HINT_AFTER).await;
+                tracing::warn!(
+                    "no answer yet from {}: the host may hold the session until its \
+                     administrator approves it (waiting up to {}s, --approval-wait)",
+                    self.to.host,
+                    wait.as_secs()
+                );
+            }
+            std::future::pending::<()>().await
+        };
+        let response = tokio::select! {
+            answered = answer => answered.map_err(|t| self.answer_timed_out(t))??,
+            () = hint => unreachable!("the hint never ends"),
+        };
+        // An answer that came after a long wait for approval leaves the rest of the
+        // handshake (the upgrade, or a refusal's body) the usual time.
+        let rest = Instant::now() + self.timeout;
+        if rest > self.deadline {
+            self.deadline = rest;
+        }
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(self.refused(response).await);
         }

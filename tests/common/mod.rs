@@ -51,6 +51,7 @@ const INHERITED_ENV: &[&str] = &[
     "ARCGATE_ADMIN",
     "SSHPROXY_RELAY_INFO",
     "NOTIFY_SOCKET",
+    "SUDO_USER",
 ];
 
 /// Removes [`INHERITED_ENV`] from a command: every `arcgate` the tests run, and every `ssh`
