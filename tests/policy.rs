@@ -51,14 +51,7 @@ fn open_session(sshd: &Sshd, proxy: &str) -> std::process::Child {
 fn ended(child: std::process::Child, limit: Duration) -> String {
     let (status, mut child) = wait_with_deadline(child, limit);
     assert!(!status.success(), "the session ended on its own");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
+    stderr_of(&mut child)
 }
 
 fn parse_time(v: &serde_json::Value) -> SystemTime {
