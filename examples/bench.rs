@@ -692,7 +692,14 @@ fn build_arcgate() -> PathBuf {
         .status()
         .expect("cargo builds arcgate");
     assert!(status.success());
-    repo("target/release/arcgate")
+    // Beside this example's own binary (target/release/examples/bench): the same target
+    // directory, wherever CARGO_TARGET_DIR puts it.
+    let exe = std::env::current_exe().expect("the bench's own path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|release| release.join("arcgate"))
+        .filter(|p| p.exists())
+        .expect("arcgate built beside the bench (target/release/arcgate)")
 }
 
 struct TempDir(PathBuf);
