@@ -7,6 +7,10 @@ use std::process::Command;
 fn git(args: &[&str]) -> Option<String> {
     Command::new("git")
         .args(args)
+        // `git status` otherwise refreshes .git/index, which this script watches: every build
+        // would then make the next one run it again and rebuild the crate (the bench's
+        // nested build rebuilt it each run).
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .output()
         .ok()
         .filter(|o| o.status.success())

@@ -12,7 +12,9 @@
 //!
 //! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk (one stream),
 //! new-tunnel and idle-session cases also run through that tool over wss with the same dev
-//! certificate, and the table gives arcgate's figure, the peer's, and arcgate/peer.
+//! certificate, arcgate and the peer in turn, and the table gives arcgate's figure, the
+//! peer's, and arcgate/peer; a case the peer cannot do is a row that says so. The bulk case
+//! sends its length first and needs no TCP half-close. `CARGO_TARGET_DIR` is honoured.
 //! `cargo install websocat` installs websocat (its TLS server needs a PKCS#12 file, made with
 //! `openssl pkcs12`); wstunnel is not on crates.io (its releases carry binaries).
 
@@ -239,26 +241,43 @@ fn main() {
             }
         };
         let name = kind.name();
-        let ours = direct_bulk.unwrap_or_else(|| bulk(fwd_sink.addr, s.bulk_bytes, 1));
-        let theirs = median(
-            (0..BULK_RUNS)
-                .map(|_| bulk(peer.sink, s.bulk_bytes, 1))
-                .collect(),
-        );
-        rows.push(Row::higher(
-            &format!("vs {name}: bulk, 1 stream (MB/s)"),
-            ours,
-            theirs,
-            name,
-        ));
-        let ours50 = direct_p50.unwrap_or_else(|| tunnels(fwd_echo.addr, s.tunnels).0);
-        let (theirs50, _) = tunnels(peer.echo, s.tunnels);
-        rows.push(Row::lower(
-            &format!("vs {name}: new tunnel p50 (ms)"),
-            ours50,
-            theirs50,
-            name,
-        ));
+        // Interleaved, arcgate and the peer in turn, so that drift lands on both.
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let mut failed = None;
+        for _ in 0..BULK_RUNS {
+            ours.push(bulk(fwd_sink.addr, s.bulk_bytes, 1));
+            match try_bulk(peer.sink, s.bulk_bytes, 1) {
+                Ok(v) => theirs.push(v),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        rows.push(match failed {
+            None => Row::higher(
+                &format!("vs {name}: bulk, 1 stream (MB/s)"),
+                median(ours),
+                median(theirs),
+                name,
+            ),
+            Some(e) => Row::failed(
+                &format!("vs {name}: bulk, 1 stream (MB/s)"),
+                median(ours),
+                name,
+                &e,
+            ),
+        });
+        let ours50 = tunnels(fwd_echo.addr, s.tunnels).0;
+        rows.push(match try_tunnels(peer.echo, s.tunnels) {
+            Ok((theirs50, _)) => Row::lower(
+                &format!("vs {name}: new tunnel p50 (ms)"),
+                ours50,
+                theirs50,
+                name,
+            ),
+            Err(e) => Row::failed(&format!("vs {name}: new tunnel p50 (ms)"), ours50, name, &e),
+        });
         let before = rss_kib(peer.echo_server_pid());
         let held = idle(peer.echo, s.idle_sessions);
         std::thread::sleep(s.idle_hold);
@@ -300,48 +319,64 @@ fn alternate(mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> (f64, f6
 
 /// Pushes `total` bytes split over `streams` connections into the sink; MB/s.
 fn bulk(addr: SocketAddr, total: u64, streams: usize) -> f64 {
+    try_bulk(addr, total, streams).unwrap_or_else(|e| panic!("bulk through {addr}: {e}"))
+}
+
+/// [`bulk`], or why it failed (a peer that cannot carry the case gets a failed row).
+fn try_bulk(addr: SocketAddr, total: u64, streams: usize) -> Result<f64, String> {
     let per = total / streams as u64;
     let started = Instant::now();
     let workers: Vec<_> = (0..streams)
         .map(|_| {
-            std::thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut s = TcpStream::connect(addr)?;
                 let _ = s.set_nodelay(true);
+                s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                s.write_all(&per.to_be_bytes())?;
                 let chunk = vec![0x5au8; 256 * 1024];
                 let mut left = per;
                 while left > 0 {
                     let n = left.min(chunk.len() as u64) as usize;
-                    s.write_all(&chunk[..n]).unwrap();
+                    s.write_all(&chunk[..n])?;
                     left -= n as u64;
                 }
-                s.shutdown(std::net::Shutdown::Write).unwrap();
                 // The sink answers one byte once it has read everything.
                 let mut done = [0u8; 1];
-                s.read_exact(&mut done).unwrap();
+                s.read_exact(&mut done)
             })
         })
         .collect();
     for w in workers {
-        w.join().unwrap();
+        w.join()
+            .map_err(|_| "a stream's thread panicked".to_string())?
+            .map_err(|e| e.to_string())?;
     }
-    (per * streams as u64) as f64 / started.elapsed().as_secs_f64() / 1e6
+    Ok((per * streams as u64) as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
 /// Opens `n` connections in a row, each: connect, 1-byte echo, close. (p50, p99) in ms.
 fn tunnels(addr: SocketAddr, n: usize) -> (f64, f64) {
-    let mut times: Vec<f64> = (0..n)
-        .map(|_| {
-            let started = Instant::now();
-            let mut s = TcpStream::connect(addr).unwrap();
+    try_tunnels(addr, n).unwrap_or_else(|e| panic!("tunnels through {addr}: {e}"))
+}
+
+/// [`tunnels`], or why it failed.
+fn try_tunnels(addr: SocketAddr, n: usize) -> Result<(f64, f64), String> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let once = || -> std::io::Result<()> {
+            let mut s = TcpStream::connect(addr)?;
             let _ = s.set_nodelay(true);
-            s.write_all(b"x").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(b"x")?;
             let mut b = [0u8; 1];
-            s.read_exact(&mut b).unwrap();
-            started.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
+            s.read_exact(&mut b)
+        };
+        once().map_err(|e| e.to_string())?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
     times.sort_by(f64::total_cmp);
-    (percentile(&times, 0.50), percentile(&times, 0.99))
+    Ok((percentile(&times, 0.50), percentile(&times, 0.99)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -470,6 +505,18 @@ impl Row {
     fn lower(case: &str, figure: f64, baseline: f64, baseline_name: &str) -> Row {
         Row::higher(case, figure, baseline, baseline_name)
     }
+
+    /// A case the baseline (a peer) could not do: arcgate's figure, no ratio, and why.
+    fn failed(case: &str, figure: f64, baseline_name: &str, why: &str) -> Row {
+        Row {
+            case: case.into(),
+            figure,
+            baseline: f64::NAN,
+            baseline_name: baseline_name.into(),
+            ratio: None,
+            note: format!("{baseline_name} FAILED: {why}"),
+        }
+    }
 }
 
 fn print_table(rows: &[Row]) {
@@ -567,6 +614,9 @@ impl Peer {
                     vec![
                         "server".into(),
                         format!("wss://127.0.0.1:{port}"),
+                        // The level arcgate runs at here (warnings only).
+                        "--log-lvl".into(),
+                        "WARN".into(),
                         "--tls-certificate".into(),
                         cert.display().to_string(),
                         "--tls-private-key".into(),
@@ -584,6 +634,12 @@ impl Peer {
                     vec![
                         "client".into(),
                         "--tls-verify-certificate".into(),
+                        // Its own resolver adds ~250 ms to each new tunnel for `localhost`.
+                        "--dns-resolver".into(),
+                        "system://0.0.0.0".into(),
+                        // The level arcgate runs at here (warnings only).
+                        "--log-lvl".into(),
+                        "WARN".into(),
                         "-L".into(),
                         format!("tcp://127.0.0.1:{ls}:127.0.0.1:{sink_port}"),
                         "-L".into(),
@@ -753,7 +809,9 @@ impl Server {
     }
 }
 
-/// Reads each connection to EOF, then answers one byte.
+/// Reads an 8-byte big-endian length, then that many bytes, then answers one byte: the
+/// count arrives in band, so the case needs no TCP half-close (wstunnel ends a whole tunnel
+/// on one).
 fn sink_server() -> Server {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let accept = l.try_clone().unwrap();
@@ -761,10 +819,16 @@ fn sink_server() -> Server {
         for c in accept.incoming() {
             let Ok(mut c) = c else { return };
             std::thread::spawn(move || {
+                let mut len = [0u8; 8];
+                if c.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(len);
                 let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n) = c.read(&mut buf) {
-                    if n == 0 {
-                        break;
+                while left > 0 {
+                    match c.read(&mut buf[..left.min(256 * 1024) as usize]) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left -= n as u64,
                     }
                 }
                 let _ = c.write_all(b"k");
@@ -1042,7 +1106,8 @@ impl Proc {
         let keys = dir.join("keys.json");
         write_secret(
             &keys,
-            r#"[{"name":"listen","key":"bench-listen-key-0123456789"}]"#,
+            // `listen` is a right given by name (a key without rights may only send).
+            r#"[{"name":"listen","key":"bench-listen-key-0123456789","rights":["listen"]}]"#,
         );
         let url = format!("wss://localhost:{}/$hc/benchhost", relay.addr.port());
         let mut cmd = Command::new(bin);
