@@ -408,11 +408,10 @@ async fn a_stalled_listener_cannot_freeze_its_name() {
             .unwrap();
         assert!(line.starts_with("HTTP/1.1 404"), "{line}");
     }
-    expect_in(
-        &relay.running.log,
-        &["cannot write to the listener; detaching it"],
-    )
-    .await;
+    // Detached by whichever comes first on this machine: a control write that misses its
+    // deadline, or the pongs a listener that reads nothing never sends (under load the ping
+    // limit can win; both free the name).
+    expect_in(&relay.running.log, &["detaching it", "name=testhost"]).await;
 }
 
 #[tokio::test]
