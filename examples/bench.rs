@@ -10,13 +10,16 @@
 //! `--only CASE[,CASE]` runs some cases: bulk, tunnel, idle, ssh, relay (for profiling one
 //! path; `--bytes MIB` sets the bulk size).
 //!
-//! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk (one stream),
-//! new-tunnel and idle-session cases also run through that tool over wss with the same dev
-//! certificate, arcgate and the peer in turn, and the table gives arcgate's figure, the
-//! peer's, and arcgate/peer; a case the peer cannot do is a row that says so. The bulk case
-//! sends its length first and needs no TCP half-close. `CARGO_TARGET_DIR` is honoured.
+//! Peers: when `WSTUNNEL_BIN` or `WEBSOCAT_BIN` names a binary, the bulk (one stream, each
+//! way, with the CPU time of both tunnel processes per GiB), new-tunnel (p50, p99) and
+//! idle-session (server and client memory) cases also run through that tool over wss with
+//! the same dev certificate, arcgate and the peer in turn, and the table gives arcgate's
+//! figure, the peer's, and arcgate/peer; a case the peer cannot do is a row that says so.
+//! `--only` applies to these rows too. The bulk case sends its length (and which way) first
+//! and needs no TCP half-close. `CARGO_TARGET_DIR` is honoured; `ARCGATE_BIN` runs a given
+//! arcgate binary instead of building this checkout (to compare two builds).
 //! `cargo install websocat` installs websocat (its TLS server needs a PKCS#12 file, made with
-//! `openssl pkcs12`); wstunnel is not on crates.io (its releases carry binaries).
+//! `openssl pkcs12`); wstunnel is not on crates.io (build it from its public source).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -84,26 +87,40 @@ fn main() {
     let fwd_sink = Proc::forward(&arcgate, &gate.url(), sink.port(), &token);
     let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
     // Direct-mode figures the relay rows compare with, measured by the bulk and tunnel cases.
-    let (mut direct_bulk, mut direct_p50, mut direct_idle) = (None, None, None);
+    let (mut direct_bulk, mut direct_p50) = (None, None);
+    // Per idle session: the gate's KiB, and forward's.
+    let mut direct_idle: [Option<f64>; 2] = [None, None];
 
     if run("bulk") {
         // Each figure is the median of BULK_RUNS, raw and tunnelled alternating, so that a
         // burst of other load on the machine lands on both.
-        let (fwd_before, gate_before) = (cpu_secs(fwd_sink.pid()), cpu_secs(gate.pid()));
-        let (raw, via) = alternate(
-            || bulk(sink.addr(), s.bulk_bytes, 1),
-            || bulk(fwd_sink.addr, s.bulk_bytes, 1),
-        );
-        let gib = (BULK_RUNS as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
-        let fwd = (cpu_secs(fwd_sink.pid()) - fwd_before) / gib;
-        let serve = (cpu_secs(gate.pid()) - gate_before) / gib;
-        direct_bulk = Some(via);
-        let mut row = Row::higher("bulk, 1 stream (MB/s)", via, raw, "raw loopback");
-        row.note = format!("CPU s/GiB: forward {fwd:.2} + serve {serve:.2}");
-        rows.push(row);
+        for way in [Way::Up, Way::Down] {
+            let (fwd_before, gate_before) = (cpu_secs(fwd_sink.pid()), cpu_secs(gate.pid()));
+            let (raw, via) = alternate(
+                || bulk(sink.addr(), s.bulk_bytes, 1, way),
+                || bulk(fwd_sink.addr, s.bulk_bytes, 1, way),
+            );
+            let gib = (BULK_RUNS as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
+            let fwd = (cpu_secs(fwd_sink.pid()) - fwd_before) / gib;
+            let serve = (cpu_secs(gate.pid()) - gate_before) / gib;
+            if way == Way::Up {
+                direct_bulk = Some(via);
+            }
+            let mut row = Row::higher(
+                &format!("bulk {}, 1 stream (MB/s)", way.arrow()),
+                via,
+                raw,
+                "raw loopback",
+            );
+            row.note = format!(
+                "CPU s/GiB: forward {fwd:.2} + serve {serve:.2} = {:.2}",
+                fwd + serve
+            );
+            rows.push(row);
+        }
         let (raw4, via4) = alternate(
-            || bulk(sink.addr(), s.bulk_bytes, 4),
-            || bulk(fwd_sink.addr, s.bulk_bytes, 4),
+            || bulk(sink.addr(), s.bulk_bytes, 4, Way::Up),
+            || bulk(fwd_sink.addr, s.bulk_bytes, 4, Way::Up),
         );
         rows.push(Row::higher(
             "bulk, 4 streams (MB/s total)",
@@ -137,25 +154,31 @@ fn main() {
         let gate = Proc::gate(&arcgate, &work, "idle-gate", &ports);
         let token = gate.token_file(&arcgate);
         let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
-        let before = rss_kib(gate.pid());
+        let pids = [gate.pid(), fwd_echo.pid()];
+        let before = pids.map(rss_kib);
         let held = idle(fwd_echo.addr, s.idle_sessions);
         std::thread::sleep(s.idle_hold); // holding the sessions is the measurement
-        let during = rss_kib(gate.pid());
+        let during = pids.map(rss_kib);
         let all_echo = held.iter().all(echo_once);
-        let per = (during.saturating_sub(before)) as f64 / s.idle_sessions as f64;
-        direct_idle = Some(per);
-        rows.push(Row {
-            case: format!("{} idle sessions: gate KiB/session", s.idle_sessions),
-            figure: per,
-            baseline: before as f64,
-            baseline_name: "gate RSS before (KiB)".into(),
-            ratio: None,
-            note: if all_echo {
-                "all echo".into()
-            } else {
-                "SOME FAILED".into()
-            },
-        });
+        for (i, end) in ["gate KiB/session", "forward KiB/tunnel"]
+            .into_iter()
+            .enumerate()
+        {
+            let per = (during[i].saturating_sub(before[i])) as f64 / s.idle_sessions as f64;
+            direct_idle[i] = Some(per);
+            rows.push(Row {
+                case: format!("{} idle sessions: {end}", s.idle_sessions),
+                figure: per,
+                baseline: before[i] as f64,
+                baseline_name: "RSS before (KiB)".into(),
+                ratio: None,
+                note: if all_echo {
+                    "all echo".into()
+                } else {
+                    "SOME FAILED".into()
+                },
+            });
+        }
     }
 
     if let Some(sshd) = &sshd {
@@ -192,7 +215,7 @@ fn main() {
 
     if run("relay") {
         // Relay mode against direct mode (measured here when the direct cases did not run).
-        let via = direct_bulk.unwrap_or_else(|| bulk(fwd_sink.addr, s.bulk_bytes, 1));
+        let via = direct_bulk.unwrap_or_else(|| bulk(fwd_sink.addr, s.bulk_bytes, 1, Way::Up));
         let via50 = direct_p50.unwrap_or_else(|| tunnels(fwd_echo.addr, s.tunnels).0);
         let relay = Proc::relay(&arcgate, &work);
         let relayed = Proc::relayed_gate(&arcgate, &work, &relay, &[sink.port(), echo.port()]);
@@ -204,7 +227,7 @@ fn main() {
         let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
         let r_bulk = median(
             (0..BULK_RUNS)
-                .map(|_| bulk(rfwd_sink.addr, s.bulk_bytes, 1))
+                .map(|_| bulk(rfwd_sink.addr, s.bulk_bytes, 1, Way::Up))
                 .collect(),
         );
         let gib = (BULK_RUNS as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
@@ -241,62 +264,99 @@ fn main() {
             }
         };
         let name = kind.name();
-        // Interleaved, arcgate and the peer in turn, so that drift lands on both.
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        let mut failed = None;
-        for _ in 0..BULK_RUNS {
-            ours.push(bulk(fwd_sink.addr, s.bulk_bytes, 1));
-            match try_bulk(peer.sink, s.bulk_bytes, 1) {
-                Ok(v) => theirs.push(v),
+        // Interleaved, arcgate and the peer in turn, so that drift lands on both; CPU is
+        // that of the two tunnel processes (client and server ends) over the same bytes.
+        let ours_pids = [fwd_sink.pid(), gate.pid()];
+        let theirs_pids = peer.sink_pids();
+        let ways = if run("bulk") {
+            &[Way::Up, Way::Down][..]
+        } else {
+            &[]
+        };
+        for &way in ways {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let (mut ours_cpu, mut theirs_cpu) = (0.0, 0.0);
+            let mut failed = None;
+            for _ in 0..BULK_RUNS {
+                let before = cpu_of(&ours_pids);
+                ours.push(bulk(fwd_sink.addr, s.bulk_bytes, 1, way));
+                ours_cpu += cpu_of(&ours_pids) - before;
+                let before = cpu_of(&theirs_pids);
+                match try_bulk(peer.sink, s.bulk_bytes, 1, way) {
+                    Ok(v) => theirs.push(v),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                theirs_cpu += cpu_of(&theirs_pids) - before;
+            }
+            let case = format!("vs {name}: bulk {} (MB/s)", way.arrow());
+            let Some(e) = failed else {
+                let gib = (theirs.len() as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
+                rows.push(Row::higher(&case, median(ours), median(theirs), name));
+                rows.push(Row::lower(
+                    &format!("vs {name}: CPU s/GiB {}, both ends", way.arrow()),
+                    ours_cpu / gib,
+                    theirs_cpu / gib,
+                    name,
+                ));
+                continue;
+            };
+            rows.push(Row::failed(&case, median(ours), name, &e));
+        }
+        // New tunnels, in rounds alternating arcgate and the peer.
+        let (mut ours, mut theirs, mut failed) = (Vec::new(), Vec::new(), None);
+        let rounds = if run("tunnel") { TUNNEL_ROUNDS } else { 0 };
+        for _ in 0..rounds {
+            ours.extend(try_tunnel_times(fwd_echo.addr, s.tunnels / TUNNEL_ROUNDS).unwrap());
+            match try_tunnel_times(peer.echo, s.tunnels / TUNNEL_ROUNDS) {
+                Ok(t) => theirs.extend(t),
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             }
         }
-        rows.push(match failed {
-            None => Row::higher(
-                &format!("vs {name}: bulk, 1 stream (MB/s)"),
-                median(ours),
-                median(theirs),
-                name,
-            ),
-            Some(e) => Row::failed(
-                &format!("vs {name}: bulk, 1 stream (MB/s)"),
-                median(ours),
-                name,
-                &e,
-            ),
-        });
-        let ours50 = tunnels(fwd_echo.addr, s.tunnels).0;
-        rows.push(match try_tunnels(peer.echo, s.tunnels) {
-            Ok((theirs50, _)) => Row::lower(
-                &format!("vs {name}: new tunnel p50 (ms)"),
-                ours50,
-                theirs50,
-                name,
-            ),
-            Err(e) => Row::failed(&format!("vs {name}: new tunnel p50 (ms)"), ours50, name, &e),
-        });
-        let before = rss_kib(peer.echo_server_pid());
+        ours.sort_by(f64::total_cmp);
+        theirs.sort_by(f64::total_cmp);
+        let percentiles = if run("tunnel") {
+            &[("p50", 0.50), ("p99", 0.99)][..]
+        } else {
+            &[]
+        };
+        for &(label, p) in percentiles {
+            let case = format!("vs {name}: new tunnel {label} (ms)");
+            rows.push(match &failed {
+                None => Row::lower(&case, percentile(&ours, p), percentile(&theirs, p), name),
+                Some(e) => Row::failed(&case, percentile(&ours, p), name, e),
+            });
+        }
+        if !run("idle") {
+            continue;
+        }
+        let pids = [peer.echo_server_pid(), peer.echo_client_pid()];
+        let before = pids.map(rss_kib);
         let held = idle(peer.echo, s.idle_sessions);
         std::thread::sleep(s.idle_hold);
-        let during = rss_kib(peer.echo_server_pid());
+        let during = pids.map(rss_kib);
         let all_echo = held.iter().all(echo_once);
         drop(held);
-        let theirs_idle = (during.saturating_sub(before)) as f64 / s.idle_sessions as f64;
-        let mut row = Row::lower(
-            &format!("vs {name}: idle KiB/session (server)"),
-            direct_idle.unwrap_or(f64::NAN),
-            theirs_idle,
-            name,
-        );
-        row.note = if all_echo {
-            format!("{name}: all echo")
-        } else {
-            format!("{name}: SOME FAILED")
-        };
-        rows.push(row);
+        let per = |i: usize| during[i].saturating_sub(before[i]) as f64 / s.idle_sessions as f64;
+        for (i, end) in ["server", "client"].into_iter().enumerate() {
+            let mut row = Row::lower(
+                &format!("vs {name}: idle KiB/session ({end})"),
+                direct_idle[i].unwrap_or(f64::NAN),
+                per(i),
+                name,
+            );
+            row.note = if all_echo {
+                format!("{name}: all echo")
+            } else {
+                format!("{name}: SOME FAILED")
+            };
+            rows.push(row);
+        }
     }
 
     print_table(&rows);
@@ -317,13 +377,31 @@ fn alternate(mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> (f64, f6
     (median(xs), median(ys))
 }
 
-/// Pushes `total` bytes split over `streams` connections into the sink; MB/s.
-fn bulk(addr: SocketAddr, total: u64, streams: usize) -> f64 {
-    try_bulk(addr, total, streams).unwrap_or_else(|e| panic!("bulk through {addr}: {e}"))
+/// Which way a bulk case moves its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Way {
+    /// From the bench (the client side) to the service: the sink reads them.
+    Up,
+    /// From the service to the bench: the sink writes them.
+    Down,
+}
+
+impl Way {
+    fn arrow(self) -> &'static str {
+        match self {
+            Way::Up => "client -> service",
+            Way::Down => "service -> client",
+        }
+    }
+}
+
+/// Moves `total` bytes split over `streams` connections through the sink, `way`; MB/s.
+fn bulk(addr: SocketAddr, total: u64, streams: usize, way: Way) -> f64 {
+    try_bulk(addr, total, streams, way).unwrap_or_else(|e| panic!("bulk through {addr}: {e}"))
 }
 
 /// [`bulk`], or why it failed (a peer that cannot carry the case gets a failed row).
-fn try_bulk(addr: SocketAddr, total: u64, streams: usize) -> Result<f64, String> {
+fn try_bulk(addr: SocketAddr, total: u64, streams: usize, way: Way) -> Result<f64, String> {
     let per = total / streams as u64;
     let started = Instant::now();
     let workers: Vec<_> = (0..streams)
@@ -332,17 +410,32 @@ fn try_bulk(addr: SocketAddr, total: u64, streams: usize) -> Result<f64, String>
                 let mut s = TcpStream::connect(addr)?;
                 let _ = s.set_nodelay(true);
                 s.set_read_timeout(Some(Duration::from_secs(60)))?;
-                s.write_all(&per.to_be_bytes())?;
-                let chunk = vec![0x5au8; 256 * 1024];
+                let header = match way {
+                    Way::Up => per,
+                    Way::Down => per | DOWN,
+                };
+                s.write_all(&header.to_be_bytes())?;
+                let mut chunk = vec![0x5au8; 256 * 1024];
                 let mut left = per;
                 while left > 0 {
                     let n = left.min(chunk.len() as u64) as usize;
-                    s.write_all(&chunk[..n])?;
-                    left -= n as u64;
+                    match way {
+                        Way::Up => s.write_all(&chunk[..n])?,
+                        Way::Down => match s.read(&mut chunk[..n])? {
+                            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                            got => left -= got as u64,
+                        },
+                    }
+                    if way == Way::Up {
+                        left -= n as u64;
+                    }
                 }
-                // The sink answers one byte once it has read everything.
-                let mut done = [0u8; 1];
-                s.read_exact(&mut done)
+                // The sink answers one byte once it has read everything; after a download
+                // the bench answers it.
+                match way {
+                    Way::Up => s.read_exact(&mut [0u8; 1]),
+                    Way::Down => s.write_all(b"k"),
+                }
             })
         })
         .collect();
@@ -354,13 +447,22 @@ fn try_bulk(addr: SocketAddr, total: u64, streams: usize) -> Result<f64, String>
     Ok((per * streams as u64) as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
+/// The sink's header bit that asks it to send the length instead of reading it.
+const DOWN: u64 = 1 << 63;
+
+/// How many rounds the new-tunnel comparison with a peer alternates in.
+const TUNNEL_ROUNDS: usize = 5;
+
 /// Opens `n` connections in a row, each: connect, 1-byte echo, close. (p50, p99) in ms.
 fn tunnels(addr: SocketAddr, n: usize) -> (f64, f64) {
-    try_tunnels(addr, n).unwrap_or_else(|e| panic!("tunnels through {addr}: {e}"))
+    let mut times =
+        try_tunnel_times(addr, n).unwrap_or_else(|e| panic!("tunnels through {addr}: {e}"));
+    times.sort_by(f64::total_cmp);
+    (percentile(&times, 0.50), percentile(&times, 0.99))
 }
 
-/// [`tunnels`], or why it failed.
-fn try_tunnels(addr: SocketAddr, n: usize) -> Result<(f64, f64), String> {
+/// Each of `n` connections' time to connect and echo one byte, in ms; or why one failed.
+fn try_tunnel_times(addr: SocketAddr, n: usize) -> Result<Vec<f64>, String> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
@@ -375,8 +477,7 @@ fn try_tunnels(addr: SocketAddr, n: usize) -> Result<(f64, f64), String> {
         once().map_err(|e| e.to_string())?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    times.sort_by(f64::total_cmp);
-    Ok((percentile(&times, 0.50), percentile(&times, 0.99)))
+    Ok(times)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -521,13 +622,13 @@ impl Row {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<38} {:>12} {:>12}  {:<22} {:>7}  note",
+        "{:<52} {:>9} {:>9}  {:<16} {:>6}  note",
         "case", "figure", "baseline", "baseline is", "ratio"
     );
     for r in rows {
         let ratio = r.ratio.map_or("-".into(), |x| format!("{x:.2}"));
         println!(
-            "{:<38} {:>12.2} {:>12.2}  {:<22} {:>7}  {}",
+            "{:<52} {:>9.2} {:>9.2}  {:<16} {:>6}  {}",
             r.case, r.figure, r.baseline, r.baseline_name, ratio, r.note
         );
     }
@@ -579,6 +680,17 @@ impl Drop for Peer {
 impl Peer {
     fn echo_server_pid(&self) -> u32 {
         self.procs[self.echo_server].id()
+    }
+
+    /// The client that tunnels to the echo target: started right after its server (and,
+    /// for wstunnel, one client serves both targets).
+    fn echo_client_pid(&self) -> u32 {
+        self.procs[self.echo_server + 1].id()
+    }
+
+    /// The server and client that carry the sink's tunnel: the first two started.
+    fn sink_pids(&self) -> [u32; 2] {
+        [self.procs[0].id(), self.procs[1].id()]
     }
 
     fn start(
@@ -740,7 +852,12 @@ fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
+/// The arcgate under test: `ARCGATE_BIN` when set (to compare two builds, one run each),
+/// else this checkout's release build.
 fn build_arcgate() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ARCGATE_BIN") {
+        return PathBuf::from(bin);
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--bin", "arcgate", "--manifest-path"])
@@ -789,6 +906,11 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// CPU seconds of several processes together.
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -811,7 +933,8 @@ impl Server {
 
 /// Reads an 8-byte big-endian length, then that many bytes, then answers one byte: the
 /// count arrives in band, so the case needs no TCP half-close (wstunnel ends a whole tunnel
-/// on one).
+/// on one). With [`DOWN`] set in the length it writes that many bytes instead, and waits for
+/// the bench's one byte before it closes.
 fn sink_server() -> Server {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let accept = l.try_clone().unwrap();
@@ -823,15 +946,28 @@ fn sink_server() -> Server {
                 if c.read_exact(&mut len).is_err() {
                     return;
                 }
-                let mut left = u64::from_be_bytes(len);
-                let mut buf = vec![0u8; 256 * 1024];
+                let header = u64::from_be_bytes(len);
+                let mut left = header & !DOWN;
+                let mut buf = vec![0x5au8; 256 * 1024];
                 while left > 0 {
-                    match c.read(&mut buf[..left.min(256 * 1024) as usize]) {
+                    let n = left.min(buf.len() as u64) as usize;
+                    if header & DOWN != 0 {
+                        if c.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        left -= n as u64;
+                        continue;
+                    }
+                    match c.read(&mut buf[..n]) {
                         Ok(0) | Err(_) => return,
                         Ok(n) => left -= n as u64,
                     }
                 }
-                let _ = c.write_all(b"k");
+                if header & DOWN != 0 {
+                    let _ = c.read_exact(&mut [0u8; 1]);
+                } else {
+                    let _ = c.write_all(b"k");
+                }
             });
         }
     });
