@@ -68,10 +68,12 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> TlsError {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
-    // AES-128-GCM first (ring's default puts AES-256-GCM first): 10 AES rounds instead of 14
-    // per block is the cheapest way to cut the data path's cost, and 128-bit keys are what
-    // TLS 1.3 mandates and browsers prefer. The client's order decides what is negotiated.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // aws-lc-rs, the one provider of the whole binary: its AES-GCM costs about a third less
+    // per byte than ring's here (perf on the bulk bench). AES-128-GCM first (the default puts
+    // AES-256-GCM first): 10 AES rounds instead of 14 per block is the cheapest way to cut
+    // the data path's cost, and 128-bit keys are what TLS 1.3 mandates and browsers prefer.
+    // The client's order decides what is negotiated.
     provider
         .cipher_suites
         .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
@@ -148,7 +150,7 @@ impl rustls::server::ResolvesServerCert for CertStore {
 pub fn server_config(certs: Arc<CertStore>) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .expect("aws-lc-rs supports the default protocol versions")
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -171,7 +173,7 @@ pub struct ClientTrust {
 pub fn client_config(trust: &ClientTrust) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions");
+        .expect("aws-lc-rs supports the default protocol versions");
     let mut config = if trust.insecure {
         builder
             .dangerous()
