@@ -275,13 +275,13 @@ fn main() {
         };
         for &way in ways {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            let (mut ours_cpu, mut theirs_cpu) = (0.0, 0.0);
+            let (mut ours_use, mut theirs_use) = (Usage::default(), Usage::default());
             let mut failed = None;
             for _ in 0..BULK_RUNS {
-                let before = cpu_of(&ours_pids);
+                let before = Usage::of(&ours_pids);
                 ours.push(bulk(fwd_sink.addr, s.bulk_bytes, 1, way));
-                ours_cpu += cpu_of(&ours_pids) - before;
-                let before = cpu_of(&theirs_pids);
+                ours_use.add_since(&before, &ours_pids);
+                let before = Usage::of(&theirs_pids);
                 match try_bulk(peer.sink, s.bulk_bytes, 1, way) {
                     Ok(v) => theirs.push(v),
                     Err(e) => {
@@ -289,18 +289,25 @@ fn main() {
                         break;
                     }
                 }
-                theirs_cpu += cpu_of(&theirs_pids) - before;
+                theirs_use.add_since(&before, &theirs_pids);
             }
             let case = format!("vs {name}: bulk {} (MB/s)", way.arrow());
             let Some(e) = failed else {
                 let gib = (theirs.len() as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
                 rows.push(Row::higher(&case, median(ours), median(theirs), name));
-                rows.push(Row::lower(
+                let mib = gib * 1024.0;
+                let mut row = Row::lower(
                     &format!("vs {name}: CPU s/GiB {}, both ends", way.arrow()),
-                    ours_cpu / gib,
-                    theirs_cpu / gib,
+                    ours_use.cpu / gib,
+                    theirs_use.cpu / gib,
                     name,
-                ));
+                );
+                row.note = format!(
+                    "context switches per MiB, client+server: {} vs {}",
+                    ours_use.switches_per(mib),
+                    theirs_use.switches_per(mib),
+                );
+                rows.push(row);
                 continue;
             };
             rows.push(Row::failed(&case, median(ours), name, &e));
@@ -308,15 +315,22 @@ fn main() {
         // New tunnels, in rounds alternating arcgate and the peer.
         let (mut ours, mut theirs, mut failed) = (Vec::new(), Vec::new(), None);
         let rounds = if run("tunnel") { TUNNEL_ROUNDS } else { 0 };
+        let (ours_pids, theirs_pids) = ([fwd_echo.pid(), gate.pid()], peer.echo_pids());
+        let (mut ours_use, mut theirs_use) = (Usage::default(), Usage::default());
+        let per_round = s.tunnels / TUNNEL_ROUNDS;
         for _ in 0..rounds {
-            ours.extend(try_tunnel_times(fwd_echo.addr, s.tunnels / TUNNEL_ROUNDS).unwrap());
-            match try_tunnel_times(peer.echo, s.tunnels / TUNNEL_ROUNDS) {
+            let before = Usage::of(&ours_pids);
+            ours.extend(try_tunnel_times(fwd_echo.addr, per_round).unwrap());
+            ours_use.add_since(&before, &ours_pids);
+            let before = Usage::of(&theirs_pids);
+            match try_tunnel_times(peer.echo, per_round) {
                 Ok(t) => theirs.extend(t),
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             }
+            theirs_use.add_since(&before, &theirs_pids);
         }
         ours.sort_by(f64::total_cmp);
         theirs.sort_by(f64::total_cmp);
@@ -331,6 +345,21 @@ fn main() {
                 None => Row::lower(&case, percentile(&ours, p), percentile(&theirs, p), name),
                 Some(e) => Row::failed(&case, percentile(&ours, p), name, e),
             });
+        }
+        if run("tunnel") && failed.is_none() {
+            let n = (rounds * per_round) as f64;
+            let mut row = Row::lower(
+                &format!("vs {name}: CPU ms per new tunnel, both ends"),
+                ours_use.cpu * 1000.0 / n,
+                theirs_use.cpu * 1000.0 / n,
+                name,
+            );
+            row.note = format!(
+                "context switches per tunnel, client+server: {} vs {}",
+                ours_use.switches_per(n),
+                theirs_use.switches_per(n)
+            );
+            rows.push(row);
         }
         if !run("idle") {
             continue;
@@ -688,9 +717,14 @@ impl Peer {
         self.procs[self.echo_server + 1].id()
     }
 
-    /// The server and client that carry the sink's tunnel: the first two started.
+    /// The client and server that carry the echo target's tunnel.
+    fn echo_pids(&self) -> [u32; 2] {
+        [self.echo_client_pid(), self.echo_server_pid()]
+    }
+
+    /// The client and server that carry the sink's tunnel: the first two started.
     fn sink_pids(&self) -> [u32; 2] {
-        [self.procs[0].id(), self.procs[1].id()]
+        [self.procs[1].id(), self.procs[0].id()]
     }
 
     fn start(
@@ -906,9 +940,54 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// CPU seconds of several processes together.
-fn cpu_of(pids: &[u32]) -> f64 {
-    pids.iter().map(|p| cpu_secs(*p)).sum()
+/// What a tunnel's two processes (client, server) have used: CPU seconds together, and
+/// each one's context switches (voluntary and not, all its threads).
+#[derive(Default)]
+struct Usage {
+    cpu: f64,
+    switches: [f64; 2],
+}
+
+impl Usage {
+    fn of(pids: &[u32; 2]) -> Usage {
+        let field = |text: &str, name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let mut u = Usage::default();
+        for (i, &pid) in pids.iter().enumerate() {
+            u.cpu += cpu_secs(pid);
+            // Switches are counted per thread.
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+            for task in tasks.flatten() {
+                let status =
+                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                u.switches[i] += field(&status, "voluntary_ctxt_switches:")
+                    + field(&status, "nonvoluntary_ctxt_switches:");
+            }
+        }
+        u
+    }
+
+    /// "client + server" switches per `unit`.
+    fn switches_per(&self, unit: f64) -> String {
+        format!(
+            "{:.1}+{:.1}",
+            self.switches[0] / unit,
+            self.switches[1] / unit
+        )
+    }
+
+    /// Adds what `pids` used since `before` was taken.
+    fn add_since(&mut self, before: &Usage, pids: &[u32; 2]) {
+        let now = Usage::of(pids);
+        self.cpu += now.cpu - before.cpu;
+        for i in 0..2 {
+            self.switches[i] += now.switches[i] - before.switches[i];
+        }
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -1194,14 +1273,16 @@ impl Proc {
         format!("wss://localhost:{}/$hc/benchhost", self.addr.port())
     }
 
-    /// A token for this gate, in its directory (forward re-reads it for every tunnel).
+    /// A token for this gate (forward re-reads it for every tunnel).
     fn token_file(&self, bin: &Path) -> PathBuf {
         let out = Command::new(bin)
             .args(["token", "--name", "benchhost", "--ttl", "2h", "--config"])
             .arg(self.dir.join("localconfig.json"))
             .output()
             .unwrap();
-        let path = self.dir.join("token");
+        // Beside the gate's directory, not in it: the gate watches its directory, and a
+        // client's token is not kept among the host's files.
+        let path = self.dir.with_extension("token");
         std::fs::write(&path, out.stdout).unwrap();
         path
     }
