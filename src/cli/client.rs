@@ -14,7 +14,7 @@ use arcgate::client::{self, ClientError, ConnectOptions, Connector, LogFormat, T
 use arcgate::transport::proxy::Proxy;
 use arcgate::transport::tls::ClientTrust;
 
-use super::{CliError, Status, init_logging, parse_duration, runtime, shutdown_signal};
+use super::{CliError, Status, client_runtime, init_logging, parse_duration, shutdown_signal};
 
 /// `arcgate connect`.
 #[derive(Debug, Args)]
@@ -275,7 +275,7 @@ pub(super) fn forward(args: ForwardArgs) -> Result<Status, CliError> {
         .map_err(|e| client_failure(e, &args.client))?
         .port
         .unwrap_or(22);
-    runtime()?.block_on(async move {
+    client_runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -298,8 +298,30 @@ pub(crate) fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a server's `main` on a multi-threaded runtime, in a task on its workers rather than
+/// in `block_on` on this thread: an accept loop there handed every new connection from this
+/// thread to a worker, a futex wake and an eventfd write per connection (strace).
+fn on_workers<F>(main: F) -> Result<F::Output, CliError>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(CliError::Other)?;
+    match rt.block_on(rt.spawn(main)) {
+        Ok(output) => Ok(output),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(CliError::Other(anyhow::anyhow!("the main task ended: {e}"))),
+    }
+}
+
+/// A runtime on this thread alone, for a client: one session or one user's tunnels, whose
+/// every wake-up then stays on one thread (no hand-off between workers).
+fn client_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

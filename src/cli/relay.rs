@@ -13,8 +13,8 @@ use arcgate::state::live::{self};
 use arcgate::transport::tls::CertStore;
 
 use super::{
-    CliError, Status, at_least_one, init_logging, parse_duration, reload_on_change_or_hup, runtime,
-    shutdown_signal,
+    CliError, Status, at_least_one, init_logging, on_workers, parse_duration,
+    reload_on_change_or_hup, shutdown_signal,
 };
 
 /// `arcgate relay`.
@@ -96,7 +96,7 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
         },
         keys,
     );
-    runtime()?.block_on(async move {
+    on_workers(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -128,8 +128,8 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let cert_watch = live::FileWatch::start(&certs.paths())
-            .context("cannot watch the certificate files")?;
+        let cert_watch =
+            live::FileWatch::start(&certs.paths()).context("cannot watch the certificate files")?;
         tokio::spawn(reload_on_change_or_hup(
             Some((cert_watch, certs)),
             || {},
@@ -142,11 +142,15 @@ pub(super) fn relay(args: RelayArgs) -> Result<Status, CliError> {
                 .await
                 .with_context(|| format!("cannot listen on --admin {addr}"))?;
             eprintln!("arcgate: admin endpoint on http://{}/", admin.local_addr()?);
-            tokio::spawn(arcgate::relay::admin::serve(admin, relay.clone(), stopped()));
+            tokio::spawn(arcgate::relay::admin::serve(
+                admin,
+                relay.clone(),
+                stopped(),
+            ));
         }
         tokio::spawn(shutdown_signal(stop_tx));
         super::notify::notify("READY=1");
         arcgate::relay::run(listener, tls, relay, stopped()).await;
         Ok::<_, CliError>(0)
-    })
+    })?
 }

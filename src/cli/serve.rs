@@ -20,8 +20,8 @@ use arcgate::transport::tls::CertStore;
 use arcgate::transport::tls::ClientTrust;
 
 use super::{
-    CliError, ConfigPathArg, Status, at_least_one, host_name, init_logging, parse_duration,
-    reload_on_change_or_hup, runtime, shutdown_signal,
+    CliError, ConfigPathArg, Status, at_least_one, host_name, init_logging, on_workers,
+    parse_duration, reload_on_change_or_hup, shutdown_signal,
 };
 
 /// `arcgate serve`.
@@ -167,7 +167,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<Status, CliError> {
              their private key is in the repository; pass --cert and --key for real use"
         );
     }
-    runtime()?.block_on(run(args, paths, certs, audit))
+    on_workers(run(args, paths, certs, audit))?
 }
 
 /// The gate's certificate pair; a missing development pair (the default, relative to the
