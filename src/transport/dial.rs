@@ -95,6 +95,8 @@ pub(crate) struct Tunnel {
 pub(crate) struct Dialer {
     tls: Arc<rustls::ClientConfig>,
     proxy: Option<Proxy>,
+    /// The gate's addresses as last resolved, shared by this dialer's clones.
+    resolved: Arc<Resolved>,
     timeout: Duration,
     /// The flag that adds a CA, for the hint when a certificate is not trusted.
     ca_flag: &'static str,
@@ -144,6 +146,7 @@ impl Dialer {
         Ok(Dialer {
             tls: tls::client_config(trust)?,
             proxy,
+            resolved: Arc::default(),
             timeout,
             ca_flag: trust.ca_flag,
             answer_wait: None,
@@ -170,9 +173,78 @@ impl Dialer {
             ca_flag: self.ca_flag,
             answer_wait: self.answer_wait,
         };
-        let tcp = phase.tcp(self.proxy.as_ref()).await?;
+        let tcp = phase.tcp(self.proxy.as_ref(), &self.resolved).await?;
         let tls = phase.tls(self.tls.clone(), tcp).await?;
         phase.upgrade(tls, token).await
+    }
+}
+
+/// How long a name's addresses are reused before it is resolved again.
+const RESOLVED_FRESH: Duration = Duration::from_secs(10);
+
+/// The addresses a gate's name resolved to, reused for [`RESOLVED_FRESH`]: `forward` opens
+/// a tunnel per local connection, and each resolution is a hand-off to tokio's blocking pool
+/// and back, two thread switches of the seventeen a new tunnel costs here (strace, bench).
+/// A connection that fails to every address forgets them, so the next dial resolves again.
+#[derive(Debug, Default)]
+struct Resolved(std::sync::Mutex<Option<ResolvedName>>);
+
+#[derive(Debug)]
+struct ResolvedName {
+    host: String,
+    port: u16,
+    addresses: Vec<std::net::SocketAddr>,
+    at: Instant,
+}
+
+impl Resolved {
+    /// Connects to `host`:`port`, resolving it unless its addresses are fresh.
+    async fn connect(&self, host: &str, port: u16) -> std::io::Result<TcpStream> {
+        let fresh = self.fresh(host, port);
+        let was_fresh = fresh.is_some();
+        let addresses = match fresh {
+            Some(addresses) => addresses,
+            None => tokio::net::lookup_host((host, port)).await?.collect(),
+        };
+        let mut last = None;
+        for address in &addresses {
+            match TcpStream::connect(address).await {
+                Ok(tcp) => {
+                    if !was_fresh {
+                        self.keep(host, port, addresses);
+                    }
+                    return Ok(tcp);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        self.forget();
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host} resolved to no address"),
+            )
+        }))
+    }
+
+    fn fresh(&self, host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.as_ref()
+            .filter(|k| k.host == host && k.port == port && k.at.elapsed() < RESOLVED_FRESH)
+            .map(|k| k.addresses.clone())
+    }
+
+    fn keep(&self, host: &str, port: u16, addresses: Vec<std::net::SocketAddr>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ResolvedName {
+            host: host.to_string(),
+            port,
+            addresses,
+            at: Instant::now(),
+        });
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -225,7 +297,11 @@ impl Phases<'_> {
         ))
     }
 
-    async fn tcp(&self, proxy: Option<&Proxy>) -> Result<TcpStream, DialError> {
+    async fn tcp(
+        &self,
+        proxy: Option<&Proxy>,
+        resolved: &Resolved,
+    ) -> Result<TcpStream, DialError> {
         let (host, port) = (self.to.host.as_str(), self.to.port);
         let tcp = match proxy.filter(|p| p.applies_to(host)) {
             Some(proxy) => within(
@@ -236,7 +312,7 @@ impl Phases<'_> {
             .await
             .map_err(|t| self.timed_out(t))?
             .map_err(|e| self.network(e))?,
-            None => within("connecting", self.left(), TcpStream::connect((host, port)))
+            None => within("connecting", self.left(), resolved.connect(host, port))
                 .await
                 .map_err(|t| self.timed_out(t))?
                 .map_err(|e| self.network(e))?,
@@ -480,6 +556,41 @@ fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_resolved_name_is_reused_while_fresh_and_forgotten_when_it_fails() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let resolved = Resolved::default();
+        assert!(resolved.fresh("localhost", port).is_none());
+        resolved.connect("localhost", port).await.unwrap();
+        let kept = resolved
+            .fresh("localhost", port)
+            .expect("kept after it worked");
+        assert!(
+            kept.iter()
+                .all(|a| a.ip().is_loopback() && a.port() == port)
+        );
+        // Another name or port is resolved afresh, not served from what was kept.
+        assert!(resolved.fresh("localhost", port + 1).is_none());
+        assert!(resolved.fresh("127.0.0.1", port).is_none());
+        // Old addresses are resolved again.
+        let age = |resolved: &Resolved, by: Duration| {
+            let mut kept = resolved.0.lock().unwrap();
+            let kept = kept.as_mut().unwrap();
+            kept.at = Instant::now().checked_sub(by).unwrap();
+        };
+        age(&resolved, RESOLVED_FRESH - Duration::from_millis(50));
+        assert!(resolved.fresh("localhost", port).is_some());
+        age(&resolved, RESOLVED_FRESH);
+        assert!(resolved.fresh("localhost", port).is_none());
+        resolved.connect("localhost", port).await.unwrap();
+        assert!(resolved.fresh("localhost", port).is_some());
+        // Nothing listens any more: the failure forgets the addresses.
+        drop(listener);
+        assert!(resolved.connect("localhost", port).await.is_err());
+        assert!(resolved.fresh("localhost", port).is_none());
+    }
 
     #[test]
     fn a_refusals_explanation_reaches_the_terminal_whole_and_harmless() {
