@@ -18,15 +18,13 @@ use hyper::http::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::config::shorten_sentence;
 use crate::hc::request::{GATE_TOKEN_HEADER, SB_AUTH_HEADER};
 use crate::hc::url::Endpoint;
 use crate::transport::deadline::{TimedOut, within};
 use crate::transport::proxy::Proxy;
-use crate::transport::readahead::ReadAhead;
+use crate::transport::server_tls::ClientTls;
 use crate::transport::tls::{self, ClientTrust, TlsError};
 
 /// The largest refusal body read, for its explanation: a hostile server cannot make us
@@ -34,7 +32,7 @@ use crate::transport::tls::{self, ClientTrust, TlsError};
 const MAX_REFUSAL_BODY: usize = 8192;
 
 /// The stream a dialled WebSocket runs on.
-pub(crate) type ClientStream = TlsStream<ReadAhead<TcpStream>>;
+pub(crate) type ClientStream = ClientTls<TcpStream>;
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
@@ -333,7 +331,7 @@ impl Phases<'_> {
                 why: e.to_string(),
             }
         })?;
-        let connecting = tls::connect(TlsConnector::from(config), server_name, tcp);
+        let connecting = tls::connect(config, server_name, tcp);
         within("the TLS handshake", self.left(), connecting)
             .await
             .map_err(|t| self.timed_out(t))?

@@ -1,5 +1,6 @@
-//! The gate's and the relay's TLS streams: rustls' unbuffered server connection over buffers
-//! this module owns, so that an idle session holds none.
+//! arcgate's TLS streams, both sides: rustls' unbuffered connection (server for the gate and
+//! the relay, client for `connect`, `forward` and a relayed gate) over buffers this module
+//! owns, so that an idle session holds none.
 //!
 //! tokio-rustls drives rustls' buffered connection, whose 4 KiB input buffer is never freed:
 //! the largest single piece of an idle session's memory (`valgrind --tool=massif`). Here the
@@ -15,10 +16,13 @@
 //!   hands over queued records before it lets us encrypt), or the rest of a record larger
 //!   than the read asking for it.
 //!
-//! Reading through it also costs one copy fewer per byte than tokio-rustls over
-//! `crate::transport::readahead::ReadAhead` (no copy from our read-ahead into rustls' own buffer).
+//! Reading through it costs one copy per byte (rustls decrypts in place; the plaintext is
+//! copied out once), where tokio-rustls costs three over a read-ahead buffer. The last
+//! flight of the handshake waits for the first write, so that a client's Finished and its
+//! request, and a server's session tickets and its answer, each leave in one segment: one
+//! wake-up fewer at the other end of every new connection (strace).
 //!
-//! The stream never holds more than these bounds for a client: records are at most 16 KiB
+//! The stream never holds more than these bounds for a peer: records are at most 16 KiB
 //! (rustls refuses larger ones before we would grow past [`CHUNK`]), and nothing is read from
 //! the socket while decrypted bytes are waiting to be read.
 //!
@@ -26,9 +30,10 @@
 //! end (`Ok(0)` after close_notify, `UnexpectedEof` without one) and the peer sees exactly the
 //! replies that `tokio_rustls::server::TlsStream` would give over the same configuration —
 //! checked by the differential test `the_same_script_through_our_stream_and_tokio_rustls_*`,
-//! with whole records and with records in 7-byte pieces. The choice rests on measurement
-//! (massif: the 4 KiB buffer per idle session); if the library frees its buffers one day,
-//! this module should go.
+//! with whole records and with records in 7-byte pieces; the client side is checked against
+//! a tokio-rustls server both ways. The choice rests on measurement (massif: the 4 KiB
+//! buffer per idle session; perf and the bench: the copies); if the library frees its
+//! buffers one day, this module should go.
 
 use std::future::Future;
 use std::io;
@@ -36,13 +41,70 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use rustls::ServerConfig;
-use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::pki_types::ServerName;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus,
+};
+use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::transport::readahead::FIRST_AHEAD;
 use crate::transport::{CHUNK, SEND_BUFFER};
+
+/// The first input buffer of a connection. It doubles each time a read fills it, up to
+/// [`CHUNK`], so a stream reaches full size within a few reads, while a connection whose
+/// reader stops early — a client pipelining bytes behind a request the gate is still
+/// deciding, say — holds at most this much here, not 256 KiB for each of the thousands of
+/// connections that may be in their handshake at once.
+pub(crate) const FIRST_AHEAD: usize = 16 * 1024;
+
+/// The side of a connection a [`TlsStream`] drives: rustls' unbuffered server connection
+/// (the gate, the relay) or client connection (`connect`, `forward`, a relayed gate).
+pub trait Side:
+    std::ops::DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> + Unpin
+{
+    /// rustls' data for this side.
+    type Data;
+    /// Who is at the other end, for errors: "client" or "server".
+    const PEER: &'static str;
+    /// Whether the peer needs what this side queued last in the handshake before it can go
+    /// on, so that it must leave with the handshake: a TLS 1.2 server's Finished.
+    /// A TLS 1.3 server's last flight is its session tickets, which no client waits for, and
+    /// a client speaks first on every connection arcgate makes (HTTP), so its Finished goes
+    /// with its request.
+    fn peer_waits_for_last_flight(&self) -> bool;
+    /// rustls' `process_tls_records` for this side.
+    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Side for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    const PEER: &'static str = "client";
+    fn peer_waits_for_last_flight(&self) -> bool {
+        self.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+    }
+    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(input)
+    }
+}
+
+impl Side for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    const PEER: &'static str = "server";
+    fn peer_waits_for_last_flight(&self) -> bool {
+        false
+    }
+    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(input)
+    }
+}
+
+/// The gate's and the relay's TLS stream.
+pub type ServerTls<IO> = TlsStream<IO, UnbufferedServerConnection>;
+
+/// The clients' TLS stream.
+pub type ClientTls<IO> = TlsStream<IO, UnbufferedClientConnection>;
 
 /// The largest TLS record's plaintext: writes are cut into records of at most this much.
 const MAX_RECORD: usize = 16 * 1024;
@@ -55,10 +117,10 @@ const RECORD_OVERHEAD: usize = 40;
 /// interactive and idle sessions hold none; a session streaming data keeps its buffer.
 const SMALL_WRITE: usize = 4096;
 
-/// A server-side TLS stream over `IO` (a TCP socket, or an in-memory pipe in tests).
-pub struct ServerTls<IO> {
+/// A TLS stream over `IO` (a TCP socket, or an in-memory pipe in tests), for either side.
+pub struct TlsStream<IO, C> {
     io: IO,
-    conn: UnbufferedServerConnection,
+    conn: C,
     input: Input,
     output: Output,
     /// Decrypted bytes not yet read: `plain[plain_pos..]`.
@@ -71,11 +133,15 @@ pub struct ServerTls<IO> {
     /// rustls reported an error: the connection is given up and rustls is not called again
     /// (its state refers to input it has not released).
     failed: bool,
+    /// The handshake's last flight is still queued, to leave with the first write (the
+    /// client's request, the gate's answer) in the same segment: one wake-up fewer at the
+    /// other end. Never when the peer waits for it ([`Side::peer_waits_for_last_flight`]).
+    flight_held: bool,
 }
 
-impl<IO> std::fmt::Debug for ServerTls<IO> {
+impl<IO, C> std::fmt::Debug for TlsStream<IO, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTls")
+        f.debug_struct("TlsStream")
             .field("input", &self.input.buf.capacity())
             .field("output", &self.output.buf.len())
             .field("plain", &self.plain.len())
@@ -140,6 +206,15 @@ impl Output {
         Ok(n)
     }
 
+    /// Keeps what is not yet sent in a buffer of its own size.
+    fn shrink_to_pending(&mut self) {
+        if self.buf.len() > self.pending() {
+            let pending = self.buf[self.sent..self.filled].to_vec();
+            (self.sent, self.filled) = (0, pending.len());
+            self.buf = pending;
+        }
+    }
+
     /// Gives the buffer back if everything in it has been sent.
     fn release_if_sent(&mut self) {
         if self.sent == self.filled {
@@ -181,10 +256,31 @@ fn tls_error(e: rustls::Error) -> io::Error {
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
     /// Performs the server side of a TLS handshake on `io`. Returns once the handshake is
-    /// complete (the client's Finished checked), like tokio-rustls' acceptor.
+    /// complete (the client's Finished checked), like tokio-rustls' acceptor; the session
+    /// tickets rustls then queues leave with the first answer.
     pub async fn accept(config: Arc<ServerConfig>, io: IO) -> io::Result<Self> {
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-        let mut tls = ServerTls {
+        TlsStream::handshake(io, conn).await
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ClientTls<IO> {
+    /// Performs the client side of a TLS handshake with `name` on `io`. Returns once the
+    /// handshake is complete; the last flight (the client's Finished) is sent with the first
+    /// write, so that the server gets it and the request in one segment.
+    pub async fn connect(
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        io: IO,
+    ) -> io::Result<Self> {
+        let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
+        TlsStream::handshake(io, conn).await
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> TlsStream<IO, C> {
+    async fn handshake(io: IO, conn: C) -> io::Result<Self> {
+        let mut tls = TlsStream {
             io,
             conn,
             input: Input {
@@ -197,10 +293,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
             peer_closed: false,
             close_sent: false,
             failed: false,
+            flight_held: false,
         };
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
-        // The certificate chain went out from here; sessions start with nothing held.
+        if tls.conn.peer_waits_for_last_flight() {
+            std::future::poll_fn(|cx| tls.poll_send(cx)).await?;
+        }
+        tls.flight_held = tls.output.pending() > 0;
+        // The certificate chain went out from here; sessions start with nothing held but
+        // the last flight, in a buffer of its size (a few hundred bytes of tickets).
         tls.output.release_if_sent();
+        tls.output.shrink_to_pending();
         if tls.input.start == tls.input.buf.len() {
             tls.input = Input {
                 size: tls.input.size,
@@ -212,10 +315,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.poll_send(cx))?;
+            // Done: what the last step queued stays queued (see `flight_held`).
             if !self.conn.is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
+            ready!(self.poll_send(cx))?;
             let found = match self.step_or_alert(Mode::Wait) {
                 Ok(found) => found,
                 Err(e) => {
@@ -225,13 +329,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
                 }
             };
             match found {
-                // Our flight goes out before we wait for the client's answer to it.
+                // Our flight goes out before we wait for the peer's answer to it.
                 Found::NeedInput if self.output.pending() > 0 => {}
                 Found::NeedInput if self.conn.is_handshaking() => {
                     if ready!(self.poll_fill(cx))? == 0 {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            "the client closed the connection during the TLS handshake",
+                            format!(
+                                "the {} closed the connection during the TLS handshake",
+                                C::PEER
+                            ),
                         )));
                     }
                 }
@@ -239,7 +346,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
                 Found::PeerClosed | Found::Closed => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "the client closed TLS during the handshake",
+                        format!("the {} closed TLS during the handshake", C::PEER),
                     )));
                 }
                 _ => {
@@ -252,7 +359,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
     }
 }
 
-impl<IO> ServerTls<IO> {
+impl<IO, C: Side> TlsStream<IO, C> {
     /// The stream underneath, for shutting it down or draining it after TLS is done.
     pub fn get_mut(&mut self) -> &mut IO {
         &mut self.io
@@ -277,7 +384,7 @@ impl<IO> ServerTls<IO> {
         loop {
             let input = &mut self.input;
             let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut input.buf[input.start..]);
+                self.conn.process(&mut input.buf[input.start..]);
             let found = match state.map_err(tls_error) {
                 Err(e) => {
                     input.start += discard;
@@ -382,10 +489,8 @@ impl<IO> ServerTls<IO> {
             // would fail again), and wants the same input it was given: it may still refer
             // to parts of it (fuzz target tls_server found a panic when given none).
             let input = &mut self.input;
-            if let Ok(ConnectionState::EncodeTlsData(mut alert)) = self
-                .conn
-                .process_tls_records(&mut input.buf[input.start..])
-                .state
+            if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
+                self.conn.process(&mut input.buf[input.start..]).state
             {
                 let _ = self.output.put(64, |out| alert.encode(out), encode_room);
             }
@@ -452,6 +557,7 @@ impl<IO> ServerTls<IO> {
             out.sent += n;
         }
         (out.sent, out.filled) = (0, 0);
+        self.flight_held = false;
         Poll::Ready(Ok(()))
     }
 
@@ -483,7 +589,7 @@ fn encrypt_room(e: &EncryptError) -> Option<usize> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> AsyncRead for TlsStream<IO, C> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -521,7 +627,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> AsyncWrite for TlsStream<IO, C> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -531,6 +637,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        // A held flight goes with this write, whenever the socket takes it.
+        this.flight_held = false;
         if this.output.pending() >= SEND_BUFFER {
             ready!(this.poll_send(cx))?;
         }
@@ -590,9 +698,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
         true
     }
 
+    /// Sends what was written. A held last flight of the handshake is not something written:
+    /// it waits for the first write (hyper flushes before it has answered anything).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_send(cx))?;
+        if !this.flight_held {
+            ready!(this.poll_send(cx))?;
+        }
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
@@ -735,7 +847,11 @@ pub(crate) mod tests {
         both_ways(tls_pair_with(None, Some(61)).await, 200_000).await;
     }
 
-    async fn both_ways((ours, peer): (ServerTls<Trickle>, TlsStream<DuplexStream>), len: usize) {
+    async fn both_ways<O, P>((ours, peer): (O, P), len: usize)
+    where
+        O: AsyncRead + AsyncWrite + Send + 'static,
+        P: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let up = pattern(len, 1);
         let down = pattern(len, 2);
         let (mut our_r, mut our_w) = tokio::io::split(ours);
@@ -783,6 +899,145 @@ pub(crate) mod tests {
         client.await.unwrap();
     }
 
+    /// Our client over a pipe whose reads return at most `trickle` bytes, and a tokio-rustls
+    /// server, the handshake done (the server's end completes with our first write).
+    async fn client_pair(
+        trickle: Option<usize>,
+        version: Option<&'static rustls::SupportedProtocolVersion>,
+    ) -> (
+        ClientTls<Trickle>,
+        tokio_rustls::server::TlsStream<DuplexStream>,
+    ) {
+        let mut config = (*crate::transport::tls::server_config(dev_cert_store().into())).clone();
+        if let Some(version) = version {
+            config = rustls::ServerConfig::builder_with_provider(config.crypto_provider().clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(config.cert_resolver.clone());
+        }
+        let client = dev_client_config();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (a, b) = trickle_pipe(trickle);
+        let server = tokio::spawn(tokio_rustls::TlsAcceptor::from(Arc::new(config)).accept(b));
+        let mut ours = ClientTls::connect(client, name, a).await.unwrap();
+        // Our Finished leaves with the first write; an empty frame of ours starts nothing.
+        ours.write_all(b"hello").await.unwrap();
+        ours.flush().await.unwrap();
+        let mut peer = server.await.unwrap().unwrap();
+        let mut hello = [0u8; 5];
+        peer.read_exact(&mut hello).await.unwrap();
+        assert_eq!(&hello, b"hello");
+        (ours, peer)
+    }
+
+    #[tokio::test]
+    async fn our_client_carries_bytes_both_ways_with_a_library_server() {
+        for (trickle, version) in [
+            (None, None),
+            (Some(7), None),
+            (None, Some(&rustls::version::TLS12)),
+        ] {
+            let (ours, peer) = client_pair(trickle, version).await;
+            let expected = version.map_or(rustls::ProtocolVersion::TLSv1_3, |v| v.version);
+            assert_eq!(ours.conn.protocol_version(), Some(expected));
+            both_ways((ours, peer), 300_000).await;
+        }
+    }
+
+    /// A pipe that counts the writes made to it.
+    struct Counted {
+        pipe: DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().pipe).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let written = ready!(Pin::new(&mut this.pipe).poll_write(cx, data))?;
+            assert_eq!(
+                written,
+                data.len(),
+                "the pipe is large enough to take any write whole"
+            );
+            this.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Poll::Ready(Ok(written))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().pipe).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().pipe).poll_shutdown(cx)
+        }
+    }
+
+    fn counted_pipe() -> (Counted, DuplexStream, Arc<std::sync::atomic::AtomicUsize>) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = Counted {
+            pipe: a,
+            writes: writes.clone(),
+        };
+        (a, b, writes)
+    }
+
+    #[tokio::test]
+    async fn the_handshakes_last_flight_leaves_with_the_first_write() {
+        use std::sync::atomic::Ordering::SeqCst;
+        // The client: ClientHello, then its Finished and the request in one write.
+        let config = crate::transport::tls::server_config(dev_cert_store().into());
+        let (client, name) = dev_client();
+        let (a, b, writes) = counted_pipe();
+        let server = tokio::spawn(tokio_rustls::TlsAcceptor::from(config.clone()).accept(b));
+        let mut ours = ClientTls::connect(dev_client_config(), name.clone(), a)
+            .await
+            .unwrap();
+        assert_eq!(writes.load(SeqCst), 1, "only the ClientHello has gone");
+        ours.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        ours.flush().await.unwrap();
+        assert_eq!(writes.load(SeqCst), 2, "the Finished went with the request");
+        let mut peer = server.await.unwrap().unwrap();
+        let mut request = [0u8; 18];
+        peer.read_exact(&mut request).await.unwrap();
+        assert_eq!(&request, b"GET / HTTP/1.1\r\n\r\n");
+
+        // The server (TLS 1.3): its flight, then its tickets and its answer in one write,
+        // even though it read the request and was flushed in between.
+        let (a, b, writes) = counted_pipe();
+        let (ours, peer) = tokio::join!(ServerTls::accept(config, a), client.connect(name, b));
+        let (mut ours, mut peer) = (ours.unwrap(), peer.unwrap());
+        assert_eq!(writes.load(SeqCst), 1, "only the server's flight has gone");
+        peer.write_all(b"req").await.unwrap();
+        peer.flush().await.unwrap();
+        let mut got = [0u8; 3];
+        ours.read_exact(&mut got).await.unwrap();
+        ours.flush().await.unwrap();
+        assert_eq!(writes.load(SeqCst), 1, "reading and flushing sent nothing");
+        ours.write_all(b"answer").await.unwrap();
+        ours.flush().await.unwrap();
+        assert_eq!(writes.load(SeqCst), 2, "the tickets went with the answer");
+        let mut answer = [0u8; 6];
+        peer.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"answer");
+    }
+
     #[tokio::test]
     async fn tls_1_2_clients_are_served_too() {
         let (mut ours, mut peer) = tls_pair_with(Some(&rustls::version::TLS12), None).await;
@@ -812,7 +1067,10 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_idle_stream_holds_no_buffers() {
         let (mut ours, mut peer) = tls_pair().await;
-        assert_eq!(ours.buffered_capacity(), 0, "after the handshake");
+        // The session tickets, held for the first answer.
+        assert!(ours.flight_held);
+        let held = ours.buffered_capacity();
+        assert!(held > 0 && held <= 512, "after the handshake: {held} bytes");
         for round in 0..3u8 {
             peer.write_all(&[round; 100]).await.unwrap();
             peer.flush().await.unwrap();
@@ -1059,14 +1317,18 @@ pub(crate) mod tests {
         tokio_rustls::TlsConnector,
         rustls::pki_types::ServerName<'static>,
     ) {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        (tokio_rustls::TlsConnector::from(dev_client_config()), name)
+    }
+
+    /// A client configuration trusting the development CA.
+    fn dev_client_config() -> Arc<rustls::ClientConfig> {
         let trust = crate::transport::tls::ClientTrust {
             ca_files: vec![dev_dir().join("ca.pem")],
             insecure: false,
             ca_flag: "--ca",
         };
-        let client = crate::transport::tls::client_config(&trust).unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        (tokio_rustls::TlsConnector::from(client), name)
+        crate::transport::tls::client_config(&trust).unwrap()
     }
 
     /// tokio-rustls' server stream over the same configuration and pipe as [`tls_pair_with`].

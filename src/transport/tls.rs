@@ -10,10 +10,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsConnector, client};
 
-use crate::transport::readahead::ReadAhead;
-use crate::transport::server_tls::ServerTls;
+use crate::transport::server_tls::{ClientTls, ServerTls};
 
 /// Accepts a TLS connection for the data path ([`ServerTls`]: buffers of its own, freed while
 /// idle). The gate and the relay both accept this way.
@@ -24,17 +22,14 @@ pub async fn accept(
     ServerTls::accept(config.clone(), tcp).await
 }
 
-/// Connects TLS for the data path, like [`accept`] on the client side.
+/// Connects TLS for the data path, like [`accept`] on the client side ([`ClientTls`]: the
+/// same buffers, freed while idle, and the same single copy per byte read).
 pub async fn connect(
-    connector: TlsConnector,
+    config: Arc<ClientConfig>,
     name: ServerName<'static>,
     tcp: TcpStream,
-) -> std::io::Result<client::TlsStream<ReadAhead<TcpStream>>> {
-    let mut tls = connector.connect(name, ReadAhead::new(tcp)).await?;
-    tls.get_mut()
-        .1
-        .set_buffer_limit(Some(crate::transport::SEND_BUFFER));
-    Ok(tls)
+) -> std::io::Result<ClientTls<TcpStream>> {
+    ClientTls::connect(config, name, tcp).await
 }
 
 /// A TLS setup failure, naming the file and what to do.

@@ -262,8 +262,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Waits until the connection has input, holding no read buffer meanwhile where the
     /// stream allows it: a TLS stream's read into an empty buffer waits for the next record
-    /// (the gate's [`ServerTls`](crate::transport::server_tls::ServerTls) and tokio-rustls both decrypt
-    /// it and keep it), so an idle session holds nothing here. A stream whose empty read
+    /// (arcgate's [`TlsStream`](crate::transport::server_tls::TlsStream), either side, and
+    /// tokio-rustls both decrypt it and keep it), so an idle session holds nothing here. A stream whose empty read
     /// returns at once (plain TCP) just goes on to the real read, buffer and all.
     async fn wait_for_input(&mut self) -> io::Result<()> {
         if let Some(ready) = futures_util::FutureExt::now_or_never(empty_read(&mut self.io)) {
