@@ -78,7 +78,9 @@ async fn tunnel(tcp: TcpStream, forwarder: Arc<Forwarder>) {
             return;
         }
     };
-    let tunnel = match forwarder.connector.open(token.as_deref()).await {
+    // Boxed: the dial's state (5 KiB: TLS, hyper's handshake) is freed once it is done,
+    // instead of sizing this task's future, which an idle tunnel holds, for it.
+    let tunnel = match Box::pin(forwarder.connector.open(token.as_deref())).await {
         Ok(t) => t,
         Err(e) => {
             // The local client sees its connection closed; this line says why.

@@ -261,7 +261,7 @@ struct Channel<'a> {
     opts: &'a ListenerOptions,
     relay: &'a GateUrl,
     dialer: Arc<Dialer>,
-    ws: WebSocketStream<ClientStream>,
+    ws: WebSocketStream<Box<ClientStream>>,
     /// The token last sent, to notice a token file that changed.
     last_token: String,
 }
@@ -477,8 +477,8 @@ async fn handle_accept(gate: Arc<Gate>, dialer: Arc<Dialer>, accept: Accept, req
         name: gate.name().to_string(),
         port,
     };
-    // Boxed for the reason given at `transport::serve::take_stream`.
-    gate.bridge_session(Box::new(tunnel.io), &tunnel.leftover, &cfg, meta, admitted)
+    // Boxed (by the dialer) for the reason given at `transport::serve::take_stream`.
+    gate.bridge_session(tunnel.io, &tunnel.leftover, &cfg, meta, admitted)
         .await;
 }
 
