@@ -1038,6 +1038,43 @@ pub(crate) mod tests {
         assert_eq!(&answer, b"answer");
     }
 
+    /// What `forward` does: one client configuration, a tunnel after another. Each handshake
+    /// after the first resumes (no certificate sent or checked), on the one ticket each
+    /// server handshake gives, which leaves with the server's first answer.
+    #[tokio::test]
+    async fn a_sequence_of_connections_keeps_resuming() {
+        let config = crate::transport::tls::server_config(dev_cert_store().into());
+        let client = dev_client_config();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        for round in 0..5 {
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let server = tokio::spawn({
+                let config = config.clone();
+                async move {
+                    let mut ours = ServerTls::accept(config, a).await.unwrap();
+                    let mut request = [0u8; 3];
+                    ours.read_exact(&mut request).await.unwrap();
+                    ours.write_all(b"answer").await.unwrap();
+                    ours.flush().await.unwrap();
+                    ours.conn.handshake_kind()
+                }
+            });
+            let mut peer = ClientTls::connect(client.clone(), name.clone(), b)
+                .await
+                .unwrap();
+            peer.write_all(b"req").await.unwrap();
+            peer.flush().await.unwrap();
+            let mut answer = [0u8; 6];
+            peer.read_exact(&mut answer).await.unwrap();
+            let expected = match round {
+                0 => rustls::HandshakeKind::Full,
+                _ => rustls::HandshakeKind::Resumed,
+            };
+            assert_eq!(peer.conn.handshake_kind(), Some(expected), "round {round}");
+            assert_eq!(server.await.unwrap(), Some(expected), "round {round}");
+        }
+    }
+
     #[tokio::test]
     async fn tls_1_2_clients_are_served_too() {
         let (mut ours, mut peer) = tls_pair_with(Some(&rustls::version::TLS12), None).await;

@@ -149,6 +149,10 @@ pub fn server_config(certs: Arc<CertStore>) -> Arc<ServerConfig> {
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // One ticket per handshake, not rustls' two: a client resumes with one ticket per new
+    // connection, so one back keeps a sequence of tunnels resuming; the second was made,
+    // sent, parsed and stored for nothing.
+    config.send_tls13_tickets = 1;
     Arc::new(config)
 }
 
