@@ -86,8 +86,8 @@ fn main() {
     let token = gate.token_file(&arcgate);
     let fwd_sink = Proc::forward(&arcgate, &gate.url(), sink.port(), &token);
     let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
-    // Direct-mode figures the relay rows compare with, measured by the bulk and tunnel cases.
-    let (mut direct_bulk, mut direct_p50) = (None, None);
+    // The direct-mode tunnel figure the relay row compares with (bulk is measured in turn).
+    let mut direct_p50 = None;
     // Per idle session: the gate's KiB, and forward's.
     let mut direct_idle: [Option<f64>; 2] = [None, None];
 
@@ -103,9 +103,6 @@ fn main() {
             let gib = (BULK_RUNS as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
             let fwd = (cpu_secs(fwd_sink.pid()) - fwd_before) / gib;
             let serve = (cpu_secs(gate.pid()) - gate_before) / gib;
-            if way == Way::Up {
-                direct_bulk = Some(via);
-            }
             let mut row = Row::higher(
                 &format!("bulk {}, 1 stream (MB/s)", way.arrow()),
                 via,
@@ -215,7 +212,6 @@ fn main() {
 
     if run("relay") {
         // Relay mode against direct mode (measured here when the direct cases did not run).
-        let via = direct_bulk.unwrap_or_else(|| bulk(fwd_sink.addr, s.bulk_bytes, 1, Way::Up));
         let via50 = direct_p50.unwrap_or_else(|| tunnels(fwd_echo.addr, s.tunnels).0);
         let relay = Proc::relay(&arcgate, &work);
         let relayed = Proc::relayed_gate(&arcgate, &work, &relay, &[sink.port(), echo.port()]);
@@ -224,18 +220,20 @@ fn main() {
         let rfwd_sink = Proc::forward(&arcgate, &relay_url, sink.port(), &sender);
         let rfwd_echo = Proc::forward(&arcgate, &relay_url, echo.port(), &sender);
         let pids = [rfwd_sink.pid(), relay.pid(), relayed.pid()];
-        let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
-        let r_bulk = median(
-            (0..BULK_RUNS)
-                .map(|_| bulk(rfwd_sink.addr, s.bulk_bytes, 1, Way::Up))
-                .collect(),
-        );
+        // Direct and relayed in turn, so that drift lands on both; CPU of the relayed runs.
+        let (mut direct, mut relayed_runs) = (Vec::new(), Vec::new());
+        let mut cpu = vec![0.0; pids.len()];
+        for _ in 0..BULK_RUNS {
+            direct.push(bulk(fwd_sink.addr, s.bulk_bytes, 1, Way::Up));
+            let before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
+            relayed_runs.push(bulk(rfwd_sink.addr, s.bulk_bytes, 1, Way::Up));
+            for (c, (p, b)) in cpu.iter_mut().zip(pids.iter().zip(&before)) {
+                *c += cpu_secs(*p) - b;
+            }
+        }
+        let (via, r_bulk) = (median(direct), median(relayed_runs));
         let gib = (BULK_RUNS as u64 * s.bulk_bytes) as f64 / (1u64 << 30) as f64;
-        let cpu: Vec<f64> = pids
-            .iter()
-            .zip(&cpu_before)
-            .map(|(p, before)| (cpu_secs(*p) - before) / gib)
-            .collect();
+        let cpu: Vec<f64> = cpu.iter().map(|c| c / gib).collect();
         let mut row = Row::higher("relay: bulk, 1 stream (MB/s)", r_bulk, via, "direct mode");
         row.note = format!(
             "CPU s/GiB: forward {:.2} + relay {:.2} + serve {:.2}",
