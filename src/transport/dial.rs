@@ -182,69 +182,88 @@ impl Dialer {
 /// How long a name's addresses are reused before it is resolved again.
 const RESOLVED_FRESH: Duration = Duration::from_secs(10);
 
-/// The addresses a gate's name resolved to, reused for [`RESOLVED_FRESH`]: `forward` opens
-/// a tunnel per local connection, and each resolution is a hand-off to tokio's blocking pool
-/// and back, two thread switches of the seventeen a new tunnel costs here (strace, bench).
-/// A connection that fails to every address forgets them, so the next dial resolves again.
-#[derive(Debug, Default)]
-struct Resolved(std::sync::Mutex<Option<ResolvedName>>);
+/// How many names a dialer keeps addresses for: a relayed gate dials its relay's name and,
+/// through a proxy or not, rarely more; the oldest is dropped first.
+const RESOLVED_NAMES: usize = 4;
 
-#[derive(Debug)]
+/// The addresses gate names resolved to, reused for [`RESOLVED_FRESH`]: `forward` opens a
+/// tunnel per local connection, and each resolution is a hand-off to tokio's blocking pool and
+/// back, two thread switches of the seventeen a new tunnel costs here (strace, bench).
+///
+/// Kept addresses are only a shortcut, never a reason to fail: a dial that cannot connect to
+/// them, or is given up on while it tries (a deadline, an address that drops SYNs), forgets
+/// them, and one that cannot connect resolves the name again at once.
+#[derive(Debug, Default)]
+struct Resolved(std::sync::Mutex<Vec<ResolvedName>>);
+
+#[derive(Debug, Clone)]
 struct ResolvedName {
     host: String,
     port: u16,
-    addresses: Vec<std::net::SocketAddr>,
+    addresses: Arc<[std::net::SocketAddr]>,
     at: Instant,
 }
 
 impl Resolved {
-    /// Connects to `host`:`port`, resolving it unless its addresses are fresh.
+    /// Connects to `host`:`port` through its fresh addresses if it has any, else (or when they
+    /// do not connect) through what it resolves to now.
     async fn connect(&self, host: &str, port: u16) -> std::io::Result<TcpStream> {
-        let fresh = self.fresh(host, port);
-        let was_fresh = fresh.is_some();
-        let addresses = match fresh {
-            Some(addresses) => addresses,
-            None => tokio::net::lookup_host((host, port)).await?.collect(),
-        };
-        let mut last = None;
-        for address in &addresses {
-            match TcpStream::connect(address).await {
-                Ok(tcp) => {
-                    if !was_fresh {
-                        self.keep(host, port, addresses);
-                    }
-                    return Ok(tcp);
-                }
-                Err(e) => last = Some(e),
+        if let Some(kept) = self.fresh(host, port) {
+            let mut trial = Trial {
+                resolved: self,
+                kept: Some(&kept),
+            };
+            if let Ok(tcp) = TcpStream::connect(&kept.addresses[..]).await {
+                trial.kept = None;
+                return Ok(tcp);
             }
         }
-        self.forget();
-        Err(last.unwrap_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{host} resolved to no address"),
-            )
-        }))
-    }
-
-    fn fresh(&self, host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
-        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        kept.as_ref()
-            .filter(|k| k.host == host && k.port == port && k.at.elapsed() < RESOLVED_FRESH)
-            .map(|k| k.addresses.clone())
-    }
-
-    fn keep(&self, host: &str, port: u16, addresses: Vec<std::net::SocketAddr>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ResolvedName {
+        let addresses: Arc<[_]> = tokio::net::lookup_host((host, port)).await?.collect();
+        let tcp = TcpStream::connect(&addresses[..]).await?;
+        self.keep(ResolvedName {
             host: host.to_string(),
             port,
             addresses,
             at: Instant::now(),
         });
+        Ok(tcp)
     }
 
-    fn forget(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn names(&self) -> std::sync::MutexGuard<'_, Vec<ResolvedName>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh(&self, host: &str, port: u16) -> Option<ResolvedName> {
+        self.names()
+            .iter()
+            .find(|k| k.host == host && k.port == port && k.at.elapsed() < RESOLVED_FRESH)
+            .cloned()
+    }
+
+    fn keep(&self, name: ResolvedName) {
+        let mut names = self.names();
+        names.retain(|k| !(k.host == name.host && k.port == name.port));
+        if names.len() == RESOLVED_NAMES {
+            names.remove(0);
+        }
+        names.push(name);
+    }
+}
+
+/// Forgets the addresses a dial is trying when it ends without connecting through them,
+/// whether it failed or was dropped mid-way; a newer resolution of the name is left alone.
+struct Trial<'a> {
+    resolved: &'a Resolved,
+    kept: Option<&'a ResolvedName>,
+}
+
+impl Drop for Trial<'_> {
+    fn drop(&mut self) {
+        if let Some(tried) = self.kept {
+            self.resolved
+                .names()
+                .retain(|k| !(k.host == tried.host && k.port == tried.port && k.at == tried.at));
+        }
     }
 }
 
@@ -556,6 +575,17 @@ fn refusal_detail(status: StatusCode, body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+
+    /// Puts `addresses` in as `host`:`port`'s, resolved `ago`.
+    fn put(resolved: &Resolved, host: &str, port: u16, addresses: &[SocketAddr], ago: Duration) {
+        resolved.keep(ResolvedName {
+            host: host.to_string(),
+            port,
+            addresses: addresses.into(),
+            at: Instant::now().checked_sub(ago).unwrap(),
+        });
+    }
 
     #[tokio::test]
     async fn a_resolved_name_is_reused_while_fresh_and_forgotten_when_it_fails() {
@@ -568,21 +598,24 @@ mod tests {
             .fresh("localhost", port)
             .expect("kept after it worked");
         assert!(
-            kept.iter()
+            kept.addresses
+                .iter()
                 .all(|a| a.ip().is_loopback() && a.port() == port)
         );
         // Another name or port is resolved afresh, not served from what was kept.
         assert!(resolved.fresh("localhost", port + 1).is_none());
         assert!(resolved.fresh("127.0.0.1", port).is_none());
         // Old addresses are resolved again.
-        let age = |resolved: &Resolved, by: Duration| {
-            let mut kept = resolved.0.lock().unwrap();
-            let kept = kept.as_mut().unwrap();
-            kept.at = Instant::now().checked_sub(by).unwrap();
-        };
-        age(&resolved, RESOLVED_FRESH - Duration::from_millis(50));
+        let addresses = kept.addresses.to_vec();
+        put(
+            &resolved,
+            "localhost",
+            port,
+            &addresses,
+            RESOLVED_FRESH - Duration::from_millis(50),
+        );
         assert!(resolved.fresh("localhost", port).is_some());
-        age(&resolved, RESOLVED_FRESH);
+        put(&resolved, "localhost", port, &addresses, RESOLVED_FRESH);
         assert!(resolved.fresh("localhost", port).is_none());
         resolved.connect("localhost", port).await.unwrap();
         assert!(resolved.fresh("localhost", port).is_some());
@@ -590,6 +623,80 @@ mod tests {
         drop(listener);
         assert!(resolved.connect("localhost", port).await.is_err());
         assert!(resolved.fresh("localhost", port).is_none());
+    }
+
+    #[tokio::test]
+    async fn kept_addresses_that_no_longer_connect_are_resolved_again_in_the_same_dial() {
+        // The gate's name now resolves elsewhere than what was kept: the kept address (a port
+        // nothing listens on) fails, and the same dial connects through a fresh resolution.
+        let moved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = moved.local_addr().unwrap();
+        drop(moved);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let resolved = Resolved::default();
+        put(&resolved, "127.0.0.1", port, &[gone], Duration::ZERO);
+        resolved
+            .connect("127.0.0.1", port)
+            .await
+            .expect("resolved again after the kept address failed");
+        let now = resolved
+            .fresh("127.0.0.1", port)
+            .expect("the new addresses kept");
+        assert_eq!(&now.addresses[..], &[listener.local_addr().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn a_dial_given_up_on_forgets_the_addresses_it_was_trying() {
+        // A listener whose accept queue is full drops SYNs: connecting to it hangs, as to a
+        // host behind a firewall that drops packets, until the dial's deadline gives up.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let full = socket.listen(0).unwrap();
+        let hang = full.local_addr().unwrap();
+        let _queued = TcpStream::connect(hang).await.unwrap();
+        let resolved = Resolved::default();
+        put(&resolved, "gate.example", 443, &[hang], Duration::ZERO);
+        let dial = tokio::time::timeout(
+            Duration::from_millis(300),
+            resolved.connect("gate.example", 443),
+        );
+        assert!(dial.await.is_err(), "the dial should hang on a full queue");
+        assert!(
+            resolved.fresh("gate.example", 443).is_none(),
+            "the next dial resolves again instead of hanging on the same address"
+        );
+    }
+
+    #[test]
+    fn each_name_keeps_its_own_addresses_and_the_oldest_gives_way() {
+        let resolved = Resolved::default();
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        for port in 1..=RESOLVED_NAMES as u16 {
+            put(
+                &resolved,
+                "relay.example",
+                port,
+                &[at(port)],
+                Duration::ZERO,
+            );
+        }
+        put(&resolved, "relay.example", 2, &[at(20)], Duration::ZERO);
+        assert_eq!(
+            &resolved.fresh("relay.example", 2).unwrap().addresses[..],
+            &[at(20)],
+            "a name resolved again replaces its old addresses"
+        );
+        assert_eq!(resolved.names().len(), RESOLVED_NAMES);
+        put(&resolved, "gate.example", 443, &[at(443)], Duration::ZERO);
+        assert!(
+            resolved.fresh("relay.example", 1).is_none(),
+            "the oldest went"
+        );
+        for port in 2..=RESOLVED_NAMES as u16 {
+            assert!(resolved.fresh("relay.example", port).is_some());
+        }
+        assert!(resolved.fresh("gate.example", 443).is_some());
     }
 
     #[test]
