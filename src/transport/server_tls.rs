@@ -494,6 +494,9 @@ impl<IO, C: Side> TlsStream<IO, C> {
             {
                 let _ = self.output.put(64, |out| alert.encode(out), encode_room);
             }
+            // No first write will come for the held flight to wait for: the alert goes with
+            // the next flush too.
+            self.flight_held = false;
         })
     }
 
@@ -655,7 +658,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> AsyncWrite for TlsStream<IO, C
             Found::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             _ => return Poll::Ready(Err(io::Error::other("TLS handshake not finished"))),
         }
-        // Sent now if the socket takes it; otherwise by the next write, flush or read.
+        // Sent now if the socket takes it; otherwise by the next write or flush.
         match this.poll_send(cx) {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) if take < SMALL_WRITE => this.output.release_if_sent(),
@@ -1226,6 +1229,14 @@ pub(crate) mod tests {
         raw.write_all(&record).await.unwrap();
         let e = ours.read(&mut [0u8; 100]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // The peer is told why on the next flush, though the tickets were still held for a
+        // first write that will now never come.
+        ours.flush().await.unwrap();
+        let told = tokio::time::timeout(Duration::from_secs(10), peer.read(&mut [0u8; 100]))
+            .await
+            .expect("the alert was sent by the flush");
+        let e = told.unwrap_err();
+        assert!(e.to_string().contains("alert"), "{e}");
     }
 
     /// Found by fuzz target tls_server: handshake records whose message spans records, then
