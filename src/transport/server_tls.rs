@@ -751,6 +751,8 @@ pub(crate) mod tests {
     pub(crate) struct Trickle {
         pipe: DuplexStream,
         limit: Option<usize>,
+        /// How many writes the pipe took.
+        writes: Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl AsyncRead for Trickle {
@@ -777,7 +779,11 @@ pub(crate) mod tests {
             cx: &mut Context<'_>,
             data: &[u8],
         ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.get_mut().pipe).poll_write(cx, data)
+            let this = self.get_mut();
+            let written = ready!(Pin::new(&mut this.pipe).poll_write(cx, data))?;
+            this.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Poll::Ready(Ok(written))
         }
 
         fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -948,66 +954,14 @@ pub(crate) mod tests {
         }
     }
 
-    /// A pipe that counts the writes made to it.
-    struct Counted {
-        pipe: DuplexStream,
-        writes: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl AsyncRead for Counted {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().pipe).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for Counted {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            data: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            let written = ready!(Pin::new(&mut this.pipe).poll_write(cx, data))?;
-            assert_eq!(
-                written,
-                data.len(),
-                "the pipe is large enough to take any write whole"
-            );
-            this.writes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Poll::Ready(Ok(written))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().pipe).poll_flush(cx)
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().pipe).poll_shutdown(cx)
-        }
-    }
-
-    fn counted_pipe() -> (Counted, DuplexStream, Arc<std::sync::atomic::AtomicUsize>) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let a = Counted {
-            pipe: a,
-            writes: writes.clone(),
-        };
-        (a, b, writes)
-    }
-
     #[tokio::test]
     async fn the_handshakes_last_flight_leaves_with_the_first_write() {
         use std::sync::atomic::Ordering::SeqCst;
         // The client: ClientHello, then its Finished and the request in one write.
         let config = crate::transport::tls::server_config(dev_cert_store().into());
         let (client, name) = dev_client();
-        let (a, b, writes) = counted_pipe();
+        let (a, b) = trickle_pipe(None);
+        let writes = a.writes.clone();
         let server = tokio::spawn(tokio_rustls::TlsAcceptor::from(config.clone()).accept(b));
         let mut ours = ClientTls::connect(dev_client_config(), name.clone(), a)
             .await
@@ -1023,7 +977,8 @@ pub(crate) mod tests {
 
         // The server (TLS 1.3): its flight, then its tickets and its answer in one write,
         // even though it read the request and was flushed in between.
-        let (a, b, writes) = counted_pipe();
+        let (a, b) = trickle_pipe(None);
+        let writes = a.writes.clone();
         let (ours, peer) = tokio::join!(ServerTls::accept(config, a), client.connect(name, b));
         let (mut ours, mut peer) = (ours.unwrap(), peer.unwrap());
         assert_eq!(writes.load(SeqCst), 1, "only the server's flight has gone");
@@ -1260,6 +1215,7 @@ pub(crate) mod tests {
         let a = Trickle {
             pipe: a,
             limit: Some(306),
+            writes: Arc::default(),
         };
         b.write_all(&bytes).await.unwrap();
         b.shutdown().await.unwrap();
@@ -1356,6 +1312,7 @@ pub(crate) mod tests {
         let a = Trickle {
             pipe: a,
             limit: trickle,
+            writes: Arc::default(),
         };
         (a, b)
     }
