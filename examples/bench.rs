@@ -276,10 +276,10 @@ fn main() {
             let (mut ours_use, mut theirs_use) = (Usage::default(), Usage::default());
             let mut failed = None;
             for _ in 0..BULK_RUNS {
-                let before = Usage::of(&ours_pids);
+                let before = Look::of(&ours_pids);
                 ours.push(bulk(fwd_sink.addr, s.bulk_bytes, 1, way));
                 ours_use.add_since(&before, &ours_pids);
-                let before = Usage::of(&theirs_pids);
+                let before = Look::of(&theirs_pids);
                 match try_bulk(peer.sink, s.bulk_bytes, 1, way) {
                     Ok(v) => theirs.push(v),
                     Err(e) => {
@@ -317,10 +317,10 @@ fn main() {
         let (mut ours_use, mut theirs_use) = (Usage::default(), Usage::default());
         let per_round = s.tunnels / TUNNEL_ROUNDS;
         for _ in 0..rounds {
-            let before = Usage::of(&ours_pids);
+            let before = Look::of(&ours_pids);
             ours.extend(try_tunnel_times(fwd_echo.addr, per_round).unwrap());
             ours_use.add_since(&before, &ours_pids);
-            let before = Usage::of(&theirs_pids);
+            let before = Look::of(&theirs_pids);
             match try_tunnel_times(peer.echo, per_round) {
                 Ok(t) => theirs.extend(t),
                 Err(e) => {
@@ -946,29 +946,36 @@ struct Usage {
     switches: [f64; 2],
 }
 
-impl Usage {
-    fn of(pids: &[u32; 2]) -> Usage {
-        let field = |text: &str, name: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let mut u = Usage::default();
-        for (i, &pid) in pids.iter().enumerate() {
-            u.cpu += cpu_secs(pid);
-            // Switches are counted per thread.
-            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-            for task in tasks.flatten() {
-                let status =
-                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-                u.switches[i] += field(&status, "voluntary_ctxt_switches:")
-                    + field(&status, "nonvoluntary_ctxt_switches:");
-            }
-        }
-        u
-    }
+/// The CPU seconds of two processes together, and each one's switches per thread id: a
+/// thread's count is only in /proc while it runs, so differences are taken per thread (one
+/// that exits between two looks loses only what it did in between, not its whole history).
+struct Look {
+    cpu: f64,
+    threads: [std::collections::HashMap<std::ffi::OsString, f64>; 2],
+}
 
+impl Look {
+    fn of(pids: &[u32; 2]) -> Look {
+        Look {
+            cpu: pids.iter().map(|&pid| cpu_secs(pid)).sum(),
+            threads: pids.map(|pid| {
+                let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+                tasks
+                    .flatten()
+                    .map(|task| {
+                        let status = std::fs::read_to_string(task.path().join("status"))
+                            .unwrap_or_default();
+                        let count = status_field(&status, "voluntary_ctxt_switches:")
+                            + status_field(&status, "nonvoluntary_ctxt_switches:");
+                        (task.file_name(), count)
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl Usage {
     /// "client + server" switches per `unit`.
     fn switches_per(&self, unit: f64) -> String {
         format!(
@@ -979,22 +986,29 @@ impl Usage {
     }
 
     /// Adds what `pids` used since `before` was taken.
-    fn add_since(&mut self, before: &Usage, pids: &[u32; 2]) {
-        let now = Usage::of(pids);
+    fn add_since(&mut self, before: &Look, pids: &[u32; 2]) {
+        let now = Look::of(pids);
         self.cpu += now.cpu - before.cpu;
-        for i in 0..2 {
-            self.switches[i] += now.switches[i] - before.switches[i];
+        for (i, threads) in now.threads.iter().enumerate() {
+            for (tid, count) in threads {
+                self.switches[i] += count - before.threads[i].get(tid).unwrap_or(&0.0);
+            }
         }
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
+/// A number in a /proc status file's line `name` (its unit, if any, dropped); 0 if absent.
+fn status_field(status: &str, name: &str) -> f64 {
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+        .unwrap_or(0.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status_field(&status, "VmRSS:") as u64
 }
 
 struct Server(TcpListener);
