@@ -469,7 +469,12 @@ fn try_bulk(addr: SocketAddr, total: u64, streams: usize, way: Way) -> Result<f6
     for w in workers {
         w.join()
             .map_err(|_| "a stream's thread panicked".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    "stalled: nothing came for 60 s".to_string()
+                }
+                _ => e.to_string(),
+            })?;
     }
     Ok((per * streams as u64) as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
@@ -963,8 +968,8 @@ impl Look {
                 tasks
                     .flatten()
                     .map(|task| {
-                        let status = std::fs::read_to_string(task.path().join("status"))
-                            .unwrap_or_default();
+                        let status =
+                            std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
                         let count = status_field(&status, "voluntary_ctxt_switches:")
                             + status_field(&status, "nonvoluntary_ctxt_switches:");
                         (task.file_name(), count)
