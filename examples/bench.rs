@@ -196,18 +196,34 @@ fn main() {
             "direct to sshd",
         ));
         // One transfer each swings by a third between runs here; alternate and take medians.
+        // How busy the machine's cores were tells whether the gate's CPU is taken from ssh's.
         let (mut direct, mut through) = (Vec::new(), Vec::new());
+        let (mut direct_busy, mut through_busy, mut gate_cpu) =
+            (Busy::default(), Busy::default(), 0.0);
         for _ in 0..5 {
+            let look = Busy::now();
             direct.push(ssh_bulk(sshd, None, s.ssh_bytes));
+            direct_busy.add_since(&look);
+            let (look, gate_before) = (Busy::now(), cpu_secs(gate.pid()));
             through.push(ssh_bulk(sshd, Some(&proxy), s.ssh_bytes));
+            through_busy.add_since(&look);
+            gate_cpu += cpu_secs(gate.pid()) - gate_before;
         }
         let (direct_bulk, through_bulk) = (median(direct), median(through));
-        rows.push(Row::higher(
+        let mut row = Row::higher(
             &format!("{} MiB through ssh (MB/s)", s.ssh_bytes >> 20),
             through_bulk,
             direct_bulk,
             "direct to sshd",
-        ));
+        );
+        let gib = (5 * s.ssh_bytes) as f64 / (1u64 << 30) as f64;
+        row.note = format!(
+            "cores busy: direct {:.0}%, through {:.0}%; serve CPU {:.2} s/GiB",
+            direct_busy.percent(),
+            through_busy.percent(),
+            gate_cpu / gib
+        );
+        rows.push(row);
     }
 
     if run("relay") {
@@ -223,10 +239,15 @@ fn main() {
         // Direct and relayed in turn, so that drift lands on both; CPU of the relayed runs.
         let (mut direct, mut relayed_runs) = (Vec::new(), Vec::new());
         let mut cpu = vec![0.0; pids.len()];
+        let (mut direct_busy, mut relayed_busy) = (Busy::default(), Busy::default());
         for _ in 0..BULK_RUNS {
+            let look = Busy::now();
             direct.push(bulk(fwd_sink.addr, s.bulk_bytes, 1, Way::Up));
+            direct_busy.add_since(&look);
             let before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
+            let look = Busy::now();
             relayed_runs.push(bulk(rfwd_sink.addr, s.bulk_bytes, 1, Way::Up));
+            relayed_busy.add_since(&look);
             for (c, (p, b)) in cpu.iter_mut().zip(pids.iter().zip(&before)) {
                 *c += cpu_secs(*p) - b;
             }
@@ -236,8 +257,12 @@ fn main() {
         let cpu: Vec<f64> = cpu.iter().map(|c| c / gib).collect();
         let mut row = Row::higher("relay: bulk, 1 stream (MB/s)", r_bulk, via, "direct mode");
         row.note = format!(
-            "CPU s/GiB: forward {:.2} + relay {:.2} + serve {:.2}",
-            cpu[0], cpu[1], cpu[2]
+            "CPU s/GiB: forward {:.2} + relay {:.2} + serve {:.2}; cores busy: direct {:.0}%, relayed {:.0}%",
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            direct_busy.percent(),
+            relayed_busy.percent()
         );
         rows.push(row);
         let (r50, _) = tunnels(rfwd_echo.addr, s.tunnels / 2);
@@ -930,6 +955,45 @@ fn tempdir() -> TempDir {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
     TempDir(path)
+}
+
+/// The machine's CPU time, busy and in all, from `/proc/stat`'s first line (in ticks, every
+/// core together): how near the cores were to full while a case ran, which says whether a
+/// process's CPU was taken from the others'.
+#[derive(Default)]
+struct Busy {
+    busy: u64,
+    total: u64,
+}
+
+impl Busy {
+    fn now() -> Busy {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap();
+        let line = stat.lines().next().expect("/proc/stat has a first line");
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|t| t.parse().unwrap())
+            .collect();
+        let total: u64 = ticks.iter().sum();
+        Busy {
+            busy: total - ticks[3] - ticks[4],
+            total,
+        }
+    }
+
+    /// Adds what the machine did since `then`.
+    fn add_since(&mut self, then: &Busy) {
+        let now = Busy::now();
+        self.busy += now.busy - then.busy;
+        self.total += now.total - then.total;
+    }
+
+    fn percent(&self) -> f64 {
+        100.0 * self.busy as f64 / self.total.max(1) as f64
+    }
 }
 
 /// CPU time (user + system) a process has used, in seconds.
