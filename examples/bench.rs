@@ -152,10 +152,10 @@ fn main() {
         let token = gate.token_file(&arcgate);
         let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
         let pids = [gate.pid(), fwd_echo.pid()];
-        let before = pids.map(rss_kib);
+        let before = pids.map(our_rss_kib);
         let held = idle(fwd_echo.addr, s.idle_sessions);
         std::thread::sleep(s.idle_hold); // holding the sessions is the measurement
-        let during = pids.map(rss_kib);
+        let during = pids.map(our_rss_kib);
         let all_echo = held.iter().all(echo_once);
         for (i, end) in ["gate KiB/session", "forward KiB/tunnel"]
             .into_iter()
@@ -394,14 +394,15 @@ fn main() {
         let during = pids.map(rss_kib);
         let all_echo = held.iter().all(echo_once);
         drop(held);
-        let per = |i: usize| during[i].saturating_sub(before[i]) as f64 / s.idle_sessions as f64;
         for (i, end) in ["server", "client"].into_iter().enumerate() {
-            let mut row = Row::lower(
-                &format!("vs {name}: idle KiB/session ({end})"),
-                direct_idle[i].unwrap_or(f64::NAN),
-                per(i),
-                name,
-            );
+            let case = format!("vs {name}: idle KiB/session ({end})");
+            let ours = direct_idle[i].unwrap_or(f64::NAN);
+            let (Some(before), Some(during)) = (before[i], during[i]) else {
+                rows.push(Row::failed(&case, ours, name, "its process exited"));
+                continue;
+            };
+            let per = during.saturating_sub(before) as f64 / s.idle_sessions as f64;
+            let mut row = Row::lower(&case, ours, per, name);
             row.note = if all_echo {
                 format!("{name}: all echo")
             } else {
@@ -459,7 +460,9 @@ fn try_bulk(addr: SocketAddr, total: u64, streams: usize, way: Way) -> Result<f6
     let workers: Vec<_> = (0..streams)
         .map(|_| {
             std::thread::spawn(move || -> std::io::Result<()> {
-                let mut s = TcpStream::connect(addr)?;
+                // Only the read timeout below is a stall; a connect that times out says so.
+                let mut s = TcpStream::connect(addr)
+                    .map_err(|e| std::io::Error::other(format!("connecting: {e}")))?;
                 let _ = s.set_nodelay(true);
                 s.set_read_timeout(Some(Duration::from_secs(60)))?;
                 let header = match way {
@@ -1029,14 +1032,15 @@ impl Look {
             cpu: pids.iter().map(|&pid| cpu_secs(pid)).sum(),
             threads: pids.map(|pid| {
                 let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+                // A thread that exits while it is looked at is left out, not counted as 0
+                // (which would take its history off the next difference).
                 tasks
                     .flatten()
-                    .map(|task| {
-                        let status =
-                            std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-                        let count = status_field(&status, "voluntary_ctxt_switches:")
-                            + status_field(&status, "nonvoluntary_ctxt_switches:");
-                        (task.file_name(), count)
+                    .filter_map(|task| {
+                        let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+                        let count = status_field(&status, "voluntary_ctxt_switches:")?
+                            + status_field(&status, "nonvoluntary_ctxt_switches:")?;
+                        Some((task.file_name(), count))
                     })
                     .collect()
             }),
@@ -1066,18 +1070,23 @@ impl Usage {
     }
 }
 
-/// A number in a /proc status file's line `name` (its unit, if any, dropped); 0 if absent.
-fn status_field(status: &str, name: &str) -> f64 {
+/// A number in a /proc status file's line `name` (its unit, if any, dropped).
+fn status_field(status: &str, name: &str) -> Option<f64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status_field(&status, "VmRSS:") as u64
+/// A process's resident memory; `None` once it has exited (a zombie has no VmRSS line).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field(&status, "VmRSS:").map(|kib| kib as u64)
+}
+
+/// [`rss_kib`] of arcgate's own processes, which must be running.
+fn our_rss_kib(pid: u32) -> u64 {
+    rss_kib(pid).unwrap_or_else(|| panic!("arcgate process {pid} exited during the bench"))
 }
 
 struct Server(TcpListener);

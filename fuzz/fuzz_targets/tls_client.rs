@@ -1,8 +1,12 @@
 //! The clients' TLS stream (`ClientTls`, used by `connect`, `forward` and the relayed gate's
 //! dial-out) fed arbitrary server bytes, delivered in pieces of a size the first byte chooses
-//! (see `peer.rs`). Certificates are not checked (`--insecure`'s configuration), so input
-//! can go past the server's certificate to the rest of its flight. Invariants: no panic, no
-//! hang: every connection ends, with an error unless it was a clean TLS session.
+//! (see `peer.rs`). Certificates are not checked (`--insecure`'s configuration). What it
+//! reaches: the handshake's plaintext part (ServerHello, HelloRetryRequest, TLS 1.2's
+//! Certificate, alerts, record framing) and how the stream ends on each failure. Not past
+//! it: the client's random and key share are fresh each run, so a recorded flight cannot
+//! decrypt (TLS 1.3) or verify (TLS 1.2's signed key exchange), and the stream's reads after
+//! a handshake are covered by `transport::server_tls::tests` instead. Invariants: no panic,
+//! no hang: every connection ends, with an error unless it was a clean TLS session.
 #![no_main]
 
 mod peer;

@@ -95,7 +95,7 @@ pub(crate) struct Tunnel {
 pub(crate) struct Dialer {
     tls: Arc<rustls::ClientConfig>,
     proxy: Option<Proxy>,
-    /// The gate's addresses as last resolved, shared by this dialer's clones.
+    /// The addresses the names it dials resolved to, shared by this dialer's clones.
     resolved: Arc<Resolved>,
     timeout: Duration,
     /// The flag that adds a CA, for the hint when a certificate is not trusted.
@@ -173,26 +173,38 @@ impl Dialer {
             ca_flag: self.ca_flag,
             answer_wait: self.answer_wait,
         };
-        let tcp = phase.tcp(self.proxy.as_ref(), &self.resolved).await?;
-        let tls = phase.tls(self.tls.clone(), tcp).await?;
-        phase.upgrade(tls, token).await
+        let (tcp, trial) = phase.tcp(self.proxy.as_ref(), &self.resolved).await?;
+        let dialled = match phase.tls(self.tls.clone(), tcp).await {
+            Ok(tls) => phase.upgrade(tls, token).await,
+            Err(e) => Err(e),
+        };
+        // Addresses that led to something other than a gate's answer (TLS failed, the
+        // upgrade was not answered) are forgotten with `trial`: the name may have moved to
+        // another host while its old address still accepts connections.
+        if let (Some(trial), Ok(_) | Err(DialError::Refused { .. })) = (trial, &dialled) {
+            trial.answered();
+        }
+        dialled
     }
 }
 
 /// How long a name's addresses are reused before it is resolved again.
 const RESOLVED_FRESH: Duration = Duration::from_secs(10);
 
-/// How many names a dialer keeps addresses for: a relayed gate dials its relay's name and,
-/// through a proxy or not, rarely more; the oldest is dropped first.
+/// How many names a dialer keeps addresses for: a client dials one gate or relay, a relayed
+/// gate its relay, rarely more; the oldest is dropped first.
 const RESOLVED_NAMES: usize = 4;
 
 /// The addresses gate names resolved to, reused for [`RESOLVED_FRESH`]: `forward` opens a
 /// tunnel per local connection, and each resolution is a hand-off to tokio's blocking pool and
 /// back, two thread switches of the seventeen a new tunnel costs here (strace, bench).
 ///
-/// Kept addresses are only a shortcut, never a reason to fail: a dial that cannot connect to
-/// them, or is given up on while it tries (a deadline, an address that drops SYNs), forgets
-/// them, and one that cannot connect resolves the name again at once.
+/// Kept addresses are only a shortcut, never a reason to fail for more than one dial: a dial
+/// that cannot connect to them, or is given up on while it tries (a deadline, an address that
+/// drops SYNs), forgets them, and one that cannot connect resolves the name again at once;
+/// addresses that connect but do not lead to a gate's answer (the name moved and something
+/// else listens at the old address) are forgotten too, so the next dial resolves again. Dials
+/// through a proxy do not use them: the proxy resolves.
 #[derive(Debug, Default)]
 struct Resolved(std::sync::Mutex<Vec<ResolvedName>>);
 
@@ -206,27 +218,38 @@ struct ResolvedName {
 
 impl Resolved {
     /// Connects to `host`:`port` through its fresh addresses if it has any, else (or when they
-    /// do not connect) through what it resolves to now.
-    async fn connect(&self, host: &str, port: u16) -> std::io::Result<TcpStream> {
+    /// do not connect) through what it resolves to now. The addresses used stay kept only if
+    /// the [`Trial`] returned is [answered](Trial::answered).
+    async fn connect(&self, host: &str, port: u16) -> std::io::Result<(TcpStream, Trial<'_>)> {
         if let Some(kept) = self.fresh(host, port) {
-            let mut trial = Trial {
+            let addresses = kept.addresses.clone();
+            let trial = Trial {
                 resolved: self,
-                kept: Some(&kept),
+                kept: Some(kept),
             };
-            if let Ok(tcp) = TcpStream::connect(&kept.addresses[..]).await {
-                trial.kept = None;
-                return Ok(tcp);
+            if let Ok(tcp) = TcpStream::connect(&addresses[..]).await {
+                return Ok((tcp, trial));
             }
         }
         let addresses: Arc<[_]> = tokio::net::lookup_host((host, port)).await?.collect();
+        // Stamped when resolved: reused for RESOLVED_FRESH from the answer, not from whenever
+        // the connect got through.
+        let at = Instant::now();
         let tcp = TcpStream::connect(&addresses[..]).await?;
-        self.keep(ResolvedName {
+        let name = ResolvedName {
             host: host.to_string(),
             port,
             addresses,
-            at: Instant::now(),
-        });
-        Ok(tcp)
+            at,
+        };
+        self.keep(name.clone());
+        Ok((
+            tcp,
+            Trial {
+                resolved: self,
+                kept: Some(name),
+            },
+        ))
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, Vec<ResolvedName>> {
@@ -250,16 +273,23 @@ impl Resolved {
     }
 }
 
-/// Forgets the addresses a dial is trying when it ends without connecting through them,
+/// Forgets the addresses a dial is trying when it ends without a gate's answer through them,
 /// whether it failed or was dropped mid-way; a newer resolution of the name is left alone.
 struct Trial<'a> {
     resolved: &'a Resolved,
-    kept: Option<&'a ResolvedName>,
+    kept: Option<ResolvedName>,
+}
+
+impl Trial<'_> {
+    /// A gate answered through these addresses: they stay kept.
+    fn answered(mut self) {
+        self.kept = None;
+    }
 }
 
 impl Drop for Trial<'_> {
     fn drop(&mut self) {
-        if let Some(tried) = self.kept {
+        if let Some(tried) = &self.kept {
             self.resolved
                 .names()
                 .retain(|k| !(k.host == tried.host && k.port == tried.port && k.at == tried.at));
@@ -316,13 +346,15 @@ impl Phases<'_> {
         ))
     }
 
-    async fn tcp(
+    /// The TCP connection, and when it went to kept or resolved addresses (not through a
+    /// proxy), the trial that keeps them if the dial gets an answer.
+    async fn tcp<'r>(
         &self,
         proxy: Option<&Proxy>,
-        resolved: &Resolved,
-    ) -> Result<TcpStream, DialError> {
+        resolved: &'r Resolved,
+    ) -> Result<(TcpStream, Option<Trial<'r>>), DialError> {
         let (host, port) = (self.to.host.as_str(), self.to.port);
-        let tcp = match proxy.filter(|p| p.applies_to(host)) {
+        let (tcp, trial) = match proxy.filter(|p| p.applies_to(host)) {
             Some(proxy) => within(
                 "connecting through the proxy",
                 self.left(),
@@ -330,14 +362,16 @@ impl Phases<'_> {
             )
             .await
             .map_err(|t| self.timed_out(t))?
+            .map(|tcp| (tcp, None))
             .map_err(|e| self.network(e))?,
             None => within("connecting", self.left(), resolved.connect(host, port))
                 .await
                 .map_err(|t| self.timed_out(t))?
+                .map(|(tcp, trial)| (tcp, Some(trial)))
                 .map_err(|e| self.network(e))?,
         };
         let _ = tcp.set_nodelay(true);
-        Ok(tcp)
+        Ok((tcp, trial))
     }
 
     async fn tls(
@@ -587,13 +621,18 @@ mod tests {
         });
     }
 
+    /// A connect that a gate answered through.
+    fn answered(connected: std::io::Result<(TcpStream, Trial<'_>)>) {
+        connected.expect("connected").1.answered();
+    }
+
     #[tokio::test]
     async fn a_resolved_name_is_reused_while_fresh_and_forgotten_when_it_fails() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let resolved = Resolved::default();
         assert!(resolved.fresh("localhost", port).is_none());
-        resolved.connect("localhost", port).await.unwrap();
+        answered(resolved.connect("localhost", port).await);
         let kept = resolved
             .fresh("localhost", port)
             .expect("kept after it worked");
@@ -617,7 +656,7 @@ mod tests {
         assert!(resolved.fresh("localhost", port).is_some());
         put(&resolved, "localhost", port, &addresses, RESOLVED_FRESH);
         assert!(resolved.fresh("localhost", port).is_none());
-        resolved.connect("localhost", port).await.unwrap();
+        answered(resolved.connect("localhost", port).await);
         assert!(resolved.fresh("localhost", port).is_some());
         // Nothing listens any more: the failure forgets the addresses.
         drop(listener);
@@ -636,10 +675,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let resolved = Resolved::default();
         put(&resolved, "127.0.0.1", port, &[gone], Duration::ZERO);
-        resolved
+        let (_tcp, trial) = resolved
             .connect("127.0.0.1", port)
             .await
             .expect("resolved again after the kept address failed");
+        trial.answered();
         let now = resolved
             .fresh("127.0.0.1", port)
             .expect("the new addresses kept");
@@ -654,7 +694,11 @@ mod tests {
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let full = socket.listen(0).unwrap();
         let hang = full.local_addr().unwrap();
-        let _queued = TcpStream::connect(hang).await.unwrap();
+        // The one connection the queue takes (Linux takes one more than the backlog given).
+        let _queued = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(hang))
+            .await
+            .expect("a listen(0) queue takes one connection")
+            .unwrap();
         let resolved = Resolved::default();
         put(&resolved, "gate.example", 443, &[hang], Duration::ZERO);
         let dial = tokio::time::timeout(
@@ -666,6 +710,48 @@ mod tests {
             resolved.fresh("gate.example", 443).is_none(),
             "the next dial resolves again instead of hanging on the same address"
         );
+    }
+
+    #[tokio::test]
+    async fn kept_addresses_that_lead_to_no_gate_are_forgotten() {
+        // The gate's name moved, and something else at its old address accepts connections
+        // and closes them: the dial fails in TLS, and the next one must resolve again rather
+        // than fail the same way until the addresses go stale.
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let old = other.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            loop {
+                let _ = other.accept().await;
+            }
+        });
+        let trust = ClientTrust {
+            ca_files: Vec::new(),
+            insecure: true,
+            ca_flag: "--ca",
+        };
+        let dialer = Dialer::new(&trust, None, Duration::from_secs(10)).unwrap();
+        put(
+            &dialer.resolved,
+            "gate.example",
+            443,
+            &[old],
+            Duration::ZERO,
+        );
+        let to = Endpoint {
+            host: "gate.example".into(),
+            port: 443,
+            path_and_query: "/".into(),
+        };
+        let failed = dialer.open(&to, Credentials::NONE).await.unwrap_err();
+        assert!(
+            failed.to_string().contains("TLS handshake"),
+            "failed in TLS: {failed}"
+        );
+        assert!(
+            dialer.resolved.fresh("gate.example", 443).is_none(),
+            "the addresses that led to no gate are forgotten"
+        );
+        accepting.abort();
     }
 
     #[test]
