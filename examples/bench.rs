@@ -161,20 +161,10 @@ fn main() {
             .into_iter()
             .enumerate()
         {
-            let per = (during[i].saturating_sub(before[i])) as f64 / s.idle_sessions as f64;
-            direct_idle[i] = Some(per);
-            rows.push(Row {
-                case: format!("{} idle sessions: {end}", s.idle_sessions),
-                figure: per,
-                baseline: before[i] as f64,
-                baseline_name: "RSS before (KiB)".into(),
-                ratio: None,
-                note: if all_echo {
-                    "all echo".into()
-                } else {
-                    "SOME FAILED".into()
-                },
-            });
+            let case = format!("{} idle sessions: {end}", s.idle_sessions);
+            let row = Row::memory(&case, before[i], during[i], s.idle_sessions, all_echo);
+            direct_idle[i] = Some(row.figure);
+            rows.push(row);
         }
     }
 
@@ -272,6 +262,21 @@ fn main() {
             via50,
             "direct mode",
         ));
+        if run("idle") {
+            // Idle relayed sessions: what each holds in the relayed gate and in the relay.
+            let n = s.idle_sessions / 5;
+            let pids = [relayed.pid(), relay.pid()];
+            let before = pids.map(our_rss_kib);
+            let held = idle(rfwd_echo.addr, n);
+            std::thread::sleep(s.idle_hold);
+            let during = pids.map(our_rss_kib);
+            let all_echo = held.iter().all(echo_once);
+            drop(held);
+            for (i, end) in ["relayed gate", "relay"].into_iter().enumerate() {
+                let case = format!("relay: {n} idle sessions: {end} KiB/session");
+                rows.push(Row::memory(&case, before[i], during[i], n, all_echo));
+            }
+        }
         drop((rfwd_sink, rfwd_echo, relayed, relay));
     }
 
@@ -665,6 +670,23 @@ impl Row {
     /// A figure where less is better: ratio = figure / baseline (above 1 is slower).
     fn lower(case: &str, figure: f64, baseline: f64, baseline_name: &str) -> Row {
         Row::higher(case, figure, baseline, baseline_name)
+    }
+
+    /// Memory per session of a process that went from `before` to `during` KiB while it
+    /// held `n` idle sessions.
+    fn memory(case: &str, before: u64, during: u64, n: usize, all_echo: bool) -> Row {
+        Row {
+            case: case.into(),
+            figure: during.saturating_sub(before) as f64 / n as f64,
+            baseline: before as f64,
+            baseline_name: "RSS before (KiB)".into(),
+            ratio: None,
+            note: if all_echo {
+                "all echo".into()
+            } else {
+                "SOME FAILED".into()
+            },
+        }
     }
 
     /// A case the baseline (a peer) could not do: arcgate's figure, no ratio, and why.

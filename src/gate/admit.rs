@@ -22,6 +22,7 @@ use crate::gate::approvals::{Asking, Outcome};
 use crate::gate::audit;
 use crate::gate::metrics::DecisionLabels;
 use crate::gate::refusal::Refusal;
+use crate::gate::session::SessionMeta;
 use crate::gate::sessions::{LiveSession, Slot};
 use crate::hc::answer::switching_protocols;
 use crate::hc::request;
@@ -375,17 +376,18 @@ impl Gate {
             Ok(a) => a,
         };
         let response = switching_protocols(&request.ws_key);
-        // Taken before the task, so that the task holds the pending upgrade, not the request.
+        // Taken before the task, so that the task holds the pending upgrade and what its
+        // records name, not the request.
         let upgrade = hyper::upgrade::on(Request::from_parts(head, body));
-        let gate = self.clone();
+        let meta = SessionMeta {
+            id: request.id,
+            name: request.name,
+            port: request.port,
+        };
         tokio::spawn(
-            async move {
-                match upgrade.await {
-                    Ok(upgraded) => gate.session(upgraded, request, admitted).await,
-                    Err(e) => tracing::warn!(error = %e, "upgrade failed after 101"),
-                }
-            }
-            .instrument(tracing::Span::current()),
+            self.clone()
+                .session(upgrade, meta, admitted)
+                .instrument(tracing::Span::current()),
         );
         response
     }

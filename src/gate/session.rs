@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::config::{Config, Port};
 use crate::gate::Gate;
 use crate::gate::admit::Admitted;
 use crate::gate::audit;
-use crate::hc::request::ConnectRequest;
 use crate::policy::{self, Candidate, Denied, Permit};
 use crate::token::{Grant, KeySet};
 use crate::transport::bridge::{self, BridgeConfig, ClosedBy, Stop};
@@ -29,17 +28,22 @@ pub(crate) struct SessionMeta {
 }
 
 impl Gate {
-    /// A direct session after `101`: the upgraded stream, bridged.
+    /// A direct session: once the `101` has gone, the upgraded stream, bridged. Spawned as
+    /// the session's task itself, taking the pending upgrade rather than awaiting it in a
+    /// block around this: an async function keeps room for its arguments for its whole life,
+    /// so each layer around the bridge holds its own copy of what it passed on.
     pub(crate) async fn session(
         self: Arc<Self>,
-        upgraded: Upgraded,
-        request: ConnectRequest,
+        upgrade: OnUpgrade,
+        meta: SessionMeta,
         admitted: Admitted,
     ) {
-        let meta = SessionMeta {
-            id: request.id,
-            name: request.name,
-            port: request.port,
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::warn!(error = %e, "upgrade failed after 101");
+                return;
+            }
         };
         let cfg = &self.opts.bridge;
         match serve::take_stream(upgraded) {
@@ -56,15 +60,21 @@ impl Gate {
 
     /// Bridges an admitted session to its dialled service until it ends, then records the
     /// end. Direct and relayed sessions both end here.
-    pub(crate) async fn bridge_session<S>(
-        &self,
+    ///
+    /// Not an async function: what it is given is taken apart here, before the session's
+    /// long wait, so that the future it returns holds only the parts the bridge and the end
+    /// record need, not `admitted` whole beside them (an idle session's task is most of its
+    /// memory, and jemalloc rounds it up to a size class).
+    pub(crate) fn bridge_session<'a, S>(
+        &'a self,
         io: S,
-        leftover: &[u8],
-        cfg: &BridgeConfig,
+        leftover: &'a [u8],
+        cfg: &'a BridgeConfig,
         meta: SessionMeta,
         admitted: Admitted,
-    ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    ) -> impl Future<Output = ()> + use<'a, S>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'a,
     {
         let Admitted {
             permit,
@@ -75,44 +85,48 @@ impl Gate {
         } = admitted;
         let started = Instant::now();
         let live = slot.session().clone();
-        let counters = &live.counters;
         let _ = service.set_nodelay(true);
         let (service_r, service_w) = service.into_split();
         // Boxed: by value, its 376 bytes were stored twice more in the session's task, which
         // put the task in the allocator's 4 KiB size class instead of 3 KiB (-Zprint-type-sizes).
         let stop = Box::pin(self.stop_signal(permit, grant, live.peer.ip(), live.started));
-        let outcome = bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;
-        let (closed_by, reason) = match &outcome.closed_by {
-            ClosedBy::Peer => ("client", String::new()),
-            ClosedBy::Local => ("service", String::new()),
-            ClosedBy::Stopped(Stop::Revoked { why, .. }) => ("policy", why.clone()),
-            ClosedBy::Stopped(Stop::Shutdown | Stop::Exiting) => {
-                ("gate", "gate shutting down".to_string())
-            }
-            ClosedBy::PingTimeout => ("gate", "client missed pings".to_string()),
-            ClosedBy::IdleTimeout => ("gate", "idle timeout".to_string()),
-            ClosedBy::PeerError(e) => ("gate", format!("client protocol error: {e}")),
-            ClosedBy::ConnectionLost(e) => ("client", format!("connection lost: {e}")),
-            ClosedBy::LocalError(e) => ("service", format!("service connection failed: {e}")),
-        };
-        // The slot goes first: once the end is recorded, the session is out of every listing.
-        drop(slot);
-        self.audit.session_end(&audit::SessionEnd {
-            subject: audit::Subject {
-                session: &meta.id,
-                peer: live.peer.to_string(),
-                name: &meta.name,
-                port: meta.port.get(),
-                key: &key,
-            },
-            bytes_from_client: counters.from_peer.load(Ordering::Relaxed),
-            bytes_to_client: counters.to_peer.load(Ordering::Relaxed),
-            duration_ms: started.elapsed().as_millis() as u64,
-            closed_by,
-            close_sent: outcome.sent,
-            close_received: outcome.received.as_ref().map(|c| c.code),
-            reason: &reason,
-        });
+        async move {
+            let counters = &live.counters;
+            let outcome =
+                bridge::run(io, leftover, service_r, service_w, cfg, stop, counters).await;
+            let (closed_by, reason) = match &outcome.closed_by {
+                ClosedBy::Peer => ("client", String::new()),
+                ClosedBy::Local => ("service", String::new()),
+                ClosedBy::Stopped(Stop::Revoked { why, .. }) => ("policy", why.clone()),
+                ClosedBy::Stopped(Stop::Shutdown | Stop::Exiting) => {
+                    ("gate", "gate shutting down".to_string())
+                }
+                ClosedBy::PingTimeout => ("gate", "client missed pings".to_string()),
+                ClosedBy::IdleTimeout => ("gate", "idle timeout".to_string()),
+                ClosedBy::PeerError(e) => ("gate", format!("client protocol error: {e}")),
+                ClosedBy::ConnectionLost(e) => ("client", format!("connection lost: {e}")),
+                ClosedBy::LocalError(e) => ("service", format!("service connection failed: {e}")),
+            };
+            // The slot goes first: once the end is recorded, the session is out of every
+            // listing.
+            drop(slot);
+            self.audit.session_end(&audit::SessionEnd {
+                subject: audit::Subject {
+                    session: &meta.id,
+                    peer: live.peer.to_string(),
+                    name: &meta.name,
+                    port: meta.port.get(),
+                    key: &key,
+                },
+                bytes_from_client: counters.from_peer.load(Ordering::Relaxed),
+                bytes_to_client: counters.to_peer.load(Ordering::Relaxed),
+                duration_ms: started.elapsed().as_millis() as u64,
+                closed_by,
+                close_sent: outcome.sent,
+                close_received: outcome.received.as_ref().map(|c| c.code),
+                reason: &reason,
+            });
+        }
     }
 
     /// Resolves when the session must end: the gate stops, or the policy no longer allows it
