@@ -39,14 +39,16 @@ pub struct JoinLimits {
 /// listener's Close is answered within 5 s (`CLOSE_GRACE`) or the join ends. When `revoked`
 /// resolves first, each side is sent a 1008 Close with its reason once the frame in flight
 /// is through (all within the same 5 s). Payload bytes are counted on `counted` (a to b,
-/// b to a).
+/// b to a). `revoked` is `Unpin` (the caller boxes it once): an async function keeps room
+/// for its arguments for its whole life, so a future given by value would be held twice
+/// in every relayed session, once as given and once pinned.
 pub async fn join<A, B>(
     a: A,
     a_leftover: &[u8],
     b: B,
     b_leftover: &[u8],
     limits: JoinLimits,
-    revoked: impl Future<Output = String>,
+    mut revoked: impl Future<Output = String> + Unpin,
     counted: (Counter, Counter),
 ) where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -55,20 +57,21 @@ pub async fn join<A, B>(
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let (stop, stopped) = watch::channel(None::<String>);
-    let to_listener = pump(
+    // Pinned here, and the block below borrows them: moved into it, each would be held
+    // twice, as the block's capture and as its pinned local.
+    let mut to_listener = std::pin::pin!(pump(
         reader(ar, a_leftover, limits),
         writer(bw, limits),
         stopped.clone(),
         counted.0,
-    );
-    let to_sender = pump(
+    ));
+    let mut to_sender = std::pin::pin!(pump(
         reader(br, b_leftover, limits),
         writer(aw, limits),
         stopped,
         counted.1,
-    );
+    ));
     let pumps = async {
-        tokio::pin!(to_listener, to_sender);
         // A direction that fails ends both.
         tokio::select! {
             closed = &mut to_listener => if closed { to_sender.await; },
@@ -77,7 +80,7 @@ pub async fn join<A, B>(
             },
         }
     };
-    tokio::pin!(pumps, revoked);
+    tokio::pin!(pumps);
     tokio::select! {
         // Checked first: a session whose key is already withdrawn relays nothing more.
         biased;
@@ -183,6 +186,7 @@ mod tests {
             max_frame: 1 << 20,
             stall: Duration::from_secs(10),
         };
+        let revoked = Box::pin(revoked);
         tokio::spawn(async move { join(a, &[], b, &[], limits, revoked, Default::default()).await })
     }
 

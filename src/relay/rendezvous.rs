@@ -136,13 +136,17 @@ impl Relay {
             self.revoked(grant, Some(port)),
             self.revoked(chosen.grant.clone(), None),
         );
-        let revoked = async move {
-            tokio::select! {
+        let name = hc.name.clone();
+        // Boxed once: by value it would be held again by each layer it passes through
+        // (this task, the join), for the session's whole life.
+        let revoked = Box::pin(async move {
+            let why = tokio::select! {
                 why = sender_key => why,
                 why = listener_key => format!("the listener's {why}"),
-            }
-        };
-        let name = hc.name.clone();
+            };
+            tracing::info!(target: "arcgate::audit", name = %name, reason = %why, "relayed session closed by the keys file");
+            why
+        });
         tokio::spawn(
             async move {
                 let (Ok(listener_side), Ok(sender_side)) =
@@ -152,11 +156,6 @@ impl Relay {
                 };
                 let (a, a_leftover) = upgraded(sender_side);
                 let (b, b_leftover) = upgraded(listener_side);
-                let revoked = async move {
-                    let why = revoked.await;
-                    tracing::info!(target: "arcgate::audit", name = %name, reason = %why, "relayed session closed by the keys file");
-                    why
-                };
                 join(a, &a_leftover, b, &b_leftover, limits, revoked, counted).await;
                 drop((place, accepted.place));
             }
