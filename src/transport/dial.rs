@@ -203,8 +203,10 @@ const RESOLVED_NAMES: usize = 4;
 /// that cannot connect to them, or is given up on while it tries (a deadline, an address that
 /// drops SYNs), forgets them, and one that cannot connect resolves the name again at once;
 /// addresses that connect but do not lead to a gate's answer (the name moved and something
-/// else listens at the old address) are forgotten too, so the next dial resolves again. Dials
-/// through a proxy do not use them: the proxy resolves.
+/// else listens at the old address) are forgotten too, so the next dial resolves again: an
+/// answer is a `101` or any refusal, which a verified certificate says came from the gate
+/// (under `--insecure`, from whatever answers HTTPS there). Dials through a proxy do not use
+/// them: the proxy resolves.
 #[derive(Debug, Default)]
 struct Resolved(std::sync::Mutex<Vec<ResolvedName>>);
 
@@ -752,6 +754,59 @@ mod tests {
             "the addresses that led to no gate are forgotten"
         );
         accepting.abort();
+    }
+
+    #[tokio::test]
+    async fn kept_addresses_stay_kept_when_a_gate_answers_even_with_a_refusal() {
+        use crate::transport::server_tls::tests::{dev_cert_store, dev_dir};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let config = tls::server_config(Arc::new(dev_cert_store()));
+        let gate = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = tls::accept(&config, tcp).await.unwrap();
+            let (mut head, mut piece) = (Vec::new(), [0u8; 1024]);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tls.read(&mut piece).await.unwrap();
+                assert!(n > 0, "the request head came whole");
+                head.extend_from_slice(&piece[..n]);
+            }
+            tls.write_all(b"HTTP/1.1 403 connection not allowed\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            tls.flush().await.unwrap();
+            // Open until the client has read the answer and gone.
+            let _ = tls.read(&mut piece).await;
+        });
+        let trust = ClientTrust {
+            ca_files: vec![dev_dir().join("ca.pem")],
+            insecure: false,
+            ca_flag: "--ca",
+        };
+        let dialer = Dialer::new(&trust, None, Duration::from_secs(10)).unwrap();
+        put(
+            &dialer.resolved,
+            "localhost",
+            at.port(),
+            &[at],
+            Duration::ZERO,
+        );
+        let to = Endpoint {
+            host: "localhost".into(),
+            port: at.port(),
+            path_and_query: "/".into(),
+        };
+        let refused = dialer.open(&to, Credentials::NONE).await.unwrap_err();
+        assert!(
+            matches!(refused, DialError::Refused { status: 403, .. }),
+            "the gate refused: {refused}"
+        );
+        assert!(
+            dialer.resolved.fresh("localhost", at.port()).is_some(),
+            "a gate answered through the kept addresses: they stay kept"
+        );
+        gate.abort();
     }
 
     #[test]

@@ -736,12 +736,12 @@ pub(crate) mod tests {
         tls_pair_with(None, None).await
     }
 
-    fn dev_dir() -> std::path::PathBuf {
+    pub(crate) fn dev_dir() -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev")
     }
 
     /// The committed development certificate and key.
-    fn dev_cert_store() -> crate::transport::tls::CertStore {
+    pub(crate) fn dev_cert_store() -> crate::transport::tls::CertStore {
         let dev = dev_dir();
         crate::transport::tls::CertStore::load(&dev.join("server.pem"), &dev.join("server-key.pem"))
             .unwrap()
