@@ -152,11 +152,10 @@ fn main() {
         let token = gate.token_file(&arcgate);
         let fwd_echo = Proc::forward(&arcgate, &gate.url(), echo.port(), &token);
         let pids = [gate.pid(), fwd_echo.pid()];
-        let before = pids.map(our_rss_kib);
-        let held = idle(fwd_echo.addr, s.idle_sessions);
-        std::thread::sleep(s.idle_hold); // holding the sessions is the measurement
-        let during = pids.map(our_rss_kib);
-        let all_echo = held.iter().all(echo_once);
+        let (before, during, all_echo) =
+            hold_idle(fwd_echo.addr, s.idle_sessions, s.idle_hold, || {
+                pids.map(our_rss_kib)
+            });
         for (i, end) in ["gate KiB/session", "forward KiB/tunnel"]
             .into_iter()
             .enumerate()
@@ -232,12 +231,8 @@ fn main() {
         if run("idle") {
             let n = s.idle_sessions / 5;
             let pids = [relayed.pid(), relay.pid()];
-            let before = pids.map(our_rss_kib);
-            let held = idle(rfwd_echo.addr, n);
-            std::thread::sleep(s.idle_hold);
-            let during = pids.map(our_rss_kib);
-            let all_echo = held.iter().all(echo_once);
-            drop(held);
+            let (before, during, all_echo) =
+                hold_idle(rfwd_echo.addr, n, s.idle_hold, || pids.map(our_rss_kib));
             for (i, end) in ["relayed gate", "relay"].into_iter().enumerate() {
                 let case = format!("relay: {n} idle sessions: {end} KiB/session");
                 idle_rows.push(Row::memory(&case, before[i], during[i], n, all_echo));
@@ -397,12 +392,9 @@ fn main() {
             continue;
         }
         let pids = [peer.echo_server_pid(), peer.echo_client_pid()];
-        let before = pids.map(rss_kib);
-        let held = idle(peer.echo, s.idle_sessions);
-        std::thread::sleep(s.idle_hold);
-        let during = pids.map(rss_kib);
-        let all_echo = held.iter().all(echo_once);
-        drop(held);
+        let (before, during, all_echo) = hold_idle(peer.echo, s.idle_sessions, s.idle_hold, || {
+            pids.map(rss_kib)
+        });
         for (i, end) in ["server", "client"].into_iter().enumerate() {
             let case = format!("vs {name}: idle KiB/session ({end})");
             let ours = direct_idle[i].unwrap_or(f64::NAN);
@@ -568,6 +560,23 @@ fn idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
             s
         })
         .collect()
+}
+
+/// Opens `n` idle sessions through `addr` and holds them for `hold` (holding them is the
+/// measurement): what `look` saw before and while they were held, and whether each still
+/// echoed at the end.
+fn hold_idle<T>(
+    addr: SocketAddr,
+    n: usize,
+    hold: Duration,
+    look: impl Fn() -> [T; 2],
+) -> ([T; 2], [T; 2], bool) {
+    let before = look();
+    let held = idle(addr, n);
+    std::thread::sleep(hold);
+    let during = look();
+    let all_echo = held.iter().all(echo_once);
+    (before, during, all_echo)
 }
 
 fn echo_once(mut s: &TcpStream) -> bool {
